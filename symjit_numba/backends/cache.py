@@ -1,0 +1,140 @@
+"""Generated kernel modules on disk, so a warm process needs neither SymPy nor numba's compiler.
+
+Layout of ``settings.cache_dir``::
+
+    v<version>/plans/<plan digest>.json    which module a layer's unique formulas compile to
+    v<version>/kernels/k_<digest>.py       the generated module (digest = hash of its text)
+    v<version>/kernels/__pycache__/        numba's own cache (``cache=True``) of compiled kernels
+
+Files are written to a temporary name and renamed into place, so two processes filling the same
+cache never see half a file. A module whose text no longer matches its digest, a plan that does
+not parse, or numba index files that fail to load are treated as missing and rebuilt.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import importlib.util
+import json
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+from .. import __version__
+from ..codegen.source import KernelSource
+from ..formulas.resolve import LayerPlan
+from ..settings import settings
+
+__all__ = ["load_kernel_module", "plan_digest"]
+
+_loaded: dict[str, ModuleType] = {}  # plan digest -> module, so equal layers share kernels in a process
+_lock = threading.Lock()
+_scratch_dir: Path | None = None
+
+
+def plan_digest(plan: LayerPlan, target: str, layout: str) -> str:
+    """A name for everything that determines a layer's kernel module."""
+    identity = [__version__, target, layout, plan.mode, [[k.text, list(k.constants)] for k in plan.formulas]]
+    return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _numba_cache_is_readable(module_path: Path) -> bool:
+    """False if any of numba's cache files for this module fails to unpickle (numba would crash)."""
+    cache = module_path.parent / "__pycache__"
+    for index in cache.glob(f"{module_path.stem}.*.nbi"):
+        try:
+            with open(index, "rb") as handle:
+                pickle.load(handle)
+                pickle.loads(handle.read())
+            for data in cache.glob(f"{index.name.rsplit('.', 2)[0]}.*.nbc"):
+                pickle.loads(data.read_bytes())
+        except Exception:  # noqa: BLE001 - any failure means the file is unusable
+            return False
+    return True
+
+
+def _purge_numba_cache(module_path: Path) -> None:
+    for stale in (module_path.parent / "__pycache__").glob(f"{module_path.stem}.*"):
+        stale.unlink(missing_ok=True)
+
+
+def _import(path: Path) -> ModuleType:
+    name = f"symjit_numba_kernels_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    # numba's cache finds a function's module through sys.modules: register before executing.
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _kernel_dir() -> Path:
+    global _scratch_dir
+    if settings.use_kernel_cache:
+        return Path(settings.cache_dir) / f"v{__version__}" / "kernels"
+    if _scratch_dir is None:
+        _scratch_dir = Path(tempfile.mkdtemp(prefix="symjit_numba-"))
+        atexit.register(shutil.rmtree, _scratch_dir, ignore_errors=True)
+    return _scratch_dir
+
+
+def load_kernel_module(plan: LayerPlan, target: str, layout: str,
+                       generate: Callable[[], KernelSource]) -> tuple[ModuleType, str]:
+    """The kernel module for a layer, from memory, the disk cache, or ``generate()``.
+
+    Returns the module and its source text. ``generate`` (which needs SymPy) runs only on a miss.
+    """
+    key = plan_digest(plan, target, layout)
+    with _lock:
+        if key in _loaded:
+            module = _loaded[key]
+            return module, Path(module.__file__).read_text(encoding="utf-8")
+        kernels = _kernel_dir()
+        plan_file = kernels.parent / "plans" / f"{key}.json"
+        path = None
+        if settings.use_kernel_cache:
+            try:
+                candidate = kernels / json.loads(plan_file.read_text(encoding="utf-8"))["module"]
+                text = candidate.read_text(encoding="utf-8")
+                if candidate.stem == f"k_{hashlib.sha256(text.encode()).hexdigest()[:24]}":
+                    path = candidate
+            except (OSError, ValueError, KeyError, TypeError):
+                path = None
+        if path is None:
+            source = generate()
+            text = source.text
+            path = kernels / f"k_{source.digest}.py"
+            try:
+                current = path.read_text(encoding="utf-8")
+            except OSError:
+                current = None
+            if current != text:
+                _write_atomically(path, text)
+            if settings.use_kernel_cache:
+                _write_atomically(plan_file, json.dumps({"module": path.name}))
+        if not _numba_cache_is_readable(path):
+            _purge_numba_cache(path)
+        module = _import(path)
+        _loaded[key] = module
+        return module, text

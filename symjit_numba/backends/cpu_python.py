@@ -1,0 +1,81 @@
+"""CPU_PYTHON: ``sympy.lambdify`` to numpy. The reference every other backend is tested against.
+
+A heterogeneous layer is evaluated with one numpy call per unique formula over all of its nodes
+(rows in the node-major layout, columns in the batch-major one), with each node's constants
+broadcast along the batch. Functions numpy lacks come from :mod:`symjit_numba.mathlib.numpy_special`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..formulas.resolve import BuiltFormula, LayerPlan, build_formula
+from .kernels import Kernels, wrap_activation, wrap_loss
+
+__all__ = ["build"]
+
+METHOD = "CPU_PYTHON"
+
+
+def _lambdify(built: BuiltFormula) -> tuple[Callable, Callable]:
+    import sympy as sp
+
+    from ..functions import FUNCTIONS
+    from ..mathlib import numpy_special
+
+    special = {row.sympy.__name__: getattr(numpy_special, row.numpy.split(".", 1)[1])
+               for row in FUNCTIONS if row.numpy.startswith("special.")}
+    modules = [special, "numpy"]
+    arguments = [*built.variables, *built.constants]
+    return (sp.lambdify(arguments, built.expr, modules=modules, cse=True),
+            sp.lambdify(arguments, built.derivative, modules=modules, cse=True))
+
+
+def _node_selectors(plan: LayerPlan) -> list[tuple[int, np.ndarray]]:
+    ids = np.asarray(plan.func_ids)
+    return [(fid, np.flatnonzero(ids == fid)) for fid in range(len(plan.formulas))]
+
+
+def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
+    """Build CPU_PYTHON kernels for a resolved layer (see :mod:`symjit_numba.backends`)."""
+    functions = [_lambdify(build_formula(key, plan.mode)) for key in plan.formulas]
+    if plan.mode == "loss":
+        f, df = functions[0]
+        n_constants = len(plan.formulas[0].constants)
+
+        def run_loss(function: Callable) -> Callable[..., None]:
+            def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
+                with np.errstate(all="ignore"):
+                    out[...] = function(y_pred, y_true, *params[:n_constants])
+            return run
+
+        forward, backward = wrap_loss(plan, run_loss(f), run_loss(df))
+        return Kernels(METHOD, forward, backward)
+
+    selectors = _node_selectors(plan)
+    counts = [len(key.constants) for key in plan.formulas]
+    node_axis = 0 if layout == "node_major" else 1
+
+    def evaluate(which: int, z: np.ndarray, params: np.ndarray, offsets: np.ndarray, out: np.ndarray,
+                 err: np.ndarray | None) -> None:
+        with np.errstate(all="ignore"):
+            for fid, nodes in selectors:
+                if nodes.size == 0:
+                    continue
+                constants = [np.expand_dims(params[offsets[nodes] + i], 1 - node_axis) for i in range(counts[fid])]
+                values = functions[fid][which](np.take(z, nodes, axis=node_axis), *constants)
+                if err is not None:
+                    values = np.take(err, nodes, axis=node_axis) * values
+                index = (nodes, slice(None)) if node_axis == 0 else (slice(None), nodes)
+                out[index] = values
+
+    def run_forward(z: np.ndarray, a: np.ndarray, params: np.ndarray, offsets: np.ndarray) -> None:
+        evaluate(0, z, params, offsets, a, None)
+
+    def run_backward(z: np.ndarray, err: np.ndarray, delta: np.ndarray, params: np.ndarray, offsets: np.ndarray) -> None:
+        evaluate(1, z, params, offsets, delta, err)
+
+    forward, backward = wrap_activation(plan, layout, run_forward, run_backward)
+    return Kernels(METHOD, forward, backward)

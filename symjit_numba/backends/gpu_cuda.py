@@ -1,0 +1,142 @@
+"""GPU_CUDA: the generated kernel module compiled with ``numba.cuda.jit``.
+
+Install the CUDA extra (``pip install "symjit_numba[cuda]"``, NVIDIA's ``numba-cuda``). Without a GPU
+the tests run these kernels under numba's CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
+
+Arrays. CUDA arrays of any library that exposes ``__cuda_array_interface__`` (numba device arrays,
+CuPy, torch CUDA tensors) are used in place, without copies. numpy arrays are accepted too: inputs
+are copied to the GPU and the output is copied back before the kernel call returns.
+
+Streams. Kernels run on the default stream of the compiler's device. With numpy arrays the call is
+synchronous. With CUDA arrays it returns once the kernel is queued: work a caller queues on the
+default stream afterwards is ordered after it; before reading the output on another stream or on
+the host, synchronise (``numba.cuda.synchronize()``, ``torch.cuda.synchronize()``...).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InvalidDeviceIDError, JITCompilationError
+from ..formulas.resolve import LayerPlan
+from .cache import load_kernel_module
+from .kernels import Kernels, wrap_activation, wrap_loss
+
+__all__ = ["build", "check_device", "is_available"]
+
+METHOD = "GPU_CUDA"
+THREADS_PER_BLOCK = 256
+MAX_BLOCKS = 65_535
+
+
+def _cuda():
+    try:
+        from numba import cuda
+    except ImportError as error:  # pragma: no cover - numba always ships numba.cuda or numba-cuda
+        raise JITCompilationError(f"numba.cuda cannot be imported: {error}") from error
+    return cuda
+
+
+def is_available() -> bool:
+    """True if numba can reach a CUDA GPU (or the CUDA simulator is enabled)."""
+    try:
+        return bool(_cuda().is_available())
+    except Exception:  # noqa: BLE001 - a broken driver install is "not available"
+        return False
+
+
+def check_device(device_id: int) -> None:
+    """Raise InvalidDeviceIDError unless ``device_id`` names a visible GPU."""
+    count = len(_cuda().gpus)
+    if not 0 <= device_id < count:
+        raise InvalidDeviceIDError(f"device_id={device_id} but {count} GPU(s) are visible "
+                                   f"(valid ids: 0..{count - 1})")
+
+
+def _grid(size: int) -> tuple[int, int]:
+    blocks = max(1, min(MAX_BLOCKS, -(-size // THREADS_PER_BLOCK)))
+    return blocks, THREADS_PER_BLOCK
+
+
+class _Launcher:
+    """Moves arguments to the compiler's GPU, launches, and copies numpy outputs back."""
+
+    def __init__(self, device_id: int):
+        self.cuda = _cuda()
+        self.device_id = device_id
+
+    def device_array(self, array: Any) -> Any:
+        if isinstance(array, np.ndarray):
+            return self.cuda.to_device(array)
+        return self.cuda.as_cuda_array(array)
+
+    def __call__(self, kernel: Any, inputs: list[Any], output: Any, extra: list[Any], size: int) -> None:
+        with self.cuda.gpus[self.device_id]:
+            device_inputs = [self.device_array(a) for a in inputs]
+            host_output = isinstance(output, np.ndarray)
+            device_output = (self.cuda.device_array(output.shape, output.dtype) if host_output
+                             else self.cuda.as_cuda_array(output))
+            device_extra = [self.device_array(e) for e in extra]
+            blocks, threads = _grid(size)
+            kernel[blocks, threads](*device_inputs, device_output, *device_extra)
+            if host_output:
+                device_output.copy_to_host(output)
+
+
+def _flat(array: Any) -> Any:
+    if isinstance(array, np.ndarray):
+        return array.reshape(-1)
+    return _cuda().as_cuda_array(array).reshape(-1)
+
+
+def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
+    """Build GPU_CUDA kernels for a resolved layer on GPU ``device_id``.
+
+    Raises
+    ------
+    JITCompilationError
+        If no CUDA GPU or driver is available, or numba.cuda cannot compile the kernels.
+    InvalidDeviceIDError
+        If ``device_id`` is not a visible GPU.
+    """
+    if not is_available():
+        raise JITCompilationError("no CUDA GPU is available (numba.cuda.is_available() is False: "
+                                  "no GPU, no driver, or numba-cuda not installed: pip install 'symjit_numba[cuda]')")
+    check_device(device_id)
+    from ..codegen.source import generate_source
+
+    def generate():
+        from ..formulas.resolve import build_formula
+
+        built = [build_formula(key, plan.mode) for key in plan.formulas]
+        return generate_source(built, plan.mode, "cuda", layout, __version__)
+
+    try:
+        module, text = load_kernel_module(plan, "cuda", layout, generate)
+    except Exception as error:
+        if type(error).__module__.startswith("symjit_numba"):
+            raise
+        raise JITCompilationError(f"numba.cuda could not load the kernels: {type(error).__name__}: {error}") from error
+    launch = _Launcher(device_id)
+
+    if plan.mode == "loss":
+        def run_forward(y_pred, y_true, res, params):
+            launch(module.forward, [_flat(y_pred), _flat(y_true)], _flat(res), [params], int(np.prod(res.shape)))
+
+        def run_backward(y_pred, y_true, grad, params):
+            launch(module.backward, [_flat(y_pred), _flat(y_true)], _flat(grad), [params], int(np.prod(grad.shape)))
+
+        return Kernels(METHOD, *wrap_loss(plan, run_forward, run_backward, allow_cuda=True), source=text)
+
+    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
+
+    def run_forward(z, a, params, offsets):
+        launch(module.forward, [z], a, [params, offsets, func_ids], int(np.prod(a.shape)))
+
+    def run_backward(z, err, delta, params, offsets):
+        launch(module.backward, [z, err], delta, [params, offsets, func_ids], int(np.prod(delta.shape)))
+
+    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, allow_cuda=True), source=text)

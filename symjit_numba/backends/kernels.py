@@ -1,0 +1,72 @@
+"""The seed's kernel signatures, wrapped around a backend's compiled entry points.
+
+Every backend provides four plain functions that assume valid arguments (``run_forward``...); this
+module wraps them into the public ``forward_kernel``/``backward_kernel`` with the seed's signatures,
+running :mod:`.validation` first, so each backend refuses bad input the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..formulas.resolve import LayerPlan
+from .validation import check_activation_call, check_loss_call
+
+__all__ = ["Kernels", "wrap_activation", "wrap_loss"]
+
+#: ``run(inputs..., output, params, offsets)``; offsets already checked and int64.
+Runner = Callable[..., None]
+
+
+@dataclass
+class Kernels:
+    """What a backend builds: the public kernels and, for generated code, its source."""
+
+    method: str
+    forward: Callable[..., None]
+    backward: Callable[..., None]
+    source: str | None = None
+
+
+def wrap_activation(plan: LayerPlan, layout: str, run_forward: Runner, run_backward: Runner,
+                    *, allow_cuda: bool = False) -> tuple[Callable[..., None], Callable[..., None]]:
+    """Public activation kernels around ``run_forward(z, a, params, offsets)`` and
+    ``run_backward(z, err, delta, params, offsets)``."""
+    constants_per_node = np.asarray(plan.constants_per_node(), dtype=np.int64)
+
+    def forward_kernel(z: Any, a: Any, params: Any, offset_list: Any, n: int, b: int) -> None:
+        """a = f_j(z), in place; node j's constants start at params[offset_list[j]]."""
+        _, offsets = check_activation_call(layout, constants_per_node, {"z": z, "a": a}, params, offset_list, n, b,
+                                           allow_cuda=allow_cuda)
+        run_forward(z, a, params, offsets)
+
+    def backward_kernel(z: Any, err: Any, delta: Any, params: Any, offset_list: Any, n: int, b: int) -> None:
+        """delta = err * f_j'(z), in place; node j's constants start at params[offset_list[j]]."""
+        _, offsets = check_activation_call(layout, constants_per_node, {"z": z, "err": err, "delta": delta}, params,
+                                           offset_list, n, b, allow_cuda=allow_cuda)
+        run_backward(z, err, delta, params, offsets)
+
+    return forward_kernel, backward_kernel
+
+
+def wrap_loss(plan: LayerPlan, run_forward: Runner, run_backward: Runner,
+              *, allow_cuda: bool = False) -> tuple[Callable[..., None], Callable[..., None]]:
+    """Public loss kernels around ``run_forward(y_pred, y_true, res, params)`` and
+    ``run_backward(y_pred, y_true, grad, params)``."""
+    n_constants = len(plan.formulas[0].constants)
+
+    def forward_kernel(y_pred: Any, y_true: Any, res: Any, params: Any) -> None:
+        """res = L(y_pred, y_true), element-wise, in place; the constants are params[0:k], sorted by name."""
+        check_loss_call(n_constants, {"y_pred": y_pred, "y_true": y_true, "res": res}, params, allow_cuda=allow_cuda)
+        run_forward(y_pred, y_true, res, params)
+
+    def backward_kernel(y_pred: Any, y_true: Any, grad: Any, params: Any) -> None:
+        """grad = dL/dy_pred, element-wise, in place; the constants are params[0:k], sorted by name."""
+        check_loss_call(n_constants, {"y_pred": y_pred, "y_true": y_true, "grad": grad}, params, allow_cuda=allow_cuda)
+        run_backward(y_pred, y_true, grad, params)
+
+    return forward_kernel, backward_kernel

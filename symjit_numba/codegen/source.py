@@ -1,0 +1,194 @@
+"""Emit the source text of a kernel module: readable Python for ``numba.njit`` or ``numba.cuda.jit``.
+
+The CPU module dispatches on the node's formula id *outside* the element loop, so each inner loop
+is one formula over contiguous elements, which LLVM can vectorise; the parallel loop runs over
+(node, block of the batch) tasks, so a single node with a huge batch still uses every core.
+The CUDA module runs one thread per element (grid-stride) and switches on the formula id per
+element; neighbouring threads share a node, so a warp rarely diverges.
+
+Print ``compiler.source()`` to see what a config compiles to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..formulas.resolve import BuiltFormula
+from .printer import KernelPrinter
+
+__all__ = ["KernelSource", "generate_source", "LAYOUTS", "BLOCK", "ROWS", "SEGMENT"]
+
+LAYOUTS = ("node_major", "batch_major")
+#: Elements of one node handled by one parallel task (node-major layout and losses).
+BLOCK = 8192
+#: Rows (samples) handled by one parallel task in the batch-major layout.
+ROWS = 64
+#: Longest run of neighbouring same-formula nodes handled as one inner loop (batch-major).
+SEGMENT = 1024
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """A generated kernel module: its text and a digest that names it in the disk cache."""
+
+    text: str
+    target: str
+    layout: str
+    mode: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:24]
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, indent: int, *lines: str) -> None:
+        self.lines.extend("    " * indent + line for line in lines)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def _names(built: BuiltFormula) -> dict[sp.Symbol, str]:
+    names = {v: v.name for v in built.variables}
+    names.update({c: f"c_{c.name}" for c in built.constants})
+    return names
+
+
+def _element(lines: _Lines, indent: int, built: BuiltFormula, target: str, which: str,
+             reads: Sequence[str], store: str) -> None:
+    """Statements computing one element: read the inputs, compute, store the result."""
+    expr = built.expr if which == "forward" else built.derivative
+    statements, (result,) = KernelPrinter(target, _names(built)).block([expr])
+    lines(indent, *reads, *statements, store.format(result))
+
+
+def _constant_reads(built: BuiltFormula, base: str) -> list[str]:
+    return [f"c_{c.name} = params[{base} + {i}]" for i, c in enumerate(built.constants)]
+
+
+def _header(formulas: Sequence[BuiltFormula], target: str, layout: str, mode: str, version: str) -> _Lines:
+    lines = _Lines()
+    lines(0, f'"""symjit_numba {version}: generated {target} kernels, mode={mode}, layout={layout}.',
+          "", "Formula ids:")
+    for fid, built in enumerate(formulas):
+        consts = ", ".join(built.key.constants) or "no constants"
+        lines(0, f"    {fid}: {built.key.label}  ({consts})", f"        f  = {built.expr}", f"        f' = {built.derivative}")
+    lines(0, '"""', "import math", "", "import numpy as np")
+    return lines
+
+
+def _cpu_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:
+    lines(0, "from numba import njit, prange", "", "from symjit_numba.mathlib import vector_math as vm", "",
+          f"BLOCK = {BLOCK}", f"ROWS = {ROWS}", "OPTIONS = dict(parallel=True, nogil=True, cache=True, "
+          "fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy')", "")
+    for which in ("forward", "backward"):
+        inputs = "z, a, params, offsets" if which == "forward" else "z, err, delta, params, offsets"
+        lines(0, "", "@njit(**OPTIONS)")
+        if layout == "node_major":
+            lines(0, f"def {which}({inputs}, func_ids):",
+                  f'    """{"a = f(z)" if which == "forward" else "delta = err * df/dz"} for z of shape (nodes, batch)."""',
+                  "    T = z.dtype.type", "    n, b = z.shape", "    blocks = (b + BLOCK - 1) // BLOCK",
+                  "    for task in prange(n * blocks):", "        j = task // blocks",
+                  "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)",
+                  "        p = offsets[j]", "        zs = z[j, lo:hi]")
+            lines(2, "out = a[j, lo:hi]" if which == "forward" else "out = delta[j, lo:hi]")
+            if which == "backward":
+                lines(2, "es = err[j, lo:hi]")
+            for fid, built in enumerate(formulas):
+                lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {built.key.label}")
+                lines(3, *_constant_reads(built, "p"), "for i in range(zs.size):")
+                store = "out[i] = {}" if which == "forward" else "out[i] = es[i] * {}"
+                _element(lines, 4, built, "numba", which, ["num = zs[i]"], store)
+        else:
+            lines(0, f"def {which}({inputs}, seg_start, seg_stop, seg_fid):",
+                  f'    """{"a = f(z)" if which == "forward" else "delta = err * df/dz"} for z of shape (batch, nodes);',
+                  '    nodes seg_start[s]:seg_stop[s] all use formula seg_fid[s]."""',
+                  "    T = z.dtype.type", "    b, n = z.shape", "    nseg = seg_fid.size",
+                  "    row_blocks = (b + ROWS - 1) // ROWS",
+                  "    for task in prange(row_blocks * nseg):", "        r0 = (task // nseg) * ROWS",
+                  "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
+                  "        offs = offsets[k0:k1]")
+            for fid, built in enumerate(formulas):
+                lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {built.key.label}")
+                lines(3, "for r in range(r0, min(r0 + ROWS, b)):", "    zs = z[r, k0:k1]")
+                lines(4, "out = a[r, k0:k1]" if which == "forward" else "out = delta[r, k0:k1]")
+                if which == "backward":
+                    lines(4, "es = err[r, k0:k1]")
+                lines(4, "for i in range(zs.size):")
+                store = "out[i] = {}" if which == "forward" else "out[i] = es[i] * {}"
+                _element(lines, 5, built, "numba", which, ["num = zs[i]", *_constant_reads(built, "offs[i]")], store)
+
+
+def _cpu_loss(lines: _Lines, built: BuiltFormula) -> None:
+    lines(0, "from numba import njit, prange", "", "from symjit_numba.mathlib import vector_math as vm", "",
+          f"BLOCK = {BLOCK}", "OPTIONS = dict(parallel=True, nogil=True, cache=True, "
+          "fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy')", "")
+    for which, doc in (("forward", "res = L(y_pred, y_true)"), ("backward", "grad = dL/dy_pred")):
+        lines(0, "", "@njit(**OPTIONS)", f"def {which}(pred, true, out, params):",
+              f'    """{doc}, element-wise over flat arrays."""', "    T = pred.dtype.type",
+              "    size = pred.size", "    for task in prange((size + BLOCK - 1) // BLOCK):",
+              "        lo = task * BLOCK", "        hi = min(lo + BLOCK, size)",
+              "        ps = pred[lo:hi]", "        ts = true[lo:hi]", "        os = out[lo:hi]")
+        lines(2, *_constant_reads(built, "0"), "for i in range(ps.size):")
+        _element(lines, 3, built, "numba", which, ["y_pred = ps[i]", "y_true = ts[i]"], "os[i] = {}")
+
+
+def _cuda_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:
+    lines(0, "from numba import cuda", "")
+    rows, cols = ("n, b", "j, i") if layout == "node_major" else ("b, n", "i, j")
+    for which in ("forward", "backward"):
+        inputs = "z, a, params, offsets" if which == "forward" else "z, err, delta, params, offsets"
+        lines(0, "", "@cuda.jit", f"def {which}({inputs}, func_ids):",
+              f'    """One thread per element (grid-stride); layout {layout}."""',
+              "    T = z.dtype.type", f"    {rows} = z.shape", "    start = cuda.grid(1)",
+              "    stride = cuda.gridsize(1)", "    for index in range(start, n * b, stride):")
+        if layout == "node_major":
+            lines(2, "j = index // b", "i = index - j * b")
+        else:
+            lines(2, "i = index // n", "j = index - i * n")
+        lines(2, "p = offsets[j]", f"num = z[{cols}]")
+        for fid, built in enumerate(formulas):
+            lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {built.key.label}")
+            store = f"a[{cols}] = {{}}" if which == "forward" else f"delta[{cols}] = err[{cols}] * {{}}"
+            _element(lines, 3, built, "cuda", which, _constant_reads(built, "p"), store)
+
+
+def _cuda_loss(lines: _Lines, built: BuiltFormula) -> None:
+    lines(0, "from numba import cuda", "")
+    for which in ("forward", "backward"):
+        lines(0, "", "@cuda.jit", f"def {which}(pred, true, out, params):",
+              '    """One thread per element (grid-stride) over flat arrays."""', "    T = pred.dtype.type",
+              "    start = cuda.grid(1)", "    stride = cuda.gridsize(1)",
+              "    for i in range(start, pred.size, stride):")
+        _element(lines, 2, built, "cuda", which, ["y_pred = pred[i]", "y_true = true[i]", *_constant_reads(built, "0")],
+                 "out[i] = {}")
+
+
+def generate_source(formulas: Sequence[BuiltFormula], mode: str, target: str, layout: str, version: str) -> KernelSource:
+    """The kernel module for ``formulas`` (index = formula id), as text.
+
+    Parameters
+    ----------
+    formulas : sequence of BuiltFormula
+        The unique formulas of a layer (one for a loss), parsed and differentiated.
+    mode : {"activation", "loss"}
+    target : {"numba", "cuda"}
+    layout : {"node_major", "batch_major"}
+        Ignored for losses, which are element-wise over flat arrays.
+    version : str
+        The library version, written into the header so a new version never reuses an old module.
+    """
+    lines = _header(formulas, target, layout, mode, version)
+    if target == "numba":
+        _cpu_activation(lines, formulas, layout) if mode == "activation" else _cpu_loss(lines, formulas[0])
+    else:
+        _cuda_activation(lines, formulas, layout) if mode == "activation" else _cuda_loss(lines, formulas[0])
+    return KernelSource(lines.text(), target, layout, mode)

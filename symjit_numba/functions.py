@@ -1,0 +1,137 @@
+"""The one table of functions a formula may call, and how every target implements each.
+
+Each :class:`MathFunction` row names a function of the formula language, the SymPy object that
+represents it, and its implementation on each target:
+
+* ``numpy``: the name ``sympy.lambdify`` uses for the CPU_PYTHON backend;
+* ``numba``: what the CPU_JIT kernels call (``vm.*`` are the vectorisable versions in
+  :mod:`symjit_numba.mathlib.vector_math`);
+* ``cuda``: what the GPU_CUDA kernels call.
+
+A target implementation is either a callable's dotted name (``"math.sin"``), printed as a call, or a
+template with ``{0}``, ``{1}`` placeholders for the printed arguments and ``T`` for the kernel's scalar
+type; the printer hoists a non-trivial argument into a temporary before a template repeats it.
+Adding a function is one row here, plus its SymPy class if SymPy has none (see :class:`sigmoid`).
+
+Derivatives come from SymPy. Where SymPy's would be numerically poor, the function is its own class
+here with a stable derivative registered next to it (``fdiff``), as autograd registers gradients next
+to primitives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+__all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "sigmoid", "softplus", "log1p", "expm1"]
+
+
+class sigmoid(sp.Function):  # noqa: N801 - SymPy functions are lower-case, like sympy.exp
+    """The logistic function ``1/(1+exp(-x))``; its derivative is ``sigmoid(x)*(1-sigmoid(x))``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(self.args[0]) * (1 - sigmoid(self.args[0]))
+
+    def _eval_rewrite_as_exp(self, arg: sp.Expr, **kwargs: object) -> sp.Expr:
+        return 1 / (1 + sp.exp(-arg))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
+class softplus(sp.Function):  # noqa: N801
+    """``log(1+exp(x))``, evaluated without overflow; its derivative is ``sigmoid(x)``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, arg: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.log(1 + sp.exp(arg))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
+class sinc(sp.sinc):  # noqa: N801
+    """SymPy's ``sinc(x) = sin(x)/x`` (not numpy's normalised one), with a derivative defined at 0."""
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x = self.args[0]
+        return sp.Piecewise((sp.cos(x) / x - sp.sin(x) / x**2, sp.Ne(x, 0)), (0, True))
+
+
+@dataclass(frozen=True)
+class MathFunction:
+    """One row of the function table (see the module docstring)."""
+
+    name: str
+    sympy: type
+    numpy: str
+    numba: str
+    cuda: str
+    arity: tuple[int, ...] = (1,)
+
+
+# Branch-free templates: NaN in gives NaN out (the comparisons are false for NaN, so it falls
+# through to the argument itself), which LLVM turns into vector selects.
+_SIGN = "(T(1) if {0} > T(0) else (T(-1) if {0} < T(0) else {0}))"
+_HEAVISIDE = "(T(1) if {0} > T(0) else (T(0) if {0} < T(0) else (T(0.5) if {0} == T(0) else {0})))"
+_MAX = "({0} if ({0} >= {1} or {0} != {0}) else {1})"
+_MIN = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
+_SINC = "(math.sin({0}) / {0} if {0} != T(0) else T(1))"
+# exp(-x) overflows to inf for very negative x, and 1/(1+inf) is the correct 0.
+_SIGMOID = "(T(1) / (T(1) + math.exp(-{0})))"
+_SOFTPLUS = "(max({0}, T(0)) + math.log1p(math.exp(-abs({0}))))"
+
+FUNCTIONS: tuple[MathFunction, ...] = (
+    #            name        SymPy         numpy (lambdify)      numba (CPU_JIT)  cuda (GPU_CUDA)
+    MathFunction("exp",      sp.exp,       "numpy.exp",          "vm.exp",        "math.exp"),
+    MathFunction("log",      sp.log,       "numpy.log",          "vm.log",        "math.log"),
+    MathFunction("log1p",    log1p,        "numpy.log1p",        "vm.log1p",      "math.log1p"),
+    MathFunction("expm1",    expm1,        "numpy.expm1",        "vm.expm1",      "math.expm1"),
+    MathFunction("sqrt",     sp.sqrt,      "numpy.sqrt",         "math.sqrt",     "math.sqrt"),
+    MathFunction("Abs",      sp.Abs,       "numpy.abs",          "abs",           "abs"),
+    MathFunction("sign",     sp.sign,      "numpy.sign",         _SIGN,           _SIGN),
+    MathFunction("Heaviside", sp.Heaviside, "numpy.heaviside",   _HEAVISIDE,      _HEAVISIDE, (1, 2)),
+    MathFunction("Max",      sp.Max,       "numpy.maximum",      _MAX,            _MAX, (2,)),
+    MathFunction("Min",      sp.Min,       "numpy.minimum",      _MIN,            _MIN, (2,)),
+    MathFunction("Piecewise", sp.Piecewise, "numpy.select",      "<printer>",     "<printer>", ()),
+    MathFunction("sin",      sp.sin,       "numpy.sin",          "math.sin",      "math.sin"),
+    MathFunction("cos",      sp.cos,       "numpy.cos",          "math.cos",      "math.cos"),
+    MathFunction("tan",      sp.tan,       "numpy.tan",          "math.tan",      "math.tan"),
+    MathFunction("asin",     sp.asin,      "numpy.arcsin",       "math.asin",     "math.asin"),
+    MathFunction("acos",     sp.acos,      "numpy.arccos",       "math.acos",     "math.acos"),
+    MathFunction("atan",     sp.atan,      "numpy.arctan",       "math.atan",     "math.atan"),
+    MathFunction("atan2",    sp.atan2,     "numpy.arctan2",      "math.atan2",    "math.atan2", (2,)),
+    MathFunction("sinh",     sp.sinh,      "numpy.sinh",         "math.sinh",     "math.sinh"),
+    MathFunction("cosh",     sp.cosh,      "numpy.cosh",         "math.cosh",     "math.cosh"),
+    MathFunction("tanh",     sp.tanh,      "numpy.tanh",         "vm.tanh",       "math.tanh"),
+    MathFunction("asinh",    sp.asinh,     "numpy.arcsinh",      "math.asinh",    "math.asinh"),
+    MathFunction("acosh",    sp.acosh,     "numpy.arccosh",      "math.acosh",    "math.acosh"),
+    MathFunction("atanh",    sp.atanh,     "numpy.arctanh",      "math.atanh",    "math.atanh"),
+    MathFunction("erf",      sp.erf,       "special.erf",        "vm.erf",        "math.erf"),
+    MathFunction("erfc",     sp.erfc,      "special.erfc",       "vm.erfc",       "math.erfc"),
+    MathFunction("sinc",     sinc,         "numpy.sinc",         _SINC,           _SINC),
+    MathFunction("gamma",    sp.gamma,     "special.gamma",      "math.gamma",    "math.gamma"),
+    MathFunction("loggamma", sp.loggamma,  "special.loggamma",   "math.lgamma",   "math.lgamma"),
+    MathFunction("sigmoid",  sigmoid,      "special.sigmoid",    "vm.sigmoid",    _SIGMOID),
+    MathFunction("softplus", softplus,     "special.softplus",   "vm.softplus",   _SOFTPLUS),
+)  # fmt: skip
+
+FUNCTIONS_BY_NAME: dict[str, MathFunction] = {f.name: f for f in FUNCTIONS}
+FUNCTIONS_BY_SYMPY: dict[type, MathFunction] = {f.sympy: f for f in FUNCTIONS if isinstance(f.sympy, type)}
+
+#: Extra spellings accepted in formula strings.
+ALIASES: dict[str, str] = {"abs": "Abs", "max": "Max", "min": "Min", "lgamma": "loggamma", "heaviside": "Heaviside"}

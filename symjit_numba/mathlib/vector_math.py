@@ -1,0 +1,737 @@
+"""Elementary functions for numba kernels, written so that LLVM auto-vectorises the loops calling them.
+
+Why this module exists
+----------------------
+pip's llvmlite ships without Intel SVML, so inside ``@njit`` code ``math.exp`` and friends are calls to
+the scalar libm.  A call to an opaque scalar function stops LLVM's loop vectoriser, so an element loop
+such as ``for i in range(n): out[i] = math.exp(x[i])`` runs one element at a time.  The functions
+here are plain arithmetic instead, which LLVM inlines into the caller and turns into packed AVX2/FMA
+code (8 float32 or 4 float64 lanes per instruction on an AVX2 machine).
+
+How they are written
+--------------------
+* **Range reduction + polynomial / rational approximation.**  ``exp`` and ``expm1`` reduce
+  ``x = k*ln2 + r`` (Cody-Waite, ``ln2`` split in a high part with trailing zero bits, so ``k*LN2_HI``
+  is exact, and a low part) and use a minimax-like polynomial for ``expm1(r)`` on ``|r| <= ln2/2``.
+  ``log`` and ``log1p`` split off the binary exponent with integer operations on the bit pattern and
+  use the fdlibm/musl polynomial in ``s = f/(2+f)``; ``erf``/``erfc`` port musl's ``erf.c``/``erff.c``
+  (rational approximations on four ranges).  ``tanh``, ``sigmoid`` and ``softplus`` are built from
+  ``expm1``, ``exp`` and ``log1p``.
+* **No branches, no data-dependent loops.**  Where libm branches on the argument range, we compute
+  every candidate and pick one per lane with :func:`_select` (an LLVM ``select``, i.e. a vector
+  blend).  Special values (NaN, +-inf, +-0, overflow, underflow) are handled the same way: arguments are
+  clamped so that the core arithmetic stays finite, and the special result is selected at the end.
+* **Bit manipulation through ``numba.extending.intrinsic``.**  Numba widens integer arithmetic to
+  int64 and has no float<->int bitcast, so the few integer steps (building ``2**k``, reading the
+  exponent, clearing low mantissa bits) are small LLVM snippets with fixed widths.  Float<->int
+  conversions always go through int32, because AVX2 has packed int32<->float conversions for both
+  precisions but none for int64.
+* **Each precision in its own type.**  ``_build_kernels`` is run once per float type; the constants
+  it closes over are numpy scalars of that type, so numba types every literal as float32 or float64 and
+  the float32 path contains no ``double`` operation at all.
+* **Compilation flags.**  Kernels that call these functions are compiled with
+  ``fastmath=FASTMATH_FLAGS``.  The implementations themselves are always compiled with exactly these
+  flags (not inherited from the caller, so a caller using ``fastmath=True`` cannot turn on ``nnan`` /
+  ``ninf`` here and delete the NaN/inf handling), with ``error_model="numpy"`` (no zero-division check
+  branches) and ``forceinline=True`` (LLVM ``alwaysinline``: without inlining there is no
+  vectorisation).  The compensated steps (``hi - k*LN2_HI`` etc.) are written so that contracting
+  ``a*b + c`` into an FMA can only make them more accurate; ``arcp`` turns ``a/b`` into
+  ``a*(1/b)``, which costs at most one extra rounding and is accounted for in the accuracy tests.
+
+Accuracy (measured over the whole domain, see ``tests/test_vector_math.py`` and
+``benchmarks/accuracy_vector_math.py``): relative error a few ulp at most, i.e. well below 1e-6 for
+float32 and 1e-14 for float64.  Results that fall into the subnormal range are *kept* (gradual
+underflow, scaled with a single final rounding), not flushed to zero; ``exp`` returns 0 only once the
+exact result is below half the smallest subnormal.
+
+Usage inside numba code::
+
+    from symjit_numba.mathlib import vector_math as vm
+
+    @njit(fastmath=set(vm.FASTMATH_FLAGS))
+    def kernel(x, out):
+        for i in range(x.size):
+            out[i] = vm.erf(x[i])
+
+The public functions also work from plain Python on scalars and arrays (through a cached jitted loop),
+which is convenient for testing.
+"""
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
+
+__all__ = [
+    "FASTMATH_FLAGS",
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "tanh",
+    "sigmoid",
+    "softplus",
+    "erf",
+    "erfc",
+]
+
+#: fastmath flags the generated kernels are compiled with (and that these functions are verified under).
+#: Deliberately without ``nnan``/``ninf``/``nsz``/``reassoc``: NaN/inf/-0.0 handling and the
+#: compensated (Cody-Waite, hi/lo) steps below rely on IEEE semantics.
+FASTMATH_FLAGS = frozenset({"contract", "arcp", "afn"})
+
+_JIT_OPTIONS = {
+    "fastmath": set(FASTMATH_FLAGS),
+    "error_model": "numpy",
+    "forceinline": True,
+}
+_jit = njit(**_JIT_OPTIONS)
+
+
+# ------------------------------------------------------------------------------------------------
+# LLVM building blocks.  Each one is a handful of instructions that vectorise as-is.
+# ------------------------------------------------------------------------------------------------
+
+# float type -> (mantissa bits, exponent bias)
+_FLOAT_LAYOUT = {32: (23, 127), 64: (52, 1023)}
+
+
+def _same_float(*tys):
+    return isinstance(tys[0], types.Float) and all(t == tys[0] for t in tys)
+
+
+def _bits_type(fty):
+    return ir.IntType(fty.bitwidth)
+
+
+def _float_to_i32(builder, k):
+    # int32, not int64: AVX2 converts packed floats/doubles to int32 but has no packed int64 variant.
+    return builder.fptosi(k, ir.IntType(32))
+
+
+def _pow2_from_i32(builder, fty, k32):
+    """2**k32 as a float of type fty; k32 must lie in the normal exponent range."""
+    mbits, bias = _FLOAT_LAYOUT[fty.bitwidth]
+    ity = _bits_type(fty)
+    biased = builder.add(k32, ir.Constant(ir.IntType(32), bias))
+    if fty.bitwidth == 64:
+        biased = builder.sext(biased, ity)
+    return builder.bitcast(builder.shl(biased, ir.Constant(ity, mbits)), _llvm_float(fty))
+
+
+def _llvm_float(fty):
+    return ir.FloatType() if fty.bitwidth == 32 else ir.DoubleType()
+
+
+def _call_llvm_intrinsic(builder, name, fty, args):
+    """Call the overloaded LLVM intrinsic ``name`` whose arguments and result all have type fty."""
+    lty = _llvm_float(fty)
+    fn = builder.module.declare_intrinsic(name, [lty], ir.FunctionType(lty, [lty] * len(args)))
+    return builder.call(fn, args)
+
+
+@intrinsic
+def _select(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select`` (a blend per vector lane), never a branch."""
+    if not (isinstance(cond, types.Boolean) and _same_float(a, b)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(*args)
+
+    return a(cond, a, b), codegen
+
+
+@intrinsic
+def _fabs(typingctx, x):
+    if not _same_float(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _call_llvm_intrinsic(builder, "llvm.fabs", x, args)
+
+    return x(x), codegen
+
+
+@intrinsic
+def _copysign(typingctx, mag, sgn):
+    if not _same_float(mag, sgn):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _call_llvm_intrinsic(builder, "llvm.copysign", mag, args)
+
+    return mag(mag, sgn), codegen
+
+
+@intrinsic
+def _rint(typingctx, x):
+    """Round to nearest integer (ties to even); one ``vroundps/pd`` instruction."""
+    if not _same_float(x):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _call_llvm_intrinsic(builder, "llvm.rint", x, args)
+
+    return x(x), codegen
+
+
+@intrinsic
+def _poly(typingctx, x, coeffs):
+    """Horner evaluation of ``coeffs[0] + coeffs[1]*x + ...``, unrolled at compile time.
+
+    Each step is ``llvm.fmuladd``, which becomes one FMA where the CPU has it, whatever the caller's
+    flags.  ``coeffs`` is a constant tuple of the same float type, so the extracts fold to constants.
+    """
+    if not (isinstance(coeffs, types.UniTuple) and _same_float(x, coeffs.dtype)):
+        return None
+    n = coeffs.count
+
+    def codegen(context, builder, sig, args):
+        xv, cv = args
+        acc = builder.extract_value(cv, n - 1)
+        for i in range(n - 2, -1, -1):
+            acc = _call_llvm_intrinsic(
+                builder, "llvm.fmuladd", x, [acc, xv, builder.extract_value(cv, i)]
+            )
+        return acc
+
+    return x(x, coeffs), codegen
+
+
+@intrinsic
+def _pow2(typingctx, k):
+    """2**k for a float k holding an integer in the normal exponent range."""
+    if not _same_float(k):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _pow2_from_i32(builder, k, _float_to_i32(builder, args[0]))
+
+    return k(k), codegen
+
+
+@intrinsic
+def _ldexp(typingctx, p, k):
+    """p * 2**k for integral k in [2*emin, 2*emax + 2].
+
+    2**k itself may not be a normal number, so it is applied as two factors 2**k1 * 2**k2
+    (k1 = floor(k/2)).  ``p * 2**k1`` is exact; only the second product rounds, so overflow gives inf
+    and underflow gives a correctly rounded subnormal or 0, with no double rounding.
+    """
+    if not _same_float(p, k):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pv, kv = args
+        k32 = _float_to_i32(builder, kv)
+        k1 = builder.ashr(k32, ir.Constant(ir.IntType(32), 1))
+        k2 = builder.sub(k32, k1)
+        y = builder.fmul(pv, _pow2_from_i32(builder, p, k1))
+        return builder.fmul(y, _pow2_from_i32(builder, p, k2))
+
+    return p(p, k), codegen
+
+
+@intrinsic
+def _split_exponent(typingctx, x):
+    """For a positive normal x, return (m, k) with x = m * 2**k and sqrt(1/2) <= m < sqrt(2).
+
+    Offsetting the bit pattern by bits(1.0) - bits(sqrt(1/2)) before reading the exponent field makes
+    the exponent step at sqrt(2) instead of 2 (the fdlibm trick), so ``m - 1`` is centred on 0.
+    """
+    if not _same_float(x):
+        return None
+    mbits, bias = _FLOAT_LAYOUT[x.bitwidth]
+    width = x.bitwidth
+    np_ftype = np.float32 if width == 32 else np.float64
+    np_itype = np.int32 if width == 32 else np.int64
+    sqrt_half_bits = int(np.array(math.sqrt(0.5), dtype=np_ftype).view(np_itype))
+    one_bits = bias << mbits
+
+    def codegen(context, builder, sig, args):
+        ity = _bits_type(x)
+        ix = builder.bitcast(args[0], ity)
+        ix = builder.add(ix, ir.Constant(ity, one_bits - sqrt_half_bits))
+        # x > 0, so the shift can be logical (AVX2 has no packed 64-bit arithmetic shift).
+        expo = builder.lshr(ix, ir.Constant(ity, mbits))
+        if width == 64:
+            expo = builder.trunc(expo, ir.IntType(32))
+        k = builder.sitofp(builder.sub(expo, ir.Constant(ir.IntType(32), bias)), _llvm_float(x))
+        mant = builder.and_(ix, ir.Constant(ity, (1 << mbits) - 1))
+        m = builder.bitcast(builder.add(mant, ir.Constant(ity, sqrt_half_bits)), _llvm_float(x))
+        return context.make_tuple(builder, sig.return_type, [m, k])
+
+    return types.UniTuple(x, 2)(x), codegen
+
+
+@intrinsic
+def _trunc_mantissa(typingctx, x):
+    """x with its low mantissa bits cleared, so that x*x is exact (float64: 21 bits kept, float32: 11)."""
+    if not _same_float(x):
+        return None
+    mask = 0xFFFFFFFF00000000 if x.bitwidth == 64 else 0xFFFFE000
+
+    def codegen(context, builder, sig, args):
+        ity = _bits_type(x)
+        ix = builder.and_(builder.bitcast(args[0], ity), ir.Constant(ity, mask))
+        return builder.bitcast(ix, _llvm_float(x))
+
+    return x(x), codegen
+
+
+# ------------------------------------------------------------------------------------------------
+# Constants per precision.
+# ------------------------------------------------------------------------------------------------
+
+_F64 = dict(
+    exp_xmin=-746.0,  # exp(-746) < smallest subnormal / 2: rounds to 0
+    exp_xmax=710.0,  # exp(710) > DBL_MAX: overflows to inf
+    expm1_xmin=-40.0,  # expm1(-40) == -1 in double
+    emax=1023.0,
+    # ln2 = LN2_HI + LN2_LO, LN2_HI with 21 trailing zero bits: k*LN2_HI exact for |k| < 2**11.
+    ln2_hi=6.93147180369123816490e-01,
+    ln2_lo=1.90821492927058770002e-10,
+    # (expm1(r) - r) / r**2 on |r| <= 1.03 * ln2/2, Chebyshev fit (error < 2e-18).
+    expm1_p=(
+        0.5, 0.1666666666666667, 0.04166666666666667, 0.008333333333324216, 0.0013888888888882378,
+        0.00019841269881329098, 2.4801587330195477e-05, 2.7557247390813963e-06,
+        2.755726792357791e-07, 2.510845207150092e-08, 2.0916997134321108e-09,
+    ),
+    # fdlibm e_log.c: (log(1+f) - 2s - ...)/s**2 as a polynomial in z = s**2 (error < 2**-58.45).
+    log_p=(
+        6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+        2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+        1.479819860511658591e-01,
+    ),
+    min_normal=2.2250738585072014e-308,
+    subnormal_shift=54.0,
+    erf_xmax=30.0,  # erfc(30) == 0 in double; keeps exp's argument finite for inf
+    # musl erf.c
+    erx=8.45062911510467529297e-01,
+    pp=(1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
+        -5.77027029648944159157e-03, -2.37630166566501626084e-05),
+    qq=(1.0, 3.97917223959155352819e-01, 6.50222499887672944485e-02, 5.08130628187576562776e-03,
+        1.32494738004321644526e-04, -3.96022827877536812320e-06),
+    pa=(-2.36211856075265944077e-03, 4.14856118683748331666e-01, -3.72207876035701323847e-01,
+        3.18346619901161753674e-01, -1.10894694282396677476e-01, 3.54783043256182359371e-02,
+        -2.16637559486879084300e-03),
+    qa=(1.0, 1.06420880400844228286e-01, 5.40397917702171048937e-01, 7.18286544141962662868e-02,
+        1.26171219808761642112e-01, 1.36370839120290507362e-02, 1.19844998467991074170e-02),
+    ra=(-9.86494403484714822705e-03, -6.93858572707181764372e-01, -1.05586262253232909814e+01,
+        -6.23753324503260060396e+01, -1.62396669462573470355e+02, -1.84605092906711035994e+02,
+        -8.12874355063065934246e+01, -9.81432934416914548592e+00),
+    sa=(1.0, 1.96512716674392571292e+01, 1.37657754143519042600e+02, 4.34565877475229228821e+02,
+        6.45387271733267880336e+02, 4.29008140027567833386e+02, 1.08635005541779435134e+02,
+        6.57024977031928170135e+00, -6.04244152148580987438e-02),
+    rb=(-9.86494292470009928597e-03, -7.99283237680523006574e-01, -1.77579549177547519889e+01,
+        -1.60636384855821916062e+02, -6.37566443368389627722e+02, -1.02509513161107724954e+03,
+        -4.83519191608651397019e+02),
+    sb=(1.0, 3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.53672958608443695994e+03,
+        3.19985821950859553908e+03, 2.55305040643316442583e+03, 4.74528541206955367215e+02,
+        -2.24409524465858183362e+01),
+)
+
+_F32 = dict(
+    exp_xmin=-104.0,  # expf(-104) < smallest subnormal / 2
+    exp_xmax=89.0,  # expf(89) > FLT_MAX
+    expm1_xmin=-20.0,  # expm1f(-20) == -1 in float
+    emax=127.0,
+    # 0x3f317200: 16 significant bits, so k*LN2_HI is exact for the |k| <= 150 used here.
+    ln2_hi=6.9314575195e-01,
+    ln2_lo=1.4286067653e-06,
+    # (expm1(r) - r) / r**2 on |r| <= 1.03 * ln2/2, Chebyshev fit (error < 2e-9).
+    expm1_p=(0.5000000016078544, 0.16666666684524817, 0.041666439599934726, 0.008333308113077208,
+             0.0013936378028713847, 0.00019894020267326095),
+    # FreeBSD e_logf.c: Lg1..Lg4 = 0xaaaaaa.0p-24, 0xccce13.0p-25, 0x91e9ee.0p-25, 0xf89e26.0p-26.
+    log_p=(0xAAAAAA / 2.0**24, 0xCCCE13 / 2.0**25, 0x91E9EE / 2.0**25, 0xF89E26 / 2.0**26),
+    min_normal=1.1754943508222875e-38,
+    subnormal_shift=25.0,
+    erf_xmax=12.0,  # erfcf(12) == 0
+    # musl erff.c
+    erx=8.4506291151e-01,
+    pp=(1.2837916613e-01, -3.2504209876e-01, -2.8481749818e-02, -5.7702702470e-03, -2.3763017452e-05),
+    qq=(1.0, 3.9791721106e-01, 6.5022252500e-02, 5.0813062117e-03, 1.3249473704e-04, -3.9602282413e-06),
+    pa=(-2.3621185683e-03, 4.1485610604e-01, -3.7220788002e-01, 3.1834661961e-01, -1.1089469492e-01,
+        3.5478305072e-02, -2.1663755178e-03),
+    qa=(1.0, 1.0642088205e-01, 5.4039794207e-01, 7.1828655899e-02, 1.2617121637e-01, 1.3637083583e-02,
+        1.1984500103e-02),
+    ra=(-9.8649440333e-03, -6.9385856390e-01, -1.0558626175e+01, -6.2375331879e+01, -1.6239666748e+02,
+        -1.8460508728e+02, -8.1287437439e+01, -9.8143291473e+00),
+    sa=(1.0, 1.9651271820e+01, 1.3765776062e+02, 4.3456588745e+02, 6.4538726807e+02, 4.2900814819e+02,
+        1.0863500214e+02, 6.5702495575e+00, -6.0424413532e-02),
+    rb=(-9.8649431020e-03, -7.9928326607e-01, -1.7757955551e+01, -1.6063638306e+02, -6.3756646729e+02,
+        -1.0250950928e+03, -4.8351919556e+02),
+    sb=(1.0, 3.0338060379e+01, 3.2579251099e+02, 1.5367296143e+03, 3.1998581543e+03, 2.5530502930e+03,
+        4.7452853394e+02, -2.2440952301e+01),
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# The algorithms, instantiated once per float type.
+# ------------------------------------------------------------------------------------------------
+
+
+def _build_kernels(F, prm):
+    """Jitted implementations for float type ``F`` (np.float32 or np.float64).
+
+    Every constant is a closure variable of type ``F``, so numba never promotes to another precision.
+    """
+    c = {name: (tuple(F(v) for v in val) if isinstance(val, tuple) else F(val))
+         for name, val in prm.items()}
+    ZERO, NZERO, ONE, TWO, HALF, QUARTER = F(0.0), F(-0.0), F(1.0), F(2.0), F(0.5), F(0.25)
+    INF, NAN = F(np.inf), F(np.nan)
+    INV_LN2 = F(1.0 / math.log(2.0))
+    LN2_HI, LN2_LO = c["ln2_hi"], c["ln2_lo"]
+    EXP_XMIN, EXP_XMAX, EXPM1_XMIN, EMAX = c["exp_xmin"], c["exp_xmax"], c["expm1_xmin"], c["emax"]
+    EXPM1_P, LOG_P = c["expm1_p"], c["log_p"]
+    MIN_NORMAL = c["min_normal"]
+    SUBNORMAL_SHIFT = c["subnormal_shift"]
+    SUBNORMAL_SCALE = F(2.0 ** prm["subnormal_shift"])
+    TANH_SWITCH = F(math.log(3.0) / 2.0)  # tanh = 1/2 here; below it 1 - 2/(e+2) would cancel
+    ERX, ONE_MINUS_ERX = c["erx"], F(1.0) - c["erx"]
+    ERF_R1, ERF_R2, ERF_R3 = F(0.84375), F(1.25), F(1.0 / 0.35)
+    ERF_XMAX, ERF_SHIFT = c["erf_xmax"], F(0.5625)
+    PP, QQ, PA, QA = c["pp"], c["qq"], c["pa"], c["qa"]
+    RA, SA, RB, SB = c["ra"], c["sa"], c["rb"], c["sb"]
+
+    @_jit
+    def expm1_reduced(r):
+        # expm1(r) for |r| <= ln2/2; r is exact, so the relative error stays small as r -> 0.
+        return r + (r * r) * _poly(r, EXPM1_P)
+
+    @_jit
+    def exp_hl(hi, lo):
+        # exp(hi + lo) for a small correction lo; NaN in hi gives a finite junk value (callers select).
+        h = _select(hi > EXP_XMIN, hi, EXP_XMIN)
+        h = _select(h < EXP_XMAX, h, EXP_XMAX)
+        k = _rint((h + lo) * INV_LN2)
+        # h - k*LN2_HI is exact (k*LN2_HI is exact and close to h), so lo is added without loss.
+        r = (h - k * LN2_HI) + (lo - k * LN2_LO)
+        return _ldexp(ONE + expm1_reduced(r), k)
+
+    @_jit
+    def exp(x):
+        # lo = -0.0 makes the "+ lo" steps fold away (x + -0.0 == x for every x, including -0.0).
+        return _select(x != x, x, exp_hl(x, NZERO))
+
+    @_jit
+    def expm1(x):
+        xc = _select(x > EXPM1_XMIN, x, EXPM1_XMIN)  # below: -1 exactly; also maps NaN to a number
+        xc = _select(xc < EXP_XMAX, xc, EXP_XMAX)
+        k = _rint(xc * INV_LN2)
+        r = (xc - k * LN2_HI) - k * LN2_LO  # == xc exactly when k == 0
+        e = expm1_reduced(r)
+        # expm1(x) = 2**k * e + (2**k - 1); for k = emax + 1, 2**k is not finite, so compute half of
+        # it and double at the end (2**k - 1 == 2 * (2**(k-1) - 1/2)).
+        big = k > EMAX
+        t = _pow2(_select(big, EMAX, k))
+        y = (e * t + (t - _select(big, HALF, ONE))) * _select(big, TWO, ONE)
+        y = _select(x == ZERO, x, y)  # the reduction loses the sign of -0.0
+        return _select(x != x, x, y)
+
+    @_jit
+    def log_reduced(f, k, c):
+        # log(2**k * (1 + f)) + c for f in [sqrt(1/2) - 1, sqrt(2) - 1] and a small correction c,
+        # summed in fdlibm's order so that the error stays below 1 ulp.
+        s = f / (TWO + f)
+        z = s * s
+        R = z * _poly(z, LOG_P)
+        hfsq = HALF * f * f
+        return k * LN2_HI - ((hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f)
+
+    @_jit
+    def log(x):
+        # Subnormals have too few mantissa bits for the split: scale them into the normal range.
+        sub = x < MIN_NORMAL
+        m, k = _split_exponent(_select(sub, x * SUBNORMAL_SCALE, x))
+        k = k - _select(sub, SUBNORMAL_SHIFT, ZERO)
+        y = log_reduced(m - ONE, k, NZERO)
+        nonpos = _select(x == ZERO, -INF, _select(x < ZERO, NAN, x))  # x <= 0 or NaN
+        return _select(x > ZERO, _select(x < INF, y, x), nonpos)
+
+    @_jit
+    def log1p(x):
+        u = ONE + x
+        m, k = _split_exponent(u)
+        # u = 1 + x is rounded; c/u corrects log(u) to log(1 + x) (fdlibm's correction term).
+        c = _select(k > ZERO, ONE - (u - x), x - (u - ONE)) / u
+        # With k == 0 the reduced argument is x itself, exactly, and needs no correction.
+        k0 = k == ZERO
+        y = log_reduced(_select(k0, x, m - ONE), k, _select(k0, ZERO, c))
+        y = _select(x == ZERO, x, y)  # keep the sign of -0.0
+        y = _select(x < INF, y, x)  # +inf and NaN (NaN fails every comparison)
+        return _select(x > -ONE, y, _select(x == -ONE, -INF, NAN))
+
+    @_jit
+    def tanh(x):
+        ax = _fabs(x)
+        # One expm1 serves both formulas: small |x| uses -t/(t+2) with t = expm1(-2|x|) (accurate
+        # near 0), larger |x| uses 1 - 2/(t+2) with t = expm1(2|x|) (t = inf gives exactly 1).
+        big = ax > TANH_SWITCH
+        t = expm1(_select(big, TWO * ax, -TWO * ax))
+        d = ONE / (t + TWO)
+        return _copysign(_select(big, ONE - TWO * d, -t * d), x)
+
+    @_jit
+    def sigmoid(x):
+        # exp(-|x|) never overflows; for x < 0 use e/(1+e), which keeps relative accuracy down to
+        # the subnormal range instead of computing 1 - something.
+        e = exp(-_fabs(x))
+        d = ONE / (ONE + e)
+        return _select(x >= ZERO, d, e * d)
+
+    @_jit
+    def softplus(x):
+        # max(x, 0) + log1p(exp(-|x|)): no overflow, relative accuracy for both large and very
+        # negative x (there it is exp(x)).
+        return _select(x > ZERO, x, ZERO) + log1p(exp(-_fabs(x)))
+
+    @_jit
+    def erf_parts(x):
+        """Shared part of erf/erfc (musl erf.c ranges, all evaluated, one division selected).
+
+        Returns |x|, the selected rational approximation q, erfc(|x|) for the tail range, and the
+        range masks (|x| < 0.84375, |x| < 1.25).
+        """
+        ax = _fabs(x)
+        in_r1 = ax < ERF_R1
+        in_r2 = ax < ERF_R2
+        # [0, 0.84375): erf(x) = x + x*P(x^2)/Q(x^2)
+        z = ax * ax
+        n1, d1 = _poly(z, PP), _poly(z, QQ)
+        # [0.84375, 1.25): erf(x) = erx + P(s)/Q(s), s = |x| - 1
+        s = ax - ONE
+        n2, d2 = _poly(s, PA), _poly(s, QA)
+        # [1.25, inf): erfc(x) = exp(-x^2 - 0.5625 + R(1/x^2)/S(1/x^2)) / x.  The argument is clamped
+        # to [1.25, ERF_XMAX] so that lanes from other ranges (and +-inf) stay finite.
+        a3 = _select(ax > ERF_R2, ax, ERF_R2)
+        a3 = _select(a3 < ERF_XMAX, a3, ERF_XMAX)
+        inv = ONE / a3
+        w = inv * inv
+        near = a3 < ERF_R3
+        n3 = _select(near, _poly(w, RA), _poly(w, RB))
+        d3 = _select(near, _poly(w, SA), _poly(w, SB))
+        # Divisions are the slowest vector operation, so select numerator/denominator first.
+        q = _select(in_r1, n1, _select(in_r2, n2, n3)) / _select(in_r1, d1, _select(in_r2, d2, d3))
+        # -x^2 = -zt^2 + (zt - x)(zt + x) with zt = x truncated: -zt^2 - 0.5625 is exact, and the
+        # rest is small enough to be passed to exp as the low part.
+        zt = _trunc_mantissa(a3)
+        tail = exp_hl(-zt * zt - ERF_SHIFT, (zt - a3) * (zt + a3) + q) * inv
+        return ax, q, tail, in_r1, in_r2
+
+    @_jit
+    def erf(x):
+        ax, q, tail, in_r1, in_r2 = erf_parts(x)
+        y = _select(in_r1, ax + ax * q, _select(in_r2, ERX + q, ONE - tail))
+        return _select(x != x, x, _copysign(y, x))
+
+    @_jit
+    def erfc(x):
+        ax, q, tail, in_r1, in_r2 = erf_parts(x)
+        r = x * q
+        y1 = _select(x < QUARTER, ONE - (x + r), HALF - ((x - HALF) + r))
+        y2 = _select(x > ZERO, ONE_MINUS_ERX - q, ONE + (ERX + q))
+        y3 = _select(x > ZERO, tail, TWO - tail)
+        y = _select(in_r1, y1, _select(in_r2, y2, y3))
+        return _select(x != x, x, y)
+
+    return {
+        "exp": exp,
+        "log": log,
+        "log1p": log1p,
+        "expm1": expm1,
+        "tanh": tanh,
+        "sigmoid": sigmoid,
+        "softplus": softplus,
+        "erf": erf,
+        "erfc": erfc,
+    }
+
+
+_KERNELS = {
+    types.float32: _build_kernels(np.float32, _F32),
+    types.float64: _build_kernels(np.float64, _F64),
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Public functions: Python-level stubs, with numba overloads that pick the precision at typing time.
+# ------------------------------------------------------------------------------------------------
+
+_PY_LOOPS = {}
+
+
+def _call_from_python(func, x):
+    """Evaluate ``func`` elementwise from plain Python through a cached jitted loop."""
+    arr = np.asarray(x)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    loop = _PY_LOOPS.get(func)
+    if loop is None:
+
+        @njit(fastmath=set(FASTMATH_FLAGS), error_model="numpy")
+        def loop(src, dst):
+            for i in range(src.size):
+                dst[i] = func(src[i])
+
+        _PY_LOOPS[func] = loop
+    out = np.empty(arr.shape, arr.dtype)
+    loop(np.ascontiguousarray(arr).reshape(-1), out.reshape(-1))
+    return out[()] if out.ndim == 0 else out
+
+
+def _register(func):
+    name = func.__name__
+
+    @overload(func, jit_options=_JIT_OPTIONS)
+    def _impl(x):
+        if x in _KERNELS:
+            return _KERNELS[x][name].py_func
+        raise TypingError(f"vector_math.{name} supports float32 and float64 scalars, got {x}")
+
+    return func
+
+
+@_register
+def exp(x):
+    """Exponential, ``e**x``.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  Overflows to ``inf`` above ~709.78 (float32: ~88.72); results below the
+    normal range are returned as subnormals (0 below half the smallest subnormal).
+    """
+    return _call_from_python(exp, x)
+
+
+@_register
+def log(x):
+    """Natural logarithm.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  ``log(0) = -inf``, ``log(x < 0) = nan``, ``log(inf) = inf``; subnormal
+    arguments are handled exactly.
+    """
+    return _call_from_python(log, x)
+
+
+@_register
+def log1p(x):
+    """``log(1 + x)``, accurate for small ``|x|``.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  ``log1p(-1) = -inf``, ``nan`` below -1, ``log1p(-0.0) = -0.0``.
+    """
+    return _call_from_python(log1p, x)
+
+
+@_register
+def expm1(x):
+    """``exp(x) - 1``, accurate for small ``|x|``.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  ``expm1(-inf) = -1``, overflows to ``inf`` like :func:`exp`,
+    ``expm1(-0.0) = -0.0``.
+    """
+    return _call_from_python(expm1, x)
+
+
+@_register
+def tanh(x):
+    """Hyperbolic tangent.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; odd (``tanh(-0.0) = -0.0``), ``tanh(+-inf) = +-1``.
+    """
+    return _call_from_python(tanh, x)
+
+
+@_register
+def sigmoid(x):
+    """Logistic function ``1 / (1 + exp(-x))``, evaluated without overflow.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  Relatively accurate also for very negative ``x`` (where it equals
+    ``exp(x)``); ``sigmoid(-inf) = 0``, ``sigmoid(inf) = 1``.
+    """
+    return _call_from_python(sigmoid, x)
+
+
+@_register
+def softplus(x):
+    """``log(1 + exp(x))``, evaluated as ``max(x, 0) + log1p(exp(-|x|))``.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  Relatively accurate for all ``x`` (no threshold cut-off: ``x`` for large
+    ``x``, ``exp(x)`` for very negative ``x``); ``softplus(-inf) = 0``, ``softplus(inf) = inf``.
+    """
+    return _call_from_python(softplus, x)
+
+
+@_register
+def erf(x):
+    """Error function.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; odd (``erf(-0.0) = -0.0``), ``erf(+-inf) = +-1``.
+    """
+    return _call_from_python(erf, x)
+
+
+@_register
+def erfc(x):
+    """Complementary error function ``1 - erf(x)``, relatively accurate in the tail.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  ``erfc(-inf) = 2``, ``erfc(inf) = 0``; the float64 result underflows to
+    subnormals above x ~ 26.5 and to 0 above ~27.3 (float32: ~9.2 and ~10.1).
+    """
+    return _call_from_python(erfc, x)
