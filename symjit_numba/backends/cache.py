@@ -27,11 +27,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..codegen.source import KernelSource
 from ..formulas.resolve import LayerPlan
 from ..settings import settings
+
+if TYPE_CHECKING:  # the codegen package imports SymPy, which a warm process never needs
+    from ..codegen.source import KernelSource
 
 __all__ = ["load_kernel_module", "plan_digest"]
 
@@ -54,7 +57,10 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _numba_cache_is_readable(module_path: Path) -> bool:
-    """False if any of numba's cache files for this module fails to unpickle (numba would crash)."""
+    """False if any of numba's cache files for this module fails to unpickle (numba would crash).
+
+    The data files refer to the kernel module, so this runs after it is imported.
+    """
     cache = module_path.parent / "__pycache__"
     for index in cache.glob(f"{module_path.stem}.*.nbi"):
         try:
@@ -133,8 +139,8 @@ def load_kernel_module(plan: LayerPlan, target: str, layout: str,
                 _write_atomically(path, text)
             if settings.use_kernel_cache:
                 _write_atomically(plan_file, json.dumps({"module": path.name}))
+        module = _import(path)  # numba reads its cache lazily, at the first compile: check it now
         if not _numba_cache_is_readable(path):
             _purge_numba_cache(path)
-        module = _import(path)
         _loaded[key] = module
         return module, text

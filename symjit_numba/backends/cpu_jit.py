@@ -27,6 +27,8 @@ from .kernels import Kernels, wrap_activation, wrap_loss
 __all__ = ["build", "threading_layer"]
 
 METHOD = "CPU_JIT"
+#: Longest run of neighbouring same-formula nodes handled as one inner loop (batch-major layout).
+SEGMENT = 1024
 _launch_lock = threading.Lock()
 _layer: str | None = None
 
@@ -101,11 +103,10 @@ def _precompile(module: ModuleType, plan: LayerPlan, layout: str) -> None:
 
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
     """Build CPU_JIT kernels for a resolved layer; raises JITCompilationError if numba fails."""
-    from ..codegen.source import SEGMENT, generate_source
-
     _choose_threading_layer()
 
     def generate():  # only on a cache miss: this is where SymPy runs
+        from ..codegen.source import generate_source
         from ..formulas.resolve import build_formula
 
         built = [build_formula(key, plan.mode) for key in plan.formulas]

@@ -106,9 +106,9 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         raise JITCompilationError("no CUDA GPU is available (numba.cuda.is_available() is False: "
                                   "no GPU, no driver, or numba-cuda not installed: pip install 'symjit_numba[cuda]')")
     check_device(device_id)
-    from ..codegen.source import generate_source
 
     def generate():
+        from ..codegen.source import generate_source
         from ..formulas.resolve import build_formula
 
         built = [build_formula(key, plan.mode) for key in plan.formulas]

@@ -20,15 +20,13 @@ import sympy as sp
 from ..formulas.resolve import BuiltFormula
 from .printer import KernelPrinter
 
-__all__ = ["KernelSource", "generate_source", "LAYOUTS", "BLOCK", "ROWS", "SEGMENT"]
+__all__ = ["KernelSource", "generate_source", "LAYOUTS", "BLOCK", "ROWS"]
 
 LAYOUTS = ("node_major", "batch_major")
 #: Elements of one node handled by one parallel task (node-major layout and losses).
 BLOCK = 8192
 #: Rows (samples) handled by one parallel task in the batch-major layout.
 ROWS = 64
-#: Longest run of neighbouring same-formula nodes handled as one inner loop (batch-major).
-SEGMENT = 1024
 
 
 @dataclass(frozen=True)

@@ -258,4 +258,6 @@ def parse_formula(text: str, names: Mapping[str, sp.Basic]) -> sp.Expr:
         raise FormulaParsingError(f"formula {text[:200]!r} could not be built: {error}") from None
     if not isinstance(result, sp.Expr):
         raise FormulaParsingError(f"formula {text[:200]!r} is not a numeric expression")
+    if any(not (n.is_real and n.is_finite and abs(n) <= 1.7976931348623157e308) for n in result.atoms(sp.Number, type(sp.zoo))):
+        raise FormulaParsingError(f"formula {text[:200]!r} has a number that is not a finite float64 (division by zero, a value such as 1e400, or undefined)")
     return result

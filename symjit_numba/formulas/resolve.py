@@ -77,11 +77,8 @@ class LayerPlan:
         return [len(self.formulas[f].constants) for f in self.func_ids]
 
 
-def _reserved_names(mode: str) -> set[str]:
-    from ..functions import ALIASES, FUNCTIONS_BY_NAME  # noqa: PLC0415 - cheap once imported
-
-    return {*ACTIVATION_ALIASES, *VARIABLES["loss"], *MATH_CONSTANTS, *FUNCTIONS_BY_NAME, *ALIASES,
-            "T", "True", "False", "E", "I"}
+#: Names a constant may not take (function names are checked when the formula is parsed).
+_RESERVED = {*ACTIVATION_ALIASES, *VARIABLES["loss"], *MATH_CONSTANTS, "T", "True", "False", "E", "I"}
 
 
 def _check_constants(label: str, constants: Any, mode: str) -> dict[str, float]:
@@ -104,9 +101,6 @@ def _check_constants(label: str, constants: Any, mode: str) -> dict[str, float]:
     return checked
 
 
-_RESERVED: set[str] = set()
-
-
 def resolve_configs(configs: Sequence[Any], mode: str) -> LayerPlan:
     """Resolve configs into a :class:`LayerPlan` (no SymPy involved).
 
@@ -116,9 +110,6 @@ def resolve_configs(configs: Sequence[Any], mode: str) -> LayerPlan:
         If the configs are not a non-empty sequence of ``(str, dict)`` pairs, a named formula is of
         the other mode, a loss has more than one config, or a constant is malformed.
     """
-    global _RESERVED
-    if not _RESERVED:
-        _RESERVED = _reserved_names(mode)
     if mode not in MODES:
         raise FormulaParsingError(f"mode must be one of {MODES}, got {mode!r}")
     if isinstance(configs, (str, bytes)) or not isinstance(configs, Sequence) or len(configs) == 0:
@@ -168,8 +159,12 @@ def build_formula(key: FormulaKey, mode: str) -> BuiltFormula:
     """
     import sympy as sp
 
-    from ..functions import FUNCTIONS_BY_SYMPY
+    from ..functions import ALIASES, FUNCTIONS_BY_NAME, FUNCTIONS_BY_SYMPY
     from .grammar import parse_formula
+
+    for name in key.constants:
+        if name in FUNCTIONS_BY_NAME or name in ALIASES:
+            raise FormulaParsingError(f"constant name {name!r} of {key.label!r} is reserved (a function name)")
 
     variables = tuple(sp.Symbol(v, real=True) for v in VARIABLES[mode])
     names: dict[str, sp.Basic] = {"e": sp.E, "pi": sp.pi, "tau": 2 * sp.pi, "phi": sp.GoldenRatio}

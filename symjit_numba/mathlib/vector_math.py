@@ -179,6 +179,10 @@ def _rint(typingctx, x):
     return x(x), codegen
 
 
+import os
+_POLY_SCHEME = os.environ.get("VM_POLY", "estrin")
+
+
 @intrinsic
 def _poly(typingctx, x, coeffs):
     """Horner evaluation of ``coeffs[0] + coeffs[1]*x + ...``, unrolled at compile time.
@@ -192,12 +196,24 @@ def _poly(typingctx, x, coeffs):
 
     def codegen(context, builder, sig, args):
         xv, cv = args
-        acc = builder.extract_value(cv, n - 1)
-        for i in range(n - 2, -1, -1):
-            acc = _call_llvm_intrinsic(
-                builder, "llvm.fmuladd", x, [acc, xv, builder.extract_value(cv, i)]
-            )
-        return acc
+        terms = [builder.extract_value(cv, i) for i in range(n)]
+        if _POLY_SCHEME == "horner":
+            acc = terms[-1]
+            for c in reversed(terms[:-1]):
+                acc = _call_llvm_intrinsic(builder, "llvm.fmuladd", x, [acc, xv, c])
+            return acc
+        power = xv
+        while len(terms) > 1:
+            nxt = [
+                _call_llvm_intrinsic(builder, "llvm.fmuladd", x, [terms[i + 1], power, terms[i]])
+                for i in range(0, len(terms) - 1, 2)
+            ]
+            if len(terms) % 2:
+                nxt.append(terms[-1])
+            terms = nxt
+            if len(terms) > 1:
+                power = builder.fmul(power, power)
+        return terms[0]
 
     return x(x, coeffs), codegen
 
@@ -396,7 +412,8 @@ def _build_kernels(F, prm):
     ERF_R1, ERF_R2, ERF_R3 = F(0.84375), F(1.25), F(1.0 / 0.35)
     ERF_XMAX, ERF_SHIFT = c["erf_xmax"], F(0.5625)
     PP, QQ, PA, QA = c["pp"], c["qq"], c["pa"], c["qa"]
-    RA, SA, RB, SB = c["ra"], c["sa"], c["rb"], c["sb"]
+    RA_REV, SA_REV = c["ra"][::-1], c["sa"][::-1]
+    RB_REV, SB_REV = c["rb"][::-1], c["sb"][::-1]
 
     @_jit
     def expm1_reduced(r):
@@ -492,7 +509,7 @@ def _build_kernels(F, prm):
 
     @_jit
     def erf_parts(x):
-        """Shared part of erf/erfc (musl erf.c ranges, all evaluated, one division selected).
+        """Shared part of erf/erfc (musl erf.c ranges, all evaluated, one division).
 
         Returns |x|, the selected rational approximation q, erfc(|x|) for the tail range, and the
         range masks (|x| < 0.84375, |x| < 1.25).
@@ -510,17 +527,24 @@ def _build_kernels(F, prm):
         # to [1.25, ERF_XMAX] so that lanes from other ranges (and +-inf) stay finite.
         a3 = _select(ax > ERF_R2, ax, ERF_R2)
         a3 = _select(a3 < ERF_XMAX, a3, ERF_XMAX)
-        inv = ONE / a3
-        w = inv * inv
+        # R/S is evaluated as a ratio of polynomials in x^2 (numerator and denominator multiplied by
+        # x^16 or x^14, i.e. coefficients reversed), which saves computing 1/x^2.
+        z3 = a3 * a3
         near = a3 < ERF_R3
-        n3 = _select(near, _poly(w, RA), _poly(w, RB))
-        d3 = _select(near, _poly(w, SA), _poly(w, SB))
-        # Divisions are the slowest vector operation, so select numerator/denominator first.
-        q = _select(in_r1, n1, _select(in_r2, n2, n3)) / _select(in_r1, d1, _select(in_r2, d2, d3))
+        n3 = z3 * _select(near, _poly(z3, RA_REV), _poly(z3, RB_REV))
+        d3 = _select(near, _poly(z3, SA_REV), _poly(z3, SB_REV))
+        # Divisions are by far the slowest vector operation, so there is only one: select the
+        # numerator and denominator of the active range, and get both q = num/den and 1/a3 from
+        # t = 1/(den*a3).  (den*a3 < 1e23 in float64, < 1e17 in float32: no overflow.)
+        num = _select(in_r1, n1, _select(in_r2, n2, n3))
+        den = _select(in_r1, d1, _select(in_r2, d2, d3))
+        t = ONE / (den * a3)
+        q = num * (a3 * t)
+        inv_a3 = den * t
         # -x^2 = -zt^2 + (zt - x)(zt + x) with zt = x truncated: -zt^2 - 0.5625 is exact, and the
         # rest is small enough to be passed to exp as the low part.
         zt = _trunc_mantissa(a3)
-        tail = exp_hl(-zt * zt - ERF_SHIFT, (zt - a3) * (zt + a3) + q) * inv
+        tail = exp_hl(-zt * zt - ERF_SHIFT, (zt - a3) * (zt + a3) + q) * inv_a3
         return ax, q, tail, in_r1, in_r2
 
     @_jit

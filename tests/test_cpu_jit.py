@@ -1,0 +1,209 @@
+"""CPU_JIT specifics: disk cache, warm processes, corrupt caches, threads, no C compiler, fallback.
+
+Numerical agreement with the reference lives in the formula, torch and layer tests; here the
+questions are about the machinery around the kernels. Tests that need a fresh process run a small
+script with ``subprocess`` against their own cache folder.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from symjit_numba import JITCompilationError, PerformanceWarning, SymbolicJITCompiler, settings
+from symjit_numba.functions import FUNCTIONS_BY_NAME
+
+from .conftest import build, run_activation
+
+W1 = [("relu", {}), ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("swish", {"beta": 1.5}),
+      ("leaky_relu", {"alpha": 0.01}), ("softplus", {}), ("mish", {})]
+
+SCRIPT = textwrap.dedent("""
+    import sys, json
+    import numpy as np
+    from symjit_numba import SymbolicJITCompiler
+    configs = [("relu", {}), ("leaky_relu", {"alpha": 0.1}), ("tanh", {}), ("a*sin(num)", {"a": 2.0})]
+    layer = SymbolicJITCompiler(configs, "CPU_JIT")
+    params, offsets = layer.make_params(np.float32)
+    z = np.linspace(-3, 3, 4 * 50, dtype=np.float32).reshape(4, 50)
+    a, d = np.empty_like(z), np.empty_like(z)
+    layer.forward_kernel(z, a, params, offsets, 4, 50)
+    layer.backward_kernel(z, np.ones_like(z), d, params, offsets, 4, 50)
+    kernels = [m for n, m in sys.modules.items() if n.startswith("symjit_numba_kernels_")]
+    misses = sum(sum(k.stats.cache_misses.values()) for m in kernels for k in (m.forward, m.backward))
+    expected_a = np.stack([np.maximum(z[0], 0), np.where(z[1] > 0, z[1], 0.1 * z[1]), np.tanh(z[2]), 2 * np.sin(z[3])])
+    expected_d = np.stack([(z[0] > 0) * 1.0, np.where(z[1] > 0, 1.0, 0.1), 1 - np.tanh(z[2]) ** 2, 2 * np.cos(z[3])])
+    print(json.dumps({"method": layer.calculation_method, "sympy": "sympy" in sys.modules, "misses": misses,
+                      "error": float(max(abs(a - expected_a).max(), abs(d - expected_d).max()))}))
+""")
+
+
+def _run_script(cache_dir, env_extra=None, script=SCRIPT):
+    env = {**os.environ, "SYMJIT_NUMBA_CACHE_DIR": str(cache_dir), **(env_extra or {})}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_warm_process_needs_no_sympy_and_compiles_nothing(tmp_path):
+    cold = _run_script(tmp_path)
+    assert cold == {**cold, "method": "CPU_JIT", "sympy": True} and cold["misses"] > 0 and cold["error"] < 1e-6
+    warm = _run_script(tmp_path)
+    assert warm["method"] == "CPU_JIT"
+    assert warm["sympy"] is False, "a warm process imported SymPy"
+    assert warm["misses"] == 0, "a warm process recompiled kernels"
+    assert warm["error"] < 1e-6
+
+
+@pytest.mark.slow
+def test_corrupt_cache_files_are_rebuilt(tmp_path):
+    _run_script(tmp_path)
+    files = list(tmp_path.rglob("*"))
+    modules = [f for f in files if f.suffix == ".py"]
+    plans = [f for f in files if f.suffix == ".json"]
+    indexes = [f for f in files if f.suffix == ".nbi"]
+    data = [f for f in files if f.suffix == ".nbc"]
+    assert modules and plans and indexes and data
+    for path in modules + indexes + data:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated
+    for path in plans:
+        path.write_text("{not json")
+    again = _run_script(tmp_path)
+    assert again["method"] == "CPU_JIT" and again["error"] < 1e-6
+
+
+@pytest.mark.slow
+def test_two_processes_fill_one_cache_at_once(tmp_path):
+    env = {**os.environ, "SYMJIT_NUMBA_CACHE_DIR": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(2)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["method"] == "CPU_JIT" and result["error"] < 1e-6
+
+
+@pytest.mark.slow
+def test_compiles_and_runs_without_a_c_compiler(tmp_path):
+    # Only the Python interpreter's own folder on PATH: no gcc, cc, clang, g++ or ld.
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    for tool in ("gcc", "cc", "g++", "clang", "ld"):
+        assert subprocess.run(["sh", "-c", f"PATH={bare} command -v {tool}"], capture_output=True).returncode != 0
+    result = _run_script(tmp_path / "cache", {"PATH": str(bare), "CC": "", "CXX": ""})
+    assert result["method"] == "CPU_JIT" and result["error"] < 1e-6
+
+
+def _kernel_modules():
+    return {n for n in sys.modules if n.startswith("symjit_numba_kernels_")}
+
+
+def test_equal_configs_share_one_module():
+    first = build(W1, "CPU_JIT")
+    before = _kernel_modules()
+    # Same unique formulas (other constant values, more nodes): no new module, same source.
+    again = build(W1 * 3 + [("leaky_relu", {"alpha": 0.3})], "CPU_JIT")
+    assert _kernel_modules() == before
+    assert again.source() == first.source()
+    assert len(again.plan.formulas) == len(W1)  # identical (formula, constant names) share one id
+    assert again.plan.func_ids[-1] == again.plan.func_ids[5]
+
+
+def test_source_is_readable_and_names_each_formula():
+    layer = build(W1, "CPU_JIT")
+    text = layer.source()
+    compile(text, "<kernel>", "exec")  # valid Python
+    for name, _ in W1:
+        assert f"# {name}" in text
+    assert "prange" in text and "func_ids[j] ==" in text
+    assert "for i in range(zs.size)" in text  # one homogeneous inner loop per formula
+
+
+def test_float32_kernels_do_not_promote_to_float64():
+    layer = build([("gelu", {}), ("swish", {"beta": 1.5}), ("a*x**2 + 0.5*sin(x) + x/3", {"a": 2.0})], "CPU_JIT")
+    z = np.linspace(-4, 4, 3 * 64, dtype=np.float32).reshape(3, 64)
+    run_activation(layer, z)
+    module = next(m for n, m in sys.modules.items() if n.startswith("symjit_numba_kernels_") and "gelu" in m.__doc__)
+    for dispatcher in (module.forward, module.backward):
+        for signature, llvm in dispatcher.inspect_llvm().items():
+            if signature[0].dtype.name == "float32":
+                assert "fpext float" not in llvm and "@llvm.exp.f64" not in llvm, "float32 kernel uses float64 math"
+
+
+def test_nan_and_inf_follow_numpy():
+    layer = build([("tanh", {}), ("sigmoid", {}), ("exp(num)", {}), ("num**2", {})], "CPU_JIT")
+    z = np.array([[np.nan, np.inf, -np.inf, 100.0]] * 4, dtype=np.float32)
+    a, _ = run_activation(layer, z)
+    with np.errstate(over="ignore"):
+        expected = np.stack([np.tanh(z[0]), 1 / (1 + np.exp(-z[1])), np.exp(z[2]), z[3] ** 2])
+    np.testing.assert_array_equal(a, expected)  # NaN in gives NaN out, overflow gives inf
+
+
+def test_one_node_with_a_huge_batch_and_threads_agree():
+    layer = build([("gelu", {})], "CPU_JIT")
+    z = np.random.default_rng(1).normal(size=(1, 1_000_003)).astype(np.float64)
+    a, d = run_activation(layer, z)
+    ref = build([("gelu", {})], "CPU_PYTHON")
+    a_ref, d_ref = run_activation(ref, z)
+    np.testing.assert_allclose(a, a_ref, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(d, d_ref, rtol=1e-13, atol=1e-15)
+
+
+def test_eight_threads_forty_calls_each_identical_results():
+    layer = build(W1 * 8, "CPU_JIT")
+    rng = np.random.default_rng(2)
+    z = rng.normal(scale=4, size=(64, 2048)).astype(np.float32)
+    err = rng.normal(size=z.shape).astype(np.float32)
+    expected_a, expected_d = run_activation(layer, z, err)
+    failures = []
+
+    def worker():
+        params, offsets = layer.make_params(np.float32)
+        a, d = np.empty_like(z), np.empty_like(z)
+        for _ in range(40):
+            layer.forward_kernel(z, a, params, offsets, 64, 2048)
+            layer.backward_kernel(z, err, d, params, offsets, 64, 2048)
+            if not (np.array_equal(a, expected_a) and np.array_equal(d, expected_d)):
+                failures.append("mismatch")
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+
+def test_numba_failure_falls_back_or_raises(monkeypatch):
+    # A real numba failure: make the table point sin at a function numba does not know.
+    broken = FUNCTIONS_BY_NAME["sin"].__class__(**{**FUNCTIONS_BY_NAME["sin"].__dict__, "numba": "math.no_such_function"})
+    monkeypatch.setitem(FUNCTIONS_BY_NAME, "sin", broken)
+    from symjit_numba import functions
+
+    monkeypatch.setitem(functions.FUNCTIONS_BY_SYMPY, broken.sympy, broken)
+    configs = [("relu", {}), ("sin(num)*1.2345", {})]
+    with settings.override(use_kernel_cache=False):
+        with pytest.warns(PerformanceWarning, match="CPU_JIT is not available"):
+            layer = SymbolicJITCompiler(configs, "CPU_JIT")
+        assert layer.calculation_method == "CPU_PYTHON"
+        z = np.linspace(-2, 2, 8).reshape(2, 4)
+        a, _ = run_activation(layer, z)
+        np.testing.assert_allclose(a[1], np.sin(z[1]) * 1.2345)
+        with settings.override(warning_level="error"):
+            with pytest.raises(JITCompilationError, match=r"sin\(num\)\*1.2345"):
+                SymbolicJITCompiler([("sin(num)*1.2346", {})], "CPU_JIT")
+
+
+def test_cache_dir_follows_settings(tmp_path):
+    with settings.override(cache_dir=tmp_path):
+        build([("x/(1 + abs(x)) + 0.125", {})], "CPU_JIT")
+    assert list(Path(tmp_path).rglob("k_*.py")), "the generated module was not written to settings.cache_dir"

@@ -1,0 +1,303 @@
+"""Accuracy, special values and vectorisation of symjit_numba.mathlib.vector_math.
+
+Every function is applied inside a small ``@njit`` element loop (the way generated kernels use it)
+over a dense grid covering the whole float range.  float32 results are compared with a float64
+reference; float64 results with a float64 libm reference on the dense grid and with mpmath (30
+digits) on a subsample.
+"""
+
+import functools
+import math
+import re
+
+import llvmlite.binding as llvm
+import mpmath
+import numpy as np
+import pytest
+from numba import njit, types
+
+from symjit_numba.mathlib import vector_math as vm
+
+FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc"]
+DTYPES = [np.float32, np.float64]
+RTOL = {np.float32: 1e-6, np.float64: 1e-14}
+NUMBA_TYPE = {np.float32: types.float32, np.float64: types.float64}
+
+# Caller flavours: what the generated kernels use, plain njit, and an all-flags caller.
+CALLER_OPTIONS = {
+    "fastmath_flags": {"fastmath": set(vm.FASTMATH_FLAGS)},
+    "plain": {},
+    "fastmath_true": {"fastmath": True},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def element_loop(name, dtype, caller="fastmath_flags"):
+    """A jitted ``out[i] = f(x[i])`` loop, compiled for contiguous 1-d arrays of dtype."""
+    f = getattr(vm, name)
+
+    @njit(**CALLER_OPTIONS[caller])
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = f(x[i])
+
+    ty = NUMBA_TYPE[dtype]
+    loop.compile((ty[::1], ty[::1]))
+    return loop
+
+
+def apply(name, x, caller="fastmath_flags"):
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    element_loop(name, x.dtype.type, caller)(x, out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument grid
+# ------------------------------------------------------------------------------------------------
+
+
+def _thresholds(dtype):
+    """Points where the implementations switch formulas, clamp, overflow or underflow."""
+    fi = np.finfo(dtype)
+    pts = [
+        1.0, 2.0, 0.25, 0.5, 0.84375, 1.25, 1 / 0.35, 6.0, 28.0,  # erf/erfc ranges
+        math.log(3) / 2,  # tanh
+        math.sqrt(2), math.sqrt(0.5), math.sqrt(2) - 1, math.sqrt(0.5) - 1,  # log/log1p reduction
+        float(np.log(fi.max)), float(np.log(fi.tiny)), float(np.log(fi.smallest_subnormal)),
+        746.0, 710.0, 104.0, 89.0, 40.0, 20.0, 30.0, 12.0, 9.0, 10.0, 26.5, 27.3,
+        float(fi.tiny), float(fi.max), float(fi.eps),
+    ]
+    pts += [(k + 0.5) * math.log(2) for k in range(-6, 6)]  # exp reduction boundaries
+    pts = np.array(pts, dtype=np.float64)
+    steps = np.arange(-3, 4)
+    with np.errstate(over="ignore"):
+        near = (pts[:, None] * (1 + steps[None, :] * float(fi.eps))).ravel()
+        near = np.concatenate([near, -near])
+        return near.astype(dtype)
+
+
+def grid(dtype, n_log=20000, n_uniform=20000, seed=0):
+    fi = np.finfo(dtype)
+    rng = np.random.default_rng(seed)
+    lo, hi = np.log10(float(fi.smallest_subnormal)), np.log10(float(fi.max))
+    with np.errstate(over="ignore"):
+        mags = np.logspace(lo, hi, n_log)
+    parts = [
+        mags, -mags, [0.0, -0.0],
+        rng.uniform(-5, 5, n_uniform),
+        rng.uniform(-800, 800, n_uniform // 4),
+        np.exp(rng.uniform(-3, 3, n_uniform // 4)) - 1,  # log1p/log near their zeros
+        1 + rng.uniform(-1e-3, 1e-3, n_uniform // 8),
+    ]
+    with np.errstate(over="ignore"):
+        x = np.concatenate([np.asarray(p, dtype=np.float64).astype(dtype) for p in parts])
+    x = np.concatenate([x, _thresholds(dtype)])
+    return x[np.isfinite(x)]
+
+
+# ------------------------------------------------------------------------------------------------
+# References
+# ------------------------------------------------------------------------------------------------
+
+_erf64 = np.frompyfunc(math.erf, 1, 1)
+_erfc64 = np.frompyfunc(math.erfc, 1, 1)
+
+
+def reference_f64(name, x):
+    """float64 libm reference (error ~1 ulp of float64)."""
+    d = np.asarray(x, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        if name == "sigmoid":
+            e = np.exp(-np.abs(d))
+            return np.where(d >= 0, 1 / (1 + e), e / (1 + e))
+        if name == "softplus":
+            return np.logaddexp(0.0, d)
+        if name == "erf":
+            return _erf64(d).astype(np.float64)
+        if name == "erfc":
+            return _erfc64(d).astype(np.float64)
+        return getattr(np, name)(d)
+
+
+MP_FUNCS = {
+    "exp": mpmath.exp,
+    "log": mpmath.log,
+    "log1p": mpmath.log1p,
+    "expm1": mpmath.expm1,
+    "tanh": mpmath.tanh,
+    "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
+    "softplus": lambda x: x + mpmath.log1p(mpmath.exp(-x)) if x > 0 else mpmath.log1p(mpmath.exp(x)),
+    "erf": mpmath.erf,
+    "erfc": mpmath.erfc,
+}
+
+# Arguments for which mpmath is slow (huge exponents) and the answer is trivial anyway.
+MP_DOMAIN = {"exp": 800, "expm1": 800, "sigmoid": 800, "tanh": 40, "erf": 30, "erfc": 30}
+
+
+def mpmath_errors(name, x, y, dtype):
+    """Error of y = f(x) against mpmath, as a multiple of the tolerance scale (see below)."""
+    fi = np.finfo(dtype)
+    f = MP_FUNCS[name]
+    errs = np.empty(len(x))
+    with mpmath.workdps(30):
+        for i, (xi, yi) in enumerate(zip(x, y)):
+            r = f(mpmath.mpf(float(xi))) if xi == xi else mpmath.nan
+            errs[i] = _scaled_error(r, yi, fi)
+    return errs
+
+
+def _scaled_error(r, yi, fi):
+    """Relative error of yi wrt r; absolute error / tiny where r is 0 or subnormal; checks of
+    overflow and NaN are folded in (0 if right, inf if wrong)."""
+    if isinstance(r, mpmath.mpc) or mpmath.isnan(r):  # e.g. mpmath.log(-1) is complex
+        return 0.0 if np.isnan(yi) else np.inf
+    if np.isnan(yi):
+        return np.inf
+    ar = abs(r)
+    if ar > float(fi.max):
+        if ar > float(fi.max) * (1 + 1e-5):
+            return 0.0 if (np.isinf(yi) and (yi > 0) == (r > 0)) else np.inf
+        return 0.0 if np.isinf(yi) else float(abs(mpmath.mpf(float(yi)) - r) / ar)
+    if np.isinf(yi):
+        return np.inf
+    diff = abs(mpmath.mpf(float(yi)) - r)
+    if ar < float(fi.tiny):
+        return float(diff / float(fi.tiny))
+    return float(diff / ar)
+
+
+def vector_errors(ref, y, dtype):
+    """Vectorised version of _scaled_error against a float64 reference array."""
+    fi = np.finfo(dtype)
+    y = y.astype(np.float64)
+    err = np.zeros(len(ref))
+    with np.errstate(all="ignore"):
+        nan_r, nan_y = np.isnan(ref), np.isnan(y)
+        err[nan_r != nan_y] = np.inf
+        ok = ~nan_r & ~nan_y
+        aref = np.abs(ref)
+        over = ok & (aref > float(fi.max))
+        clear_over = over & (aref > float(fi.max) * (1 + 1e-5))
+        err[clear_over & ~(np.isinf(y) & (np.sign(y) == np.sign(ref)))] = np.inf
+        normal = ok & ~over & (aref >= float(fi.tiny))
+        tiny = ok & ~over & (aref < float(fi.tiny))
+        err[normal] = np.abs(y[normal] - ref[normal]) / aref[normal]
+        err[tiny] = np.abs(y[tiny] - ref[tiny]) / float(fi.tiny)
+        err[(normal | tiny) & np.isinf(y) & ~np.isinf(ref)] = np.inf
+        both_inf = ok & np.isinf(ref)
+        err[both_inf & (y != ref)] = np.inf
+    return err
+
+
+def _report(name, x, y, err, rtol):
+    i = int(np.argmax(err))
+    return f"{name}: max error {err[i]:.3g} > {rtol:g} at x={x[i]!r} (got {y[i]!r})"
+
+
+# ------------------------------------------------------------------------------------------------
+# Tests
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name", FUNCS)
+def test_accuracy_dense_grid(name, dtype):
+    x = grid(dtype)
+    y = apply(name, x)
+    assert y.dtype == dtype
+    err = vector_errors(reference_f64(name, x), y, dtype)
+    assert err.max() <= RTOL[dtype], _report(name, x, y, err, RTOL[dtype])
+
+
+@pytest.mark.parametrize("name", FUNCS)
+def test_accuracy_float64_vs_mpmath(name):
+    rng = np.random.default_rng(1)
+    x = grid(np.float64)
+    x = np.concatenate([rng.choice(x, 2500, replace=False), _thresholds(np.float64)])
+    x = x[np.isfinite(x) & (np.abs(x) <= MP_DOMAIN.get(name, np.inf))]
+    y = apply(name, x)
+    err = mpmath_errors(name, x, y, np.float64)
+    assert err.max() <= RTOL[np.float64], _report(name, x, y, err, RTOL[np.float64])
+
+
+@pytest.mark.parametrize("caller", ["plain", "fastmath_true"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_results_independent_of_caller_flags(caller, dtype):
+    """The implementations pin their own flags, so plain @njit (and even fastmath=True) callers
+    get bit-identical results, NaN/inf handling included."""
+    x = np.concatenate([grid(dtype, 3000, 3000), np.array([np.nan, np.inf, -np.inf], dtype)])
+    for name in FUNCS:
+        expected = apply(name, x)
+        got = apply(name, x, caller)
+        np.testing.assert_array_equal(got.view(f"u{x.itemsize}"), expected.view(f"u{x.itemsize}"),
+                                      err_msg=name)
+
+
+INF, NAN = np.inf, np.nan
+SPECIAL_VALUES = {
+    "exp": [(NAN, NAN), (-INF, 0.0), (INF, INF), (0.0, 1.0), (-0.0, 1.0), (1e4, INF), (-1e4, 0.0)],
+    "log": [(NAN, NAN), (0.0, -INF), (-0.0, -INF), (-1.0, NAN), (-INF, NAN), (INF, INF), (1.0, 0.0)],
+    "log1p": [(NAN, NAN), (-1.0, -INF), (-2.0, NAN), (-INF, NAN), (INF, INF), (0.0, 0.0),
+              (-0.0, -0.0)],
+    "expm1": [(NAN, NAN), (-INF, -1.0), (INF, INF), (0.0, 0.0), (-0.0, -0.0), (1e4, INF),
+              (-1e4, -1.0)],
+    "tanh": [(NAN, NAN), (INF, 1.0), (-INF, -1.0), (0.0, 0.0), (-0.0, -0.0), (1e4, 1.0)],
+    "sigmoid": [(NAN, NAN), (INF, 1.0), (-INF, 0.0), (0.0, 0.5), (-0.0, 0.5), (-1e4, 0.0)],
+    "softplus": [(NAN, NAN), (INF, INF), (-INF, 0.0), (-1e4, 0.0), (1e4, 1e4)],
+    "erf": [(NAN, NAN), (INF, 1.0), (-INF, -1.0), (0.0, 0.0), (-0.0, -0.0), (10.0, 1.0)],
+    "erfc": [(NAN, NAN), (INF, 0.0), (-INF, 2.0), (0.0, 1.0), (-0.0, 1.0), (50.0, 0.0),
+             (-10.0, 2.0)],
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name", FUNCS)
+def test_special_values(name, dtype):
+    x, expected = (np.array(v, dtype=dtype) for v in zip(*SPECIAL_VALUES[name]))
+    y = apply(name, x)
+    for xi, yi, ei in zip(x, y, expected):
+        if np.isnan(ei):
+            assert np.isnan(yi), f"{name}({xi!r}) = {yi!r}, expected nan"
+        else:
+            assert yi == ei and np.signbit(yi) == np.signbit(ei), (
+                f"{name}({xi!r}) = {yi!r}, expected {ei!r}"
+            )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_python_level_call(dtype):
+    x = np.array([0.5, -1.5], dtype=dtype)
+    np.testing.assert_array_equal(vm.exp(x), apply("exp", x))
+    assert isinstance(vm.erf(dtype(0.5)), dtype)
+
+
+def test_integer_argument_rejected():
+    @njit
+    def f(i):
+        return vm.exp(i)
+
+    with pytest.raises(Exception, match="float32 and float64"):
+        f(1)
+
+
+def _host_has(feature):
+    return bool(llvm.get_host_cpu_features().get(feature, False))
+
+
+@pytest.mark.skipif(not _host_has("avx2"), reason="host CPU lacks AVX2")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name", FUNCS)
+def test_loop_vectorises(name, dtype):
+    ty = NUMBA_TYPE[dtype]
+    asm = element_loop(name, dtype).inspect_asm((ty[::1], ty[::1]))
+    suffix = "ps" if dtype == np.float32 else "pd"
+    op = r"vfn?m(add|sub)\d{3}" if _host_has("fma") else r"vmul"
+    packed = re.findall(rf"\b{op}{suffix}\s[^\n]*%ymm", asm)
+    assert packed, f"no packed {suffix} arithmetic on ymm registers for {name}"
+    # No out-of-line call left (numba calls libm through `movabsq $exp, %reg; callq *%reg`; a helper
+    # that failed to inline would appear as a direct call to its mangled name).
+    callee = re.search(r"\b(call\w*|movabs\w*)\s+\$?\w*(exp|log|tanh|erf|sigmoid|softplus)", asm)
+    assert callee is None, f"out-of-line call in the {name} loop: {callee.group(0)}"
