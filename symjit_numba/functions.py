@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-__all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "sigmoid", "softplus", "log1p", "expm1"]
+__all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "ALIASES", "sigmoid", "softplus", "ndtr", "sinc", "log1p", "expm1"]
 
 
 class sigmoid(sp.Function):  # noqa: N801 - SymPy functions are lower-case, like sympy.exp
@@ -64,6 +64,27 @@ class softplus(sp.Function):  # noqa: N801
         return self.args[0].is_real
 
 
+class ndtr(sp.Function):  # noqa: N801
+    """The standard normal CDF ``Phi(x) = erfc(-x/sqrt(2))/2``; its derivative is the normal density.
+
+    One ``erfc`` keeps both tails accurate, where SymPy would rewrite ``erfc(-x)`` as ``2 - erfc(x)``.
+    """
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.exp(-self.args[0] ** 2 / 2) / sp.sqrt(2 * sp.pi)
+
+    def _eval_rewrite_as_erfc(self, arg: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.erfc(-arg / sp.sqrt(2)) / 2
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.erfc)._eval_evalf(prec)
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+
 class sinc(sp.sinc):  # noqa: N801
     """SymPy's ``sinc(x) = sin(x)/x`` (not numpy's normalised one), with a derivative defined at 0."""
 
@@ -93,6 +114,8 @@ _MIN = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
 _SINC = "(math.sin({0}) / {0} if {0} != T(0) else T(1))"
 # exp(-x) overflows to inf for very negative x, and 1/(1+inf) is the correct 0.
 _SIGMOID = "(T(1) / (T(1) + math.exp(-{0})))"
+_NDTR_NUMBA = "(T(0.5) * vm.erfc(T(-0.7071067811865476) * {0}))"
+_NDTR_CUDA = "(T(0.5) * math.erfc(T(-0.7071067811865476) * {0}))"
 _SOFTPLUS = "(max({0}, T(0)) + math.log1p(math.exp(-abs({0}))))"
 
 FUNCTIONS: tuple[MathFunction, ...] = (
@@ -123,6 +146,7 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("atanh",    sp.atanh,     "numpy.arctanh",      "math.atanh",    "math.atanh"),
     MathFunction("erf",      sp.erf,       "special.erf",        "vm.erf",        "math.erf"),
     MathFunction("erfc",     sp.erfc,      "special.erfc",       "vm.erfc",       "math.erfc"),
+    MathFunction("ndtr",     ndtr,         "special.ndtr",       _NDTR_NUMBA,     _NDTR_CUDA),
     MathFunction("sinc",     sinc,         "numpy.sinc",         _SINC,           _SINC),
     MathFunction("gamma",    sp.gamma,     "special.gamma",      "math.gamma",    "math.gamma"),
     MathFunction("loggamma", sp.loggamma,  "special.loggamma",   "math.lgamma",   "math.lgamma"),
@@ -134,4 +158,5 @@ FUNCTIONS_BY_NAME: dict[str, MathFunction] = {f.name: f for f in FUNCTIONS}
 FUNCTIONS_BY_SYMPY: dict[type, MathFunction] = {f.sympy: f for f in FUNCTIONS if isinstance(f.sympy, type)}
 
 #: Extra spellings accepted in formula strings.
-ALIASES: dict[str, str] = {"abs": "Abs", "max": "Max", "min": "Min", "lgamma": "loggamma", "heaviside": "Heaviside"}
+ALIASES: dict[str, str] = {"abs": "Abs", "max": "Max", "min": "Min", "lgamma": "loggamma", "heaviside": "Heaviside",
+                           "Phi": "ndtr"}

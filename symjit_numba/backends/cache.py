@@ -14,6 +14,7 @@ not parse, or numba index files that fail to load are treated as missing and reb
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import importlib.util
 import json
@@ -43,9 +44,23 @@ _lock = threading.Lock()
 _scratch_dir: Path | None = None
 
 
+#: The files whose content shapes generated kernels: a change to any of them invalidates the cache.
+_CODEGEN_FILES = ("functions.py", "codegen/printer.py", "codegen/source.py", "mathlib/vector_math.py")
+
+
+@functools.cache
+def _codegen_fingerprint() -> str:
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for name in _CODEGEN_FILES:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def plan_digest(plan: LayerPlan, target: str, layout: str) -> str:
     """A name for everything that determines a layer's kernel module."""
-    identity = [__version__, target, layout, plan.mode, [[k.text, list(k.constants)] for k in plan.formulas]]
+    identity = [__version__, _codegen_fingerprint(), target, layout, plan.mode,
+                [[k.text, list(k.constants)] for k in plan.formulas]]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
 
 

@@ -88,17 +88,14 @@ def _segments(func_ids: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarra
 
 def _precompile(module: ModuleType, plan: LayerPlan, layout: str) -> None:
     """Compile (or load from numba's cache) the float32 kernels now, so failures surface here."""
-    from numba import float32, int64
+    from numba import boolean, float32, int64
 
     vector, matrix, index = float32[::1], float32[:, ::1], int64[::1]
     if plan.mode == "loss":
-        signature = (vector, vector, vector, vector)
-        module.forward.compile(signature)
-        module.backward.compile(signature)
+        module.loss.compile((boolean, vector, vector, vector, vector))
         return
-    extra = (index,) if layout == "node_major" else (index, index, index)
-    module.forward.compile((matrix, matrix, vector, index, *extra))
-    module.backward.compile((matrix, matrix, matrix, vector, index, *extra))
+    dispatch = (index,) if layout == "node_major" else (index, index, index)
+    module.activation.compile((boolean, matrix, matrix, matrix, vector, index, *dispatch))
 
 
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:

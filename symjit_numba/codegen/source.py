@@ -83,60 +83,73 @@ def _header(formulas: Sequence[BuiltFormula], target: str, layout: str, mode: st
     return lines
 
 
+_CPU_PREAMBLE = (
+    "from numba import njit, prange", "", "from symjit_numba.mathlib import vector_math as vm", "",
+    f"BLOCK = {BLOCK}", f"ROWS = {ROWS}",
+    "# One parallel function serves forward and backward: numba's parallel machinery costs a fixed",
+    "# ~0.5 s per compiled function, so one function instead of two halves it.",
+    "OPTIONS = dict(parallel=True, nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy')",
+)
+
+
 def _cpu_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:
-    lines(0, "from numba import njit, prange", "", "from symjit_numba.mathlib import vector_math as vm", "",
-          f"BLOCK = {BLOCK}", f"ROWS = {ROWS}", "OPTIONS = dict(parallel=True, nogil=True, cache=True, "
-          "fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy')", "")
-    for which in ("forward", "backward"):
-        inputs = "z, a, params, offsets" if which == "forward" else "z, err, delta, params, offsets"
-        lines(0, "", "@njit(**OPTIONS)")
-        if layout == "node_major":
-            lines(0, f"def {which}({inputs}, func_ids):",
-                  f'    """{"a = f(z)" if which == "forward" else "delta = err * df/dz"} for z of shape (nodes, batch)."""',
-                  "    T = z.dtype.type", "    n, b = z.shape", "    blocks = (b + BLOCK - 1) // BLOCK",
-                  "    for task in prange(n * blocks):", "        j = task // blocks",
-                  "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)",
-                  "        p = offsets[j]", "        zs = z[j, lo:hi]")
-            lines(2, "out = a[j, lo:hi]" if which == "forward" else "out = delta[j, lo:hi]")
-            if which == "backward":
-                lines(2, "es = err[j, lo:hi]")
-            for fid, built in enumerate(formulas):
-                lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {built.key.label}")
-                lines(3, *_constant_reads(built, "p"), "for i in range(zs.size):")
-                store = "out[i] = {}" if which == "forward" else "out[i] = es[i] * {}"
-                _element(lines, 4, built, "numba", which, ["num = zs[i]"], store)
-        else:
-            lines(0, f"def {which}({inputs}, seg_start, seg_stop, seg_fid):",
-                  f'    """{"a = f(z)" if which == "forward" else "delta = err * df/dz"} for z of shape (batch, nodes);',
-                  '    nodes seg_start[s]:seg_stop[s] all use formula seg_fid[s]."""',
-                  "    T = z.dtype.type", "    b, n = z.shape", "    nseg = seg_fid.size",
-                  "    row_blocks = (b + ROWS - 1) // ROWS",
-                  "    for task in prange(row_blocks * nseg):", "        r0 = (task // nseg) * ROWS",
-                  "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
-                  "        offs = offsets[k0:k1]")
-            for fid, built in enumerate(formulas):
-                lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {built.key.label}")
-                lines(3, "for r in range(r0, min(r0 + ROWS, b)):", "    zs = z[r, k0:k1]")
-                lines(4, "out = a[r, k0:k1]" if which == "forward" else "out = delta[r, k0:k1]")
-                if which == "backward":
-                    lines(4, "es = err[r, k0:k1]")
-                lines(4, "for i in range(zs.size):")
-                store = "out[i] = {}" if which == "forward" else "out[i] = es[i] * {}"
-                _element(lines, 5, built, "numba", which, ["num = zs[i]", *_constant_reads(built, "offs[i]")], store)
+    lines(0, *_CPU_PREAMBLE, "", "")
+    element = {False: ("out[i] = {}", "forward"), True: ("out[i] = es[i] * {}", "backward")}
+    if layout == "node_major":
+        lines(0, "@njit(**OPTIONS)", "def activation(backward, z, err, out, params, offsets, func_ids):",
+              '    """out = f(z), or out = err * df/dz if backward; z of shape (nodes, batch)."""',
+              "    T = z.dtype.type", "    n, b = z.shape", "    blocks = (b + BLOCK - 1) // BLOCK",
+              "    for task in prange(n * blocks):", "        j = task // blocks",
+              "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)",
+              "        p = offsets[j]", "        zs = z[j, lo:hi]", "        es = err[j, lo:hi]",
+              "        out_s = out[j, lo:hi]")
+        for fid, built in enumerate(formulas):
+            lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {built.key.label}")
+            lines(3, *_constant_reads(built, "p"))
+            for backward in (True, False):
+                store, which = element[backward]
+                lines(3, "if backward:" if backward else "else:", "    for i in range(zs.size):")
+                _element(lines, 5, built, "numba", which, ["num = zs[i]"], store.replace("out[i]", "out_s[i]"))
+        dispatch = "func_ids"
+    else:
+        lines(0, "@njit(**OPTIONS)", "def activation(backward, z, err, out, params, offsets, seg_start, seg_stop, seg_fid):",
+              '    """out = f(z), or out = err * df/dz if backward; z of shape (batch, nodes).',
+              '    Nodes seg_start[s]:seg_stop[s] all use formula seg_fid[s]."""',
+              "    T = z.dtype.type", "    b, n = z.shape", "    nseg = seg_fid.size",
+              "    row_blocks = (b + ROWS - 1) // ROWS",
+              "    for task in prange(row_blocks * nseg):", "        r0 = (task // nseg) * ROWS",
+              "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
+              "        offs = offsets[k0:k1]")
+        for fid, built in enumerate(formulas):
+            lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {built.key.label}")
+            lines(3, "for r in range(r0, min(r0 + ROWS, b)):",
+                  "    zs = z[r, k0:k1]", "    es = err[r, k0:k1]", "    out_s = out[r, k0:k1]")
+            for backward in (True, False):
+                store, which = element[backward]
+                lines(4, "if backward:" if backward else "else:", "    for i in range(zs.size):")
+                _element(lines, 6, built, "numba", which, ["num = zs[i]", *_constant_reads(built, "offs[i]")],
+                         store.replace("out[i]", "out_s[i]"))
+        dispatch = "seg_start, seg_stop, seg_fid"
+    lines(0, "", "", f"def forward(z, a, params, offsets, {dispatch}):", '    """a = f(z)."""',
+          f"    activation(False, z, z, a, params, offsets, {dispatch})",
+          "", "", f"def backward(z, err, delta, params, offsets, {dispatch}):", '    """delta = err * df/dz."""',
+          f"    activation(True, z, err, delta, params, offsets, {dispatch})")
 
 
 def _cpu_loss(lines: _Lines, built: BuiltFormula) -> None:
-    lines(0, "from numba import njit, prange", "", "from symjit_numba.mathlib import vector_math as vm", "",
-          f"BLOCK = {BLOCK}", "OPTIONS = dict(parallel=True, nogil=True, cache=True, "
-          "fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy')", "")
-    for which, doc in (("forward", "res = L(y_pred, y_true)"), ("backward", "grad = dL/dy_pred")):
-        lines(0, "", "@njit(**OPTIONS)", f"def {which}(pred, true, out, params):",
-              f'    """{doc}, element-wise over flat arrays."""', "    T = pred.dtype.type",
-              "    size = pred.size", "    for task in prange((size + BLOCK - 1) // BLOCK):",
-              "        lo = task * BLOCK", "        hi = min(lo + BLOCK, size)",
-              "        ps = pred[lo:hi]", "        ts = true[lo:hi]", "        os = out[lo:hi]")
-        lines(2, *_constant_reads(built, "0"), "for i in range(ps.size):")
-        _element(lines, 3, built, "numba", which, ["y_pred = ps[i]", "y_true = ts[i]"], "os[i] = {}")
+    lines(0, *_CPU_PREAMBLE, "", "", "@njit(**OPTIONS)", "def loss(backward, pred, true, out, params):",
+          '    """out = L(pred, true), or out = dL/dpred if backward; element-wise over flat arrays."""',
+          "    T = pred.dtype.type", "    size = pred.size", "    for task in prange((size + BLOCK - 1) // BLOCK):",
+          "        lo = task * BLOCK", "        hi = min(lo + BLOCK, size)",
+          "        ps = pred[lo:hi]", "        ts = true[lo:hi]", "        out_s = out[lo:hi]")
+    lines(2, *_constant_reads(built, "0"))
+    for backward in (True, False):
+        lines(2, "if backward:" if backward else "else:", "    for i in range(ps.size):")
+        _element(lines, 4, built, "numba", "backward" if backward else "forward",
+                 ["y_pred = ps[i]", "y_true = ts[i]"], "out_s[i] = {}")
+    lines(0, "", "", "def forward(pred, true, res, params):", '    """res = L(y_pred, y_true)."""',
+          "    loss(False, pred, true, res, params)", "", "",
+          "def backward(pred, true, grad, params):", '    """grad = dL/dy_pred."""', "    loss(True, pred, true, grad, params)")
 
 
 def _cuda_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:

@@ -118,9 +118,7 @@ _BUILTIN_ACTIVATIONS = [
     ("hardswish", "Piecewise((0, num <= -3), (num, num >= 3), (num*(num + 3)/6, True))", {}, "torch hardswish"),
     ("softplus", "softplus(num)", {}, "log(1+exp(x))"),
     ("mish", "num*tanh(softplus(num))", {}, "x*tanh(softplus(x))"),
-    # erfc(|x|/sqrt(2)) for x < 0 keeps the left tail accurate; SymPy would rewrite erfc(-x) as 2 - erfc(x).
-    ("gelu", "Piecewise((num/2*erfc(Abs(num)/sqrt(2)), num < 0), (num/2*(1 + erf(num/sqrt(2))), True))", {},
-     "exact (erf) GELU, x*Phi(x)"),
+    ("gelu", "num*ndtr(num)", {}, "exact (erf) GELU, x*Phi(x) = x/2*(1 + erf(x/sqrt(2)))"),
     ("softsign", "num/(1 + Abs(num))", {}, "x/(1+|x|)"),
     ("gaussian", "exp(-num**2)", {}, "exp(-x^2)"),
     ("sine", "sin(num)", {}, "sin(x)"),

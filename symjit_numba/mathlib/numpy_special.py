@@ -33,7 +33,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus"]
+__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr"]
 
 
 def _hi_word(hi: int) -> float:
@@ -626,3 +626,21 @@ def softplus(x):
     x = np.asarray(x)
     x = x if x.dtype.kind == "f" else x.astype(np.float64)
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def ndtr(x):
+    """The standard normal CDF ``erfc(-x/sqrt(2))/2``, accurate in both tails.
+
+    Parameters
+    ----------
+    x : array_like
+        float32 or float64 values.
+
+    Returns
+    -------
+    numpy.ndarray or numpy scalar
+        Same dtype as ``x``.
+    """
+    x = np.asarray(x)
+    x = x if x.dtype.kind == "f" else x.astype(np.float64)
+    return (erfc(-x * 0.7071067811865476) / 2).astype(x.dtype)

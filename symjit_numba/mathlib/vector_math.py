@@ -103,6 +103,10 @@ def _same_float(*tys):
     return isinstance(tys[0], types.Float) and all(t == tys[0] for t in tys)
 
 
+def _llvm_float(fty):
+    return ir.FloatType() if fty.bitwidth == 32 else ir.DoubleType()
+
+
 def _bits_type(fty):
     return ir.IntType(fty.bitwidth)
 
@@ -120,10 +124,6 @@ def _pow2_from_i32(builder, fty, k32):
     if fty.bitwidth == 64:
         biased = builder.sext(biased, ity)
     return builder.bitcast(builder.shl(biased, ir.Constant(ity, mbits)), _llvm_float(fty))
-
-
-def _llvm_float(fty):
-    return ir.FloatType() if fty.bitwidth == 32 else ir.DoubleType()
 
 
 def _call_llvm_intrinsic(builder, name, fty, args):
@@ -179,16 +179,15 @@ def _rint(typingctx, x):
     return x(x), codegen
 
 
-import os
-_POLY_SCHEME = os.environ.get("VM_POLY", "estrin")
-
-
 @intrinsic
 def _poly(typingctx, x, coeffs):
-    """Horner evaluation of ``coeffs[0] + coeffs[1]*x + ...``, unrolled at compile time.
+    """``coeffs[0] + coeffs[1]*x + ...``, unrolled at compile time with Estrin's scheme.
 
-    Each step is ``llvm.fmuladd``, which becomes one FMA where the CPU has it, whatever the caller's
-    flags.  ``coeffs`` is a constant tuple of the same float type, so the extracts fold to constants.
+    Estrin (pairs ``c[i] + c[i+1]*x``, then combined with x**2, x**4, ...) has a dependency chain of
+    about log2(n) FMAs instead of Horner's n; with vector loops whose bodies are too large to overlap
+    iterations, that latency is what limits throughput.  Each step is ``llvm.fmuladd``, which
+    becomes one FMA where the CPU has it, whatever the caller's flags.  ``coeffs`` is a constant
+    tuple of the same float type, so the extracts fold to constants.
     """
     if not (isinstance(coeffs, types.UniTuple) and _same_float(x, coeffs.dtype)):
         return None
@@ -197,20 +196,13 @@ def _poly(typingctx, x, coeffs):
     def codegen(context, builder, sig, args):
         xv, cv = args
         terms = [builder.extract_value(cv, i) for i in range(n)]
-        if _POLY_SCHEME == "horner":
-            acc = terms[-1]
-            for c in reversed(terms[:-1]):
-                acc = _call_llvm_intrinsic(builder, "llvm.fmuladd", x, [acc, xv, c])
-            return acc
         power = xv
         while len(terms) > 1:
-            nxt = [
+            paired = [
                 _call_llvm_intrinsic(builder, "llvm.fmuladd", x, [terms[i + 1], power, terms[i]])
                 for i in range(0, len(terms) - 1, 2)
             ]
-            if len(terms) % 2:
-                nxt.append(terms[-1])
-            terms = nxt
+            terms = paired + terms[len(terms) - len(terms) % 2:]
             if len(terms) > 1:
                 power = builder.fmul(power, power)
         return terms[0]
