@@ -91,7 +91,6 @@ def info() -> int:
     import sympy
 
     from . import __version__, settings
-    from .backends.cpu_jit import threading_layer
     from .backends.gpu_cuda import is_available
 
     gpu = is_available()
@@ -102,7 +101,7 @@ def info() -> int:
         "numpy / sympy": f"{np.__version__} / {sympy.__version__}",
         "backends": ", ".join(_available_methods()),
         "CUDA GPU": (f"yes: {[g.name for g in __import__('numba').cuda.gpus]}" if gpu else "no"),
-        "threading layer": threading_layer() or f"not chosen yet (requested: {numba.config.THREADING_LAYER})",
+        "CPU threads": f"{settings.num_threads} (a thread pool over GIL-free numba kernels; no numba threading layer)",
         "cache dir": f"{settings.cache_dir} (cache {'on' if settings.use_kernel_cache else 'off'})",
         "warning level": settings.warning_level,
     }

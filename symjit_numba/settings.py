@@ -37,6 +37,16 @@ def _default_cache_dir() -> Path:
     return base / "symjit_numba"
 
 
+def _default_num_threads() -> int:
+    from_env = os.environ.get("SYMJIT_NUMBA_NUM_THREADS")
+    if from_env:
+        return int(from_env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclass
 class Settings:
     """Library-wide settings.
@@ -52,11 +62,15 @@ class Settings:
         new process with the same configs compiles nothing.
     cache_dir : pathlib.Path
         Where the disk cache lives. Defaults to ``$SYMJIT_NUMBA_CACHE_DIR`` or a per-user cache folder.
+    num_threads : int
+        Threads a CPU_JIT kernel call uses. Defaults to ``$SYMJIT_NUMBA_NUM_THREADS``, else the cores
+        this process may run on.
     """
 
     warning_level: str = "warn"
     use_kernel_cache: bool = True
     cache_dir: Path = field(default_factory=_default_cache_dir)
+    num_threads: int = field(default_factory=_default_num_threads)
 
     def __setattr__(self, name: str, value: object) -> None:
         if name == "warning_level" and value not in WARNING_LEVELS:
@@ -65,6 +79,8 @@ class Settings:
             value = Path(value).expanduser()  # type: ignore[arg-type]
         if name == "use_kernel_cache":
             value = bool(value)
+        if name == "num_threads" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"num_threads must be a positive integer, got {value!r}")
         if name not in {f for f in self.__dataclass_fields__}:
             raise AttributeError(f"unknown setting {name!r}; settings are {list(self.__dataclass_fields__)}")
         super().__setattr__(name, value)

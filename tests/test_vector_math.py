@@ -270,17 +270,19 @@ def test_special_values(name, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_python_level_call(dtype):
     x = np.array([0.5, -1.5], dtype=dtype)
-    np.testing.assert_array_equal(vm.exp(x), apply("exp", x))
-    assert isinstance(vm.erf(dtype(0.5)), dtype)
+    np.testing.assert_array_equal(vm.evaluate("exp", x), apply("exp", x))
+    assert vm.evaluate("erf", dtype(0.5)).dtype == dtype
+    assert vm.erf(dtype(0.5)) == apply("erf", np.array([0.5], dtype=dtype))[0]
 
 
-def test_integer_argument_rejected():
-    @njit
-    def f(i):
-        return vm.exp(i)
-
-    with pytest.raises(Exception, match="float32 and float64"):
-        f(1)
+@pytest.mark.parametrize("name", FUNCS)
+def test_float32_stays_float32(name):
+    """No promotion to double anywhere in the float32 path (typed constants throughout)."""
+    loop = element_loop(name, np.float32)
+    ir_text = loop.inspect_llvm((types.float32[::1], types.float32[::1]))
+    assert not re.search(r"\bdouble\b", ir_text)
+    impl = vm._KERNELS[types.float32][name]
+    assert all(sig.return_type == types.float32 for sig in impl.nopython_signatures)
 
 
 def _host_has(feature):

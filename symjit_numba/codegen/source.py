@@ -1,8 +1,9 @@
 """Emit the source text of a kernel module: readable Python for ``numba.njit`` or ``numba.cuda.jit``.
 
 The CPU module dispatches on the node's formula id *outside* the element loop, so each inner loop
-is one formula over contiguous elements, which LLVM can vectorise; the parallel loop runs over
-(node, block of the batch) tasks, so a single node with a huge batch still uses every core.
+is one formula over contiguous elements, which LLVM can vectorise. Work is cut into tasks (a node's
+block of the batch), so a single node with a huge batch still gives every core work; the kernel
+runs a range of tasks and the CPU_JIT backend hands ranges to its threads.
 The CUDA module runs one thread per element (grid-stride) and switches on the formula id per
 element; neighbouring threads share a node, so a warp rarely diverges.
 
@@ -84,40 +85,37 @@ def _header(formulas: Sequence[BuiltFormula], target: str, layout: str, mode: st
 
 
 _CPU_PREAMBLE = (
-    "from numba import njit, prange", "", "from symjit_numba.mathlib import vector_math as vm", "",
-    f"BLOCK = {BLOCK}", f"ROWS = {ROWS}",
-    "# One parallel function serves forward and backward: numba's parallel machinery costs a fixed",
-    "# ~0.5 s per compiled function, so one function instead of two halves it.",
-    "OPTIONS = dict(parallel=True, nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy')",
+    "from numba import njit", "", "from symjit_numba.mathlib import vector_math as vm", "",
+    f"BLOCK = {BLOCK}", f"ROWS = {ROWS}", "",
+    "# Serial, GIL-free kernels over a range of tasks: the CPU_JIT backend runs ranges on all cores.",
+    "# (numba's parallel=True would re-type and re-optimise this body, about 3x the compile time.)",
+    "@njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy')",
 )
 
 
 def _cpu_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:
-    lines(0, *_CPU_PREAMBLE, "", "")
-    element = {False: ("out[i] = {}", "forward"), True: ("out[i] = es[i] * {}", "backward")}
+    element = {False: ("out_s[i] = {}", "forward"), True: ("out_s[i] = es[i] * {}", "backward")}
     if layout == "node_major":
-        lines(0, "@njit(**OPTIONS)", "def activation(backward, z, err, out, params, offsets, func_ids):",
-              '    """out = f(z), or out = err * df/dz if backward; z of shape (nodes, batch)."""',
-              "    T = z.dtype.type", "    n, b = z.shape", "    blocks = (b + BLOCK - 1) // BLOCK",
-              "    for task in prange(n * blocks):", "        j = task // blocks",
-              "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)",
-              "        p = offsets[j]", "        zs = z[j, lo:hi]", "        es = err[j, lo:hi]",
-              "        out_s = out[j, lo:hi]")
+        lines(0, *_CPU_PREAMBLE, "def activation(first, last, backward, z, err, out, params, offsets, func_ids):",
+              '    """Tasks first..last-1, task = (node j, batch block): out = f(z), or err * df/dz if backward."""',
+              "    T = z.dtype.type", "    b = z.shape[1]", "    blocks = (b + BLOCK - 1) // BLOCK",
+              "    for task in range(first, last):", "        j = task // blocks",
+              "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)", "        p = offsets[j]",
+              "        zs = z[j, lo:hi]", "        es = err[j, lo:hi]", "        out_s = out[j, lo:hi]")
         for fid, built in enumerate(formulas):
             lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {built.key.label}")
             lines(3, *_constant_reads(built, "p"))
             for backward in (True, False):
                 store, which = element[backward]
                 lines(3, "if backward:" if backward else "else:", "    for i in range(zs.size):")
-                _element(lines, 5, built, "numba", which, ["num = zs[i]"], store.replace("out[i]", "out_s[i]"))
-        dispatch = "func_ids"
+                _element(lines, 5, built, "numba", which, ["num = zs[i]"], store)
     else:
-        lines(0, "@njit(**OPTIONS)", "def activation(backward, z, err, out, params, offsets, seg_start, seg_stop, seg_fid):",
-              '    """out = f(z), or out = err * df/dz if backward; z of shape (batch, nodes).',
-              '    Nodes seg_start[s]:seg_stop[s] all use formula seg_fid[s]."""',
-              "    T = z.dtype.type", "    b, n = z.shape", "    nseg = seg_fid.size",
-              "    row_blocks = (b + ROWS - 1) // ROWS",
-              "    for task in prange(row_blocks * nseg):", "        r0 = (task // nseg) * ROWS",
+        lines(0, *_CPU_PREAMBLE,
+              "def activation(first, last, backward, z, err, out, params, offsets, seg_start, seg_stop, seg_fid):",
+              '    """Tasks first..last-1, task = (block of ROWS rows, segment s of nodes seg_start[s]:seg_stop[s],',
+              '    which all use formula seg_fid[s]): out = f(z), or err * df/dz if backward."""',
+              "    T = z.dtype.type", "    b = z.shape[0]", "    nseg = seg_fid.size",
+              "    for task in range(first, last):", "        r0 = (task // nseg) * ROWS",
               "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
               "        offs = offsets[k0:k1]")
         for fid, built in enumerate(formulas):
@@ -127,29 +125,21 @@ def _cpu_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str
             for backward in (True, False):
                 store, which = element[backward]
                 lines(4, "if backward:" if backward else "else:", "    for i in range(zs.size):")
-                _element(lines, 6, built, "numba", which, ["num = zs[i]", *_constant_reads(built, "offs[i]")],
-                         store.replace("out[i]", "out_s[i]"))
-        dispatch = "seg_start, seg_stop, seg_fid"
-    lines(0, "", "", f"def forward(z, a, params, offsets, {dispatch}):", '    """a = f(z)."""',
-          f"    activation(False, z, z, a, params, offsets, {dispatch})",
-          "", "", f"def backward(z, err, delta, params, offsets, {dispatch}):", '    """delta = err * df/dz."""',
-          f"    activation(True, z, err, delta, params, offsets, {dispatch})")
+                _element(lines, 6, built, "numba", which, ["num = zs[i]", *_constant_reads(built, "offs[i]")], store)
 
 
 def _cpu_loss(lines: _Lines, built: BuiltFormula) -> None:
-    lines(0, *_CPU_PREAMBLE, "", "", "@njit(**OPTIONS)", "def loss(backward, pred, true, out, params):",
-          '    """out = L(pred, true), or out = dL/dpred if backward; element-wise over flat arrays."""',
-          "    T = pred.dtype.type", "    size = pred.size", "    for task in prange((size + BLOCK - 1) // BLOCK):",
-          "        lo = task * BLOCK", "        hi = min(lo + BLOCK, size)",
-          "        ps = pred[lo:hi]", "        ts = true[lo:hi]", "        out_s = out[lo:hi]")
+    lines(0, *_CPU_PREAMBLE, "def loss(first, last, backward, pred, true, out, params):",
+          '    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:',
+          '    out = L(pred, true), or dL/dpred if backward."""',
+          "    T = pred.dtype.type", "    for task in range(first, last):", "        lo = task * BLOCK",
+          "        hi = min(lo + BLOCK, pred.size)", "        ps = pred[lo:hi]", "        ts = true[lo:hi]",
+          "        out_s = out[lo:hi]")
     lines(2, *_constant_reads(built, "0"))
     for backward in (True, False):
         lines(2, "if backward:" if backward else "else:", "    for i in range(ps.size):")
         _element(lines, 4, built, "numba", "backward" if backward else "forward",
                  ["y_pred = ps[i]", "y_true = ts[i]"], "out_s[i] = {}")
-    lines(0, "", "", "def forward(pred, true, res, params):", '    """res = L(y_pred, y_true)."""',
-          "    loss(False, pred, true, res, params)", "", "",
-          "def backward(pred, true, grad, params):", '    """grad = dL/dy_pred."""', "    loss(True, pred, true, grad, params)")
 
 
 def _cuda_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:
