@@ -71,14 +71,14 @@ class _Launcher:
     def device_array(self, array: Any) -> Any:
         if isinstance(array, np.ndarray):
             return self.cuda.to_device(array)
-        return self.cuda.as_cuda_array(array)
+        return _as_device_array(array)
 
     def __call__(self, kernel: Any, inputs: list[Any], output: Any, extra: list[Any], size: int) -> None:
         with self.cuda.gpus[self.device_id]:
             device_inputs = [self.device_array(a) for a in inputs]
             host_output = isinstance(output, np.ndarray)
             device_output = (self.cuda.device_array(output.shape, output.dtype) if host_output
-                             else self.cuda.as_cuda_array(output))
+                             else _as_device_array(output))
             device_extra = [self.device_array(e) for e in extra]
             blocks, threads = _grid(size)
             kernel[blocks, threads](*device_inputs, device_output, *device_extra)
@@ -86,10 +86,17 @@ class _Launcher:
                 device_output.copy_to_host(output)
 
 
+def _as_device_array(array: Any) -> Any:
+    """A numba view of any CUDA array (numba's own arrays pass through), without copying."""
+    if hasattr(array, "copy_to_host"):
+        return array
+    return _cuda().as_cuda_array(array)
+
+
 def _flat(array: Any) -> Any:
     if isinstance(array, np.ndarray):
         return array.reshape(-1)
-    return _cuda().as_cuda_array(array).reshape(-1)
+    return _as_device_array(array).reshape(-1)
 
 
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:

@@ -40,12 +40,19 @@ def _cuda_info(interface: dict) -> ArrayInfo:
     return ArrayInfo(shape, dtype, contiguous or int(np.prod(shape)) <= 1, not readonly)
 
 
+def _is_numba_device_array(array: Any) -> bool:
+    return all(hasattr(array, attribute) for attribute in ("copy_to_host", "shape", "dtype", "strides"))
+
+
 def describe(name: str, array: Any, *, allow_cuda: bool = False) -> ArrayInfo:
     """Describe ``array`` or refuse it (a CPU backend takes numpy arrays only)."""
     if isinstance(array, np.ndarray):
         return ArrayInfo(array.shape, array.dtype, array.flags.c_contiguous, array.flags.writeable)
     if allow_cuda and hasattr(array, "__cuda_array_interface__"):
         return _cuda_info(array.__cuda_array_interface__)
+    if allow_cuda and _is_numba_device_array(array):  # the CUDA simulator's arrays have no interface
+        info = {"shape": array.shape, "typestr": np.dtype(array.dtype).str, "strides": array.strides}
+        return _cuda_info(info)
     wanted = "a numpy array or a CUDA array" if allow_cuda else "a numpy array"
     raise KernelArgumentError(f"{name} must be {wanted}, got {type(array).__name__}")
 
