@@ -8,6 +8,9 @@ represents it, and its implementation on each target:
   :mod:`symjit_numba.mathlib.vector_math`);
 * ``cuda``: what the GPU_CUDA kernels call.
 
+(``ss`` is :mod:`symjit_numba.mathlib.scalar_special`; SymPy writes ``digamma(x)`` as
+``polygamma(0, x)``, printed through the ``digamma`` row.)
+
 A target implementation is either a callable's dotted name (``"math.sin"``), printed as a call, or a
 template with ``{0}``, ``{1}`` placeholders for the printed arguments and ``T`` for the kernel's scalar
 type; the printer hoists a non-trivial argument into a temporary before a template repeats it.
@@ -86,11 +89,13 @@ class ndtr(sp.Function):  # noqa: N801
 
 
 class sinc(sp.sinc):  # noqa: N801
-    """SymPy's ``sinc(x) = sin(x)/x`` (not numpy's normalised one), with a derivative defined at 0."""
+    """SymPy's ``sinc(x) = sin(x)/x`` (not numpy's normalised one), with a derivative that is
+    accurate near 0: ``cos(x)/x - sin(x)/x**2`` cancels there, so its Taylor series is used."""
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         x = self.args[0]
-        return sp.Piecewise((sp.cos(x) / x - sp.sin(x) / x**2, sp.Ne(x, 0)), (0, True))
+        series = sum((-1) ** k * 2 * k * x ** (2 * k - 1) / sp.factorial(2 * k + 1) for k in range(1, 8))
+        return sp.Piecewise((series, sp.Abs(x) < sp.Rational(1, 2)), (sp.cos(x) / x - sp.sin(x) / x**2, True))
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,8 @@ class MathFunction:
     numba: str
     cuda: str
     arity: tuple[int, ...] = (1,)
+    #: False for functions that only derivatives produce (a formula may not call them).
+    public: bool = True
 
 
 # Branch-free templates: NaN in gives NaN out (the comparisons are false for NaN, so it falls
@@ -150,11 +157,13 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("sinc",     sinc,         "numpy.sinc",         _SINC,           _SINC),
     MathFunction("gamma",    sp.gamma,     "special.gamma",      "math.gamma",    "math.gamma"),
     MathFunction("loggamma", sp.loggamma,  "special.loggamma",   "math.lgamma",   "math.lgamma"),
+    MathFunction("digamma",  sp.polygamma, "special.polygamma",  "T(ss.digamma({0}))", "T(ss_digamma({0}))",
+                 public=False),
     MathFunction("sigmoid",  sigmoid,      "special.sigmoid",    "vm.sigmoid",    _SIGMOID),
     MathFunction("softplus", softplus,     "special.softplus",   "vm.softplus",   _SOFTPLUS),
 )  # fmt: skip
 
-FUNCTIONS_BY_NAME: dict[str, MathFunction] = {f.name: f for f in FUNCTIONS}
+FUNCTIONS_BY_NAME: dict[str, MathFunction] = {f.name: f for f in FUNCTIONS if f.public}
 FUNCTIONS_BY_SYMPY: dict[type, MathFunction] = {f.sympy: f for f in FUNCTIONS if isinstance(f.sympy, type)}
 
 #: Extra spellings accepted in formula strings.

@@ -172,6 +172,10 @@ class KernelPrinter:
         if row is None:
             raise FormulaParsingError(f"no {self.target} implementation of {type(expr).__name__}")
         implementation = getattr(row, self.target)
+        if isinstance(expr, sp.polygamma):
+            if expr.args[0] != 0:
+                raise FormulaParsingError(f"only polygamma(0, x) (digamma) is implemented, not {expr}")
+            expr = sp.Function("digamma")(expr.args[1])
         if isinstance(expr, sp.Heaviside) and len(expr.args) == 2:
             return implementation.replace("T(0.5)", f"T({float(expr.args[1])!r})").format(
                 self.simple(self.print(expr.args[0])))

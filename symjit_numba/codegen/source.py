@@ -85,7 +85,8 @@ def _header(formulas: Sequence[BuiltFormula], target: str, layout: str, mode: st
 
 
 _CPU_PREAMBLE = (
-    "from numba import njit", "", "from symjit_numba.mathlib import vector_math as vm", "",
+    "from numba import njit", "", "from symjit_numba.mathlib import scalar_special as ss",
+    "from symjit_numba.mathlib import vector_math as vm", "",
     f"BLOCK = {BLOCK}", f"ROWS = {ROWS}", "",
     "# Serial, GIL-free kernels over a range of tasks: the CPU_JIT backend runs ranges on all cores.",
     "# (numba's parallel=True would re-type and re-optimise this body, about 3x the compile time.)",
@@ -142,8 +143,12 @@ def _cpu_loss(lines: _Lines, built: BuiltFormula) -> None:
                  ["y_pred = ps[i]", "y_true = ts[i]"], "out_s[i] = {}")
 
 
+_CUDA_PREAMBLE = ("from numba import cuda", "", "from symjit_numba.mathlib import scalar_special as ss", "",
+                  "ss_digamma = cuda.jit(device=True)(ss.digamma.py_func)", "")
+
+
 def _cuda_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:
-    lines(0, "from numba import cuda", "")
+    lines(0, *_CUDA_PREAMBLE)
     rows, cols = ("n, b", "j, i") if layout == "node_major" else ("b, n", "i, j")
     for which in ("forward", "backward"):
         inputs = "z, a, params, offsets" if which == "forward" else "z, err, delta, params, offsets"
@@ -163,7 +168,7 @@ def _cuda_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: st
 
 
 def _cuda_loss(lines: _Lines, built: BuiltFormula) -> None:
-    lines(0, "from numba import cuda", "")
+    lines(0, *_CUDA_PREAMBLE)
     for which in ("forward", "backward"):
         lines(0, "", "@cuda.jit", f"def {which}(pred, true, out, params):",
               '    """One thread per element (grid-stride) over flat arrays."""', "    T = pred.dtype.type",

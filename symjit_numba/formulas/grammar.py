@@ -46,7 +46,6 @@ _BINARY = {
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
     ast.Pow: lambda a, b: a**b,
-    ast.BitXor: lambda a, b: a**b,
 }
 _COMPARE = {ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge, ast.Eq: sp.Eq, ast.NotEq: sp.Ne}
 _LOGIC = {ast.BitAnd: sp.And, ast.BitOr: sp.Or, ast.And: sp.And, ast.Or: sp.Or}
@@ -81,7 +80,7 @@ class _Translator:
             return self.numeric(-operand if isinstance(node.op, ast.USub) else operand, node)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             left, right = self.expr(node.left, depth + 1), self.expr(node.right, depth + 1)
-            if left.is_Number and right.is_Number and isinstance(node.op, (ast.Pow, ast.BitXor)):
+            if left.is_Number and right.is_Number and isinstance(node.op, ast.Pow):
                 return self.numeric(sp.Pow(left, right, evaluate=False), node)
             return self.numeric(_BINARY[type(node.op)](left, right), node)
         if isinstance(node, ast.Call):
@@ -240,6 +239,9 @@ def parse_formula(text: str, names: Mapping[str, sp.Basic]) -> sp.Expr:
         max_depth = max(max_depth, depth)
     if max_depth > MAX_NESTING:
         raise FormulaParsingError(f"formula nests parentheses {max_depth} deep; the limit is {MAX_NESTING}")
+    # ``^`` means power, with the precedence of ``**`` (as SymPy's convert_xor): swap the token
+    # before parsing, since Python's ``^`` binds more loosely than ``+``.
+    text = text.replace("^", "**")
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:

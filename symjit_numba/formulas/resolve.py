@@ -184,6 +184,9 @@ def build_formula(key: FormulaKey, mode: str) -> BuiltFormula:
     derivative = sp.diff(expr, variables[0])
     derivative = derivative.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
     for sub in sp.preorder_traversal(derivative):
+        if isinstance(sub, sp.polygamma) and sub.args[0] != 0:
+            raise FormulaParsingError(f"the derivative of {key.label!r} needs {sub}; only polygamma(0, x) "
+                                      "(digamma) is implemented")
         if isinstance(sub, (sp.Derivative, sp.Subs)) or (
             isinstance(sub, sp.Function) and type(sub) not in FUNCTIONS_BY_SYMPY and not isinstance(sub, sp.Piecewise)
         ):

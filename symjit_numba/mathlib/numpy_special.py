@@ -33,7 +33,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr"]
+__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr", "polygamma"]
 
 
 def _hi_word(hi: int) -> float:
@@ -644,3 +644,48 @@ def ndtr(x):
     x = np.asarray(x)
     x = x if x.dtype.kind == "f" else x.astype(np.float64)
     return (erfc(-x * 0.7071067811865476) / 2).astype(x.dtype)
+
+
+def polygamma(n, x):
+    """``polygamma(0, x)``, the digamma function, as SymPy prints the derivative of ``loggamma``.
+
+    Parameters
+    ----------
+    n : int
+        The order; only 0 (digamma) is implemented.
+    x : array_like
+        float32 or float64 values.
+
+    Returns
+    -------
+    numpy.ndarray or numpy scalar
+        Same dtype as ``x``; NaN at the poles 0, -1, -2, ...
+
+    Notes
+    -----
+    Reflection for ``x < 0.5``, recurrence up to ``x >= 10`` with masks (ten array steps), then
+    the asymptotic series; the same algorithm as :func:`symjit_numba.mathlib.scalar_special.digamma`.
+    """
+    if n != 0:
+        raise NotImplementedError(f"polygamma of order {n} is not implemented (only digamma, order 0)")
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    x = x.astype(np.float64)
+    with np.errstate(all="ignore"):
+        reflect = x < 0.5
+        pole = reflect & (x == np.floor(x))
+        result = np.where(reflect, -np.pi / np.tan(np.pi * x), 0.0)
+        x = np.where(reflect, 1.0 - x, x)
+        for _ in range(10):
+            small = x < 10.0
+            result = result - np.where(small, 1.0 / x, 0.0)
+            x = np.where(small, x + 1.0, x)
+        inverse_square = 1.0 / (x * x)
+        series = np.zeros_like(x)
+        power = inverse_square
+        for coefficient in (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12):
+            series = series + coefficient * power
+            power = power * inverse_square
+        value = result + np.log(x) - 0.5 / x - series
+        value = np.where(pole | np.isneginf(x), np.nan, value)
+    return value.astype(dtype)[()] if value.ndim == 0 else value.astype(dtype)
