@@ -119,8 +119,8 @@ _HEAVISIDE = "(T(1) if {0} > T(0) else (T(0) if {0} < T(0) else (T(0.5) if {0} =
 _MAX = "({0} if ({0} >= {1} or {0} != {0}) else {1})"
 _MIN = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
 _SINC = "(math.sin({0}) / {0} if {0} != T(0) else T(1))"
-# exp(-x) overflows to inf for very negative x, and 1/(1+inf) is the correct 0.
-_SIGMOID = "(T(1) / (T(1) + math.exp(-{0})))"
+# exp of a non-positive argument only: it cannot overflow (the CUDA simulator's math.exp would raise).
+_SIGMOID = "(T(1) / (T(1) + math.exp(-{0})) if {0} >= T(0) else math.exp({0}) / (T(1) + math.exp({0})))"
 _NDTR_NUMBA = "(T(0.5) * vm.erfc(T(-0.7071067811865476) * {0}))"
 _NDTR_CUDA = "(T(0.5) * math.erfc(T(-0.7071067811865476) * {0}))"
 _SOFTPLUS = "(max({0}, T(0)) + math.log1p(math.exp(-abs({0}))))"

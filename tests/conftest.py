@@ -14,7 +14,11 @@ os.environ["SYMJIT_NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="symjit-test-cach
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from symjit_numba import SymbolicJITCompiler  # noqa: E402
+from symjit_numba import SymbolicJITCompiler, settings  # noqa: E402
+
+# pytest may import symjit_numba while reading its configuration, before the line above set the
+# variable: point the settings at the isolated cache explicitly.
+settings.cache_dir = os.environ["SYMJIT_NUMBA_CACHE_DIR"]
 
 BACKENDS = ("CPU_PYTHON", "CPU_JIT", "GPU_CUDA")
 DTYPES = (np.float32, np.float64)

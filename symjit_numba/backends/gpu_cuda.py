@@ -56,6 +56,36 @@ def check_device(device_id: int) -> None:
                                    f"(valid ids: 0..{count - 1})")
 
 
+def _simulator_math():
+    """numpy stand-ins for ``math`` in kernels run by numba's CUDA simulator.
+
+    The simulator runs kernels as Python, whose ``math`` raises OverflowError where CUDA returns
+    inf (``exp(1000)``, ``sinh(1000)``); numpy returns inf like the device does.
+    """
+    from types import SimpleNamespace
+
+    from ..mathlib import numpy_special as special
+
+    names = {"acos": np.arccos, "acosh": np.arccosh, "asin": np.arcsin, "asinh": np.arcsinh, "atan": np.arctan,
+             "atan2": np.arctan2, "atanh": np.arctanh, "cos": np.cos, "cosh": np.cosh, "exp": np.exp,
+             "expm1": np.expm1, "floor": np.floor, "log": np.log, "log1p": np.log1p, "sin": np.sin, "sinh": np.sinh,
+             "sqrt": np.sqrt, "tan": np.tan, "tanh": np.tanh, "erf": special.erf, "erfc": special.erfc,
+             "gamma": special.gamma, "lgamma": special.loggamma}
+    def quiet(function):
+        def call(*args):
+            with np.errstate(all="ignore"):  # per call: the simulator runs each CUDA thread in its own
+                return function(*args)       # Python thread, and numpy's error state is per thread
+        return call
+
+    return SimpleNamespace(**{k: quiet(f) for k, f in names.items()}, inf=np.inf, nan=np.nan, pi=np.pi)
+
+
+def _simulating() -> bool:
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
 def _grid(size: int) -> tuple[int, int]:
     blocks = max(1, min(MAX_BLOCKS, -(-size // THREADS_PER_BLOCK)))
     return blocks, THREADS_PER_BLOCK
@@ -127,6 +157,8 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         if type(error).__module__.startswith("symjit_numba"):
             raise
         raise JITCompilationError(f"numba.cuda could not load the kernels: {type(error).__name__}: {error}") from error
+    if _simulating():
+        module.math = _simulator_math()
     launch = _Launcher(device_id)
 
     if plan.mode == "loss":

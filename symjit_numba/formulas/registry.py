@@ -129,11 +129,13 @@ _BUILTIN_LOSSES = [
     ("mae", "Abs(y_pred - y_true)", {}, "absolute error, as torch l1_loss(reduction='none')"),
     ("huber", "Piecewise((delta*(Abs(y_pred - y_true) - delta/2), Abs(y_pred - y_true) >= delta), "
               "((y_pred - y_true)**2/2, True))", {"delta": 1.0}, "torch huber_loss(reduction='none')"),
-    ("bce", "-(y_true*log(y_pred) + (1 - y_true)*log(1 - y_pred))", {},
+    ("bce", "-(y_true*log(y_pred) + (1 - y_true)*log1p(-y_pred))", {},
      "binary cross-entropy on probabilities in (0, 1) (torch clamps the log at -100; this does not)"),
     ("bce_with_logits", "softplus(y_pred) - y_true*y_pred", {}, "binary cross-entropy on logits, stable"),
-    ("log_cosh", "Abs(y_pred - y_true) + softplus(-2*Abs(y_pred - y_true)) - log(2)", {},
-     "log(cosh(y_pred - y_true)), without overflow"),
+    # log1p(2 sinh(d/2)^2) = log(cosh(d)) keeps small residuals exact; the other branch cannot overflow.
+    ("log_cosh", "Piecewise((log1p(2*sinh((y_pred - y_true)/2)**2), Abs(y_pred - y_true) < 1), "
+                 "(Abs(y_pred - y_true) + softplus(-2*Abs(y_pred - y_true)) - log(2), True))", {},
+     "log(cosh(y_pred - y_true)), accurate for small and large residuals"),
 ]
 
 for _name, _formula, _defaults, _doc in _BUILTIN_ACTIVATIONS:
