@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends import FALLBACKS, Kernels, load_backend
+from .backends import FALLBACKS, Kernels, cpu_jit, load_backend  # noqa: F401 - CPU_JIT is the default
 from .errors import FormulaParsingError, InvalidDeviceIDError, JITCompilationError
 from .formulas.resolve import LayerPlan, resolve_configs
 from .settings import settings

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 
+import numba  # noqa: F401 - imported with the package, not inside the first constructor call
 import numpy as np
 
 from .. import __version__
