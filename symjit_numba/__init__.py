@@ -8,8 +8,8 @@
 >>> a = np.empty_like(z)
 >>> layer.forward_kernel(z, a, params, offsets, 2, 2)
 >>> a.round(4)
-array([[0.    , 2.    ],
-       [0.    , 1.4456]])
+array([[0.   , 2.   ],
+       [0.   , 1.446]])
 """
 
 __version__ = "0.1.0"

@@ -14,9 +14,6 @@ Formula strings come from users (configs, files, the network), so the parser is 
 * random text (hypothesis) either parses into a SymPy ``Expr`` or raises ``FormulaParsingError``;
 * the compiler's config checks: undeclared and reserved constant names, bad constant values,
   mixed variable aliases, named formulas of the wrong mode, ``register_formula``.
-
-Tests marked ``xfail(strict=True)`` document known bugs (see their reasons); they start failing
-(XPASS) once the bug is fixed, so the marker gets removed.
 """
 
 import ast
@@ -517,9 +514,6 @@ def test_a_90_term_formula_parses_and_evaluates_correctly():
     assert_same(parse(text), sum(k * sp.sin(NUM + k) for k in range(90)))
 
 
-@pytest.mark.xfail(strict=True, raises=FormulaParsingError,
-                   reason="BUG: MAX_NESTING counts the left-deep AST of an operator chain, so a sum "
-                          "of more than ~100 terms is refused as 'nested more than 100 levels deep'")
 def test_a_1000_term_formula_parses_and_evaluates_correctly():
     text = "+".join(f"{k % 7}*num" for k in range(1000))  # 3,999 characters, well under the limit
     assert len(text) < MAX_FORMULA_LENGTH
@@ -555,8 +549,6 @@ def _nested_max(n):
     return text
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: SymPy's Max/Min and Piecewise canonicalisation is super-linear "
-                                       "in the number of arguments, and the grammar does not cap it")
 @pytest.mark.parametrize("text", [
     "Max(" + ",".join(f"sin(num+{k})" for k in range(40)) + ")",                           # 474 chars, ~13 s
     _nested_max(20),                                                                        # 341 chars, ~6 s
@@ -692,19 +684,15 @@ def scratch_registry():
     registry._REGISTRY.update(before)
 
 
-_DEFAULTS_UNCHECKED = pytest.mark.xfail(
-    strict=True, reason="BUG: register_formula does not check its defaults as configs' constants are checked")
-
-
 @pytest.mark.parametrize(("formula", "defaults", "word"), [
     ("num +* ", {}, "syntax"),
     ("k*num", {}, "'k'"),
     ("num.__class__", {}, "attribute"),
     ("y_pred - y_true", {}, "'y_pred'"),
-    pytest.param("pi*num", {"pi": 1.0}, "reserved", marks=_DEFAULTS_UNCHECKED, id="default shadows pi"),
-    pytest.param("k*num", {"k": math.nan}, "finite", marks=_DEFAULTS_UNCHECKED, id="nan default"),
-    pytest.param("k*num", {"k": True}, "finite", marks=_DEFAULTS_UNCHECKED, id="bool default"),
-    pytest.param("k*num", {"k": "abc"}, "finite", marks=_DEFAULTS_UNCHECKED, id="str default"),
+    pytest.param("pi*num", {"pi": 1.0}, "reserved", id="default shadows pi"),
+    pytest.param("k*num", {"k": math.nan}, "finite", id="nan default"),
+    pytest.param("k*num", {"k": True}, "finite", id="bool default"),
+    pytest.param("k*num", {"k": "abc"}, "finite", id="str default"),
 ])
 def test_register_formula_refuses_bad_formulas(scratch_registry, formula, defaults, word):
     with pytest.raises(FormulaParsingError) as info:

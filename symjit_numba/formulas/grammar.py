@@ -30,12 +30,17 @@ import sympy as sp
 from ..errors import FormulaParsingError
 from ..functions import ALIASES, FUNCTIONS_BY_NAME
 
-__all__ = ["parse_formula", "MAX_FORMULA_LENGTH", "MAX_NESTING"]
+__all__ = ["parse_formula", "MAX_FORMULA_LENGTH", "MAX_NESTING", "MAX_MINMAX_ARGUMENTS", "MAX_PIECES"]
 
 #: Longest formula string accepted, in characters.
 MAX_FORMULA_LENGTH = 10_000
-#: Deepest nesting of the expression tree accepted.
+#: Deepest nesting of the expression tree accepted (a chain ``a + b + c ...`` counts as one level).
 MAX_NESTING = 100
+#: Most arguments of one Max or Min, after SymPy flattens nested ones: the derivative of a Max
+#: compares every argument with every other, and SymPy's work grows faster than quadratically.
+MAX_MINMAX_ARGUMENTS = 4
+#: Most (value, condition) pairs of one Piecewise.
+MAX_PIECES = 64
 
 _ALLOWED_CHARACTERS = re.compile(r"[A-Za-z0-9_+\-*/^().,<>=!&|~ \t\r\n]*")
 _PYTHON_LITERAL_NAMES = {"True": sp.true, "False": sp.false}
@@ -78,6 +83,8 @@ class _Translator:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             operand = self.expr(node.operand, depth + 1)
             return self.numeric(-operand if isinstance(node.op, ast.USub) else operand, node)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            return self.chain(node, depth)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             left, right = self.expr(node.left, depth + 1), self.expr(node.right, depth + 1)
             if left.is_Number and right.is_Number and isinstance(node.op, ast.Pow):
@@ -86,6 +93,19 @@ class _Translator:
         if isinstance(node, ast.Call):
             return self.call(node, depth)
         raise self.fail(f"{_describe(node)} is not allowed", node)
+
+    def chain(self, node: ast.BinOp, depth: int) -> sp.Expr:
+        """``a + b - c ...`` or ``a * b / c ...``: Python nests these to the left, one level per
+        term; walk them in a loop, so a long sum is neither deep nor recursive."""
+        family = (ast.Add, ast.Sub) if isinstance(node.op, (ast.Add, ast.Sub)) else (ast.Mult, ast.Div)
+        links = []
+        while isinstance(node, ast.BinOp) and isinstance(node.op, family):
+            links.append((node.op, node.right))
+            node = node.left
+        result = self.expr(node, depth + 1)
+        for op, operand in reversed(links):
+            result = self.numeric(_BINARY[type(op)](result, self.expr(operand, depth + 1)), operand)
+        return result
 
     def number(self, node: ast.Constant) -> sp.Expr:
         value = node.value
@@ -128,11 +148,18 @@ class _Translator:
         constructor = sp.sqrt if name == "sqrt" else function.sympy
         if all(a.is_Number for a in args):
             return self.numeric(constructor(*args, evaluate=False), node)
+        if name in ("Max", "Min"):
+            flat = [a for arg in args for a in (arg.args if isinstance(arg, function.sympy) else (arg,))]
+            if len(flat) > MAX_MINMAX_ARGUMENTS:
+                raise self.fail(f"{name}() of {len(flat)} arguments (nested ones included); the limit is "
+                                f"{MAX_MINMAX_ARGUMENTS}", node)
         return constructor(*args)
 
     def piecewise(self, node: ast.Call, depth: int) -> sp.Expr:
         if not node.args:
             raise self.fail("Piecewise() needs at least one (value, condition) pair", node)
+        if len(node.args) > MAX_PIECES:
+            raise self.fail(f"Piecewise() of {len(node.args)} pieces; the limit is {MAX_PIECES}", node)
         pieces = []
         for arg in node.args:
             if not (isinstance(arg, ast.Tuple) and len(arg.elts) == 2):

@@ -67,6 +67,10 @@ def register_formula(name: str, formula: str, defaults: dict[str, float] | None 
         raise FormulaParsingError(f"mode must be one of {MODES}, got {mode!r}")
     if name in _REGISTRY and not overwrite:
         raise FormulaParsingError(f"a formula named {name!r} is already registered (pass overwrite=True)")
+    if _BUILTINS_LOADED:
+        from .resolve import check_constants
+
+        defaults = check_constants(name, defaults, mode)
     defaults = {str(k): float(v) for k, v in (defaults or {}).items()}
     entry = NamedFormula(name, formula, MappingProxyType(defaults), mode, description)
     if _BUILTINS_LOADED:

@@ -81,7 +81,8 @@ class LayerPlan:
 _RESERVED = {*ACTIVATION_ALIASES, *VARIABLES["loss"], *MATH_CONSTANTS, "T", "True", "False", "E", "I"}
 
 
-def _check_constants(label: str, constants: Any, mode: str) -> dict[str, float]:
+def check_constants(label: str, constants: Any, mode: str) -> dict[str, float]:
+    """The constants of a config (or a registration's defaults), checked and as floats."""
     if constants is None:
         return {}
     if not isinstance(constants, Mapping):
@@ -127,7 +128,7 @@ def resolve_configs(configs: Sequence[Any], mode: str) -> LayerPlan:
         if named is not None and named.mode != mode:
             raise FormulaParsingError(f"{label!r} is a {named.mode} formula, but this compiler's mode is {mode!r}")
         merged = dict(named.defaults) if named else {}
-        merged.update(_check_constants(label, given, mode))
+        merged.update(check_constants(label, given, mode))
         names = tuple(sorted(merged))
         key = FormulaKey(named.formula if named else label.strip(), names, label.strip())
         func_ids.append(ids.setdefault(key, len(ids)))
