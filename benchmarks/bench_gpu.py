@@ -234,7 +234,7 @@ def main() -> None:
     # ---- data ----
     rng = np.random.default_rng(0)
     print(f"generating {n} x {b} float32 inputs ({n * b * 4 / 2**30:.2f} GiB each)...", file=sys.stderr)
-    z = cuda.to_device((3.0 * rng.standard_normal((n, b), dtype=np.float32)))
+    z = cuda.to_device(3.0 * rng.standard_normal((n, b), dtype=np.float32))
     err = cuda.to_device(rng.standard_normal((n, b), dtype=np.float32))
     out = cuda.device_array((n, b), np.float32)
     nbytes = n * b * 4

@@ -18,7 +18,7 @@ OUTPUT = [("linear", {})] * 2
 def _numpy_hidden(z):
     beta, alpha, a = 1.5, 0.1, 0.8
     s = 1 / (1 + np.exp(-beta * z[2]))
-    from math import erf, sqrt, pi
+    from math import erf, pi, sqrt
 
     phi = np.vectorize(lambda x: 0.5 * (1 + erf(x / sqrt(2))))(z[4])
     values = [np.maximum(z[0], 0), np.tanh(z[1]), z[2] * s, np.where(z[3] > 0, z[3], alpha * z[3]),

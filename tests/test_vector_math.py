@@ -31,7 +31,7 @@ CALLER_OPTIONS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def element_loop(name, dtype, caller="fastmath_flags"):
     """A jitted ``out[i] = f(x[i])`` loop, compiled for contiguous 1-d arrays of dtype."""
     f = getattr(vm, name)

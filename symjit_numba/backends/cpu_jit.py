@@ -14,7 +14,6 @@ involved, so kernels may be called from any number of Python threads at once: th
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
