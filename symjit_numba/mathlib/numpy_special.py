@@ -590,6 +590,12 @@ def loggamma(x):
     return _evaluate(_loggamma64, x)
 
 
+def _floating(x):
+    """``x`` as a numpy array: floating dtypes kept, anything else as float64."""
+    x = np.asarray(x)
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
 def sigmoid(x):
     """The logistic function ``1/(1+exp(-x))``, without overflow warnings or NaN for large ``|x|``.
 
@@ -603,8 +609,7 @@ def sigmoid(x):
     numpy.ndarray or numpy scalar
         Same dtype as ``x``.
     """
-    x = np.asarray(x)
-    x = x if x.dtype.kind == "f" else x.astype(np.float64)
+    x = _floating(x)
     with np.errstate(over="ignore"):
         # exp(-x) overflows to inf for very negative x, and 1/(1+inf) is the correct limit 0.
         return 1 / (1 + np.exp(-x))
@@ -623,8 +628,7 @@ def softplus(x):
     numpy.ndarray or numpy scalar
         Same dtype as ``x``; NaN in gives NaN out.
     """
-    x = np.asarray(x)
-    x = x if x.dtype.kind == "f" else x.astype(np.float64)
+    x = _floating(x)
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
@@ -641,8 +645,7 @@ def ndtr(x):
     numpy.ndarray or numpy scalar
         Same dtype as ``x``.
     """
-    x = np.asarray(x)
-    x = x if x.dtype.kind == "f" else x.astype(np.float64)
+    x = _floating(x)
     return (erfc(-x * 0.7071067811865476) / 2).astype(x.dtype)
 
 
