@@ -78,9 +78,22 @@ def gxx_version() -> str | None:
     return out.splitlines()[0] if out else "g++"
 
 
+def git_state() -> str:
+    """The repository's commit, and whether the working tree differs from it."""
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"commit {sha}" + (" + uncommitted changes" if dirty else "")
+
+
 def machine_lines(extra: tuple[str, ...] = ()) -> list[str]:
     total = os.cpu_count()
     return [
+        f"- symjit_numba source: {REPO} ({git_state()})",
         f"- CPU: {cpu_model()} (LLVM host cpu: {llvm_cpu()}), {cores()} cores usable "
         f"({total} visible), {platform.system()} {platform.release()}",
         f"- {versions(extra)}",

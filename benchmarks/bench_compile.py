@@ -209,7 +209,7 @@ def main() -> None:
                      f"after the first fwd+bwd: {loaded(after_ready)}")
     lines.append("- `import` alone in a fresh interpreter (median of 5): "
                  + ", ".join(f"{m} {t:.3f} s" for m, t in alone.items())
-                 + ": a warm CPU_JIT constructor pays numba's import; a cold one pays SymPy's too.")
+                 + " (compare with the 'import library' and 'constructor' columns).")
     if seed_note:
         lines.append(f"- {seed_note}")
     report = "\n".join(lines) + "\n"

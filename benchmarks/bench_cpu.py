@@ -199,7 +199,7 @@ def build_workloads(args, np, torch, seed, seed_note, threads):
             if sk is None:
                 w.missing["seed (g++)"] = seed_note or "node-major only"
             if torch is None:
-                w.missing["torch"] = "not importable"
+                w.missing["torch"] = "left out (--no-torch)" if args.no_torch else "not importable"
             workloads.append(w)
 
     activation("W1", w1_configs(nodes), (nodes, batch))
@@ -227,7 +227,7 @@ def build_workloads(args, np, torch, seed, seed_note, threads):
             w.functions["torch"] = ((lambda: F.mse_loss(tp, tt, reduction="none")) if direction == "fwd"
                                     else (lambda: (tp - tt).mul_(2)))
         else:
-            w.missing["torch"] = "not importable"
+            w.missing["torch"] = "left out (--no-torch)" if args.no_torch else "not importable"
         w.functions["copy"] = lambda: np.copyto(louts["copy"], pred)
         workloads.append(w)
     return workloads, compile_notes

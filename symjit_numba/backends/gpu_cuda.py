@@ -94,11 +94,16 @@ def _grid(size: int) -> tuple[int, int]:
 class _Launcher:
     """Moves arguments to the compiler's GPU, launches, and copies numpy outputs back."""
 
-    def __init__(self, device_id: int):
+    def __init__(self, device_id: int, resident: tuple[np.ndarray, ...] = ()):
         self.cuda = _cuda()
         self.device_id = device_id
+        # Arrays that never change (the nodes' formula ids) are copied to the GPU once.
+        with self.cuda.gpus[device_id]:
+            self.resident = {id(array): self.cuda.to_device(array) for array in resident}
 
     def device_array(self, array: Any) -> Any:
+        if id(array) in self.resident:
+            return self.resident[id(array)]
         if isinstance(array, np.ndarray):
             return self.cuda.to_device(array)
         return _as_device_array(array)
@@ -159,7 +164,8 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         raise JITCompilationError(f"numba.cuda could not load the kernels: {type(error).__name__}: {error}") from error
     if _simulating():
         module.math = _simulator_math()
-    launch = _Launcher(device_id)
+    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
+    launch = _Launcher(device_id, resident=(func_ids,))
 
     if plan.mode == "loss":
         def run_forward(y_pred, y_true, res, params):
@@ -170,7 +176,6 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
 
         return Kernels(METHOD, *wrap_loss(plan, run_forward, run_backward, allow_cuda=True), source=text)
 
-    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
 
     def run_forward(z, a, params, offsets):
         launch(module.forward, [z], a, [params, offsets, func_ids], int(np.prod(a.shape)))
