@@ -13,11 +13,15 @@ os.environ["SYMJIT_NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="symjit-test-cach
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from numba.core import config as numba_config  # noqa: E402
+
+# pytest imports symjit_numba (and so numba) while reading its configuration, before the lines
+# above ran: make numba read the environment again, before anything imports numba.cuda.
+numba_config.reload_config()
 
 from symjit_numba import SymbolicJITCompiler, settings  # noqa: E402
 
-# pytest may import symjit_numba while reading its configuration, before the line above set the
-# variable: point the settings at the isolated cache explicitly.
+# For the same reason the settings may have read the cache folder already: point them at it.
 settings.cache_dir = os.environ["SYMJIT_NUMBA_CACHE_DIR"]
 
 BACKENDS = ("CPU_PYTHON", "CPU_JIT", "GPU_CUDA")
