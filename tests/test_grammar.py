@@ -34,7 +34,13 @@ from hypothesis import strategies as st
 
 from symjit_numba import FormulaParsingError, SymbolicJITCompiler, available_formulas, register_formula
 from symjit_numba.formulas import registry
-from symjit_numba.formulas.grammar import MAX_FORMULA_LENGTH, MAX_NESTING, parse_formula
+from symjit_numba.formulas.grammar import (
+    MAX_FORMULA_LENGTH,
+    MAX_MINMAX_ARGUMENTS,
+    MAX_NESTING,
+    MAX_PIECES,
+    parse_formula,
+)
 from symjit_numba.functions import ALIASES, FUNCTIONS_BY_NAME
 
 from .conftest import build, run_activation
@@ -100,6 +106,12 @@ GRAMMAR_CASES = [
     # binary operators, precedence and associativity
     ("num + a", NUM + A),
     ("num - a - b", (NUM - A) - B),
+    ("num - a + b - 1", NUM - A + B - 1),
+    ("num / a * b / 2", NUM / A * B / 2),
+    ("2 - 3 - 4", sp.Integer(-5)),
+    ("8 / 4 / 2", sp.Integer(1)),
+    ("num - (a - b)", NUM - A + B),
+    ("num / (a / b)", NUM * B / A),
     ("num * a", NUM * A),
     ("num / a / b", (NUM / A) / B),
     ("num ** 2", NUM**2),
@@ -549,13 +561,46 @@ def _nested_max(n):
     return text
 
 
+# Formulas that are short but made SymPy work super-linearly before the caps (times before them).
 @pytest.mark.parametrize("text", [
     "Max(" + ",".join(f"sin(num+{k})" for k in range(40)) + ")",                           # 474 chars, ~13 s
     _nested_max(20),                                                                        # 341 chars, ~6 s
     "Piecewise(" + ",".join(f"(num, num < {k})" for k in range(400)) + ", (1, True))",   # 5,900 chars, ~5 s
-], ids=["flat Max of 40", "nested Max of 20", "Piecewise of 400"])
+    "Piecewise(" + ",".join(f"(num, num < {k})" for k in range(MAX_PIECES - 1)) + ", (1, True))",
+    "+".join(f"{k % 7}*num" for k in range(1000)),
+], ids=["flat Max of 40", "nested Max of 20", "Piecewise of 400", "Piecewise at the cap", "sum of 1000"])
 def test_formulas_under_the_length_limit_are_handled_within_2_seconds(text):
     assert _outcome_within(text, seconds=2.0) in ("parsed", "refused")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG (grammar.py, _Translator.chain): a chain is built one operation at a "
+                                       "time, so SymPy re-flattens and re-sorts the whole Add/Mul at each "
+                                       "step: quadratic (1,000 factors take ~10 s); build it with one "
+                                       "sp.Add(*terms) / sp.Mul(*factors)")
+@pytest.mark.parametrize("text", [
+    "*".join(f"(num+{k})" for k in range(1000)),                                           # 9,889 chars, ~10 s
+    "/".join(f"(num+{k})" for k in range(1000)),                                           # 9,889 chars, ~15 s
+], ids=["product of 1000", "quotient chain of 1000"])
+def test_long_chains_are_handled_within_2_seconds(text):
+    assert _outcome_within(text, seconds=2.0) in ("parsed", "refused")
+
+
+def test_max_and_min_take_at_most_the_cap_of_arguments_nested_ones_included():
+    args = [f"sin(num + {k})" for k in range(MAX_MINMAX_ARGUMENTS + 1)]
+    for name in ("Max", "min"):
+        assert_same(parse(f"{name}({', '.join(args[:-1])})"),
+                    (sp.Max if name == "Max" else sp.Min)(*(sp.sin(NUM + k) for k in range(MAX_MINMAX_ARGUMENTS))))
+        for text in (f"{name}({', '.join(args)})", f"{name}({args[0]}, {name}({', '.join(args[1:])}))"):
+            with pytest.raises(FormulaParsingError, match=f"{MAX_MINMAX_ARGUMENTS + 1} arguments"):
+                parse(text)
+
+
+def test_piecewise_takes_at_most_the_cap_of_pieces():
+    pieces = [f"({k}, num < {k})" for k in range(MAX_PIECES - 1)] + ["(num, True)"]
+    assert_same(parse(f"Piecewise({', '.join(pieces)})"),
+                sp.Piecewise(*((k, NUM < k) for k in range(MAX_PIECES - 1)), (NUM, True)))
+    with pytest.raises(FormulaParsingError, match=f"{MAX_PIECES + 1} pieces"):
+        parse(f"Piecewise((-1, num < -1), {', '.join(pieces)})")
 
 
 # ---------------------------------------------------------------------------

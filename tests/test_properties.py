@@ -16,14 +16,11 @@ rounding of the argument legitimately picks the other branch. Tolerance: rel 1e-
 CPU_PYTHON gets many examples (it is cheap); CPU_JIT ~25 (each compile costs 1-2 s); a float32
 variant compares CPU_JIT with CPU_PYTHON (rel 1e-4) on a handful.
 
-Known bugs. The properties found three backend bugs, pinned by the ``xfail(strict=True)`` tests at
-the end of this file. Until they are fixed, the properties *reject* (hypothesis ``reject()``) the
-examples that hit them, recognised by a narrow signature (see :func:`_known_bug`), so that the
-rest of the space is still tested; delete ``_known_bug`` with the fixes.
+The properties found three backend bugs (a CSE'd condition the printer could not print, lambdify's
+cse mangling Heaviside, constants not broadcast in CPU_PYTHON); the tests at the end pin them.
 """
 
 import itertools
-import re
 
 import numpy as np
 import pytest
@@ -32,7 +29,7 @@ from hypothesis import HealthCheck, assume, given, reject, settings
 from hypothesis import strategies as st
 
 from symjit_numba import FormulaParsingError
-from symjit_numba.formulas.grammar import parse_formula
+from symjit_numba.formulas.grammar import MAX_MINMAX_ARGUMENTS, parse_formula
 
 from .conftest import build, run_activation
 
@@ -115,45 +112,32 @@ class Reference:
         return None if value is None or slope is None else (value, slope)
 
 
-_UNPRINTABLE_CONDITION = re.compile(r"cannot print .* \((Strict)?(LessThan|GreaterThan)|Equality|Unequality\)")
+def compiled(text, a, b, method, dtype=np.float64):
+    """Forward and backward of the single-node layer ``text`` on POINTS."""
+    compiler = build([(text, {"a": a, "b": b})], method)
+    return run_activation(compiler, POINTS.astype(dtype).reshape(1, -1))
 
 
-def _known_bug(reference, error=None):
-    """True for an example that hits one of the known bugs pinned at the end of this file."""
-    if error is not None:  # bug 1: a condition shared by two Piecewise is CSE'd into an unprintable temp
-        return isinstance(error, FormulaParsingError) and bool(_UNPRINTABLE_CONDITION.search(str(error))) or (
-            # bug 3: CPU_PYTHON cannot broadcast a condition on constants only against one on num
-            isinstance(error, ValueError) and "inhomogeneous shape" in str(error))
-    # bug 2: CPU_PYTHON's lambdify(cse=True) prints Heaviside(... Piecewise ...) as 1/2
-    return any(isinstance(node, sp.Heaviside) and node.args[0].has(sp.Piecewise)
-               for node in sp.preorder_traversal(reference.derivative))
-
-
-def compiled(text, a, b, method, dtype=np.float64, reference=None):
-    """Forward and backward of the single-node layer ``text`` on POINTS.
-
-    With a ``reference`` (only inside a property), an example hitting a known bug is rejected.
-    """
+def _property_reference(text, a, b):
+    """The Reference of a generated formula; reject() one that nests more Max/Min arguments than
+    the grammar allows (a deliberate limit, see test_grammar)."""
     try:
-        compiler = build([(text, {"a": a, "b": b})], method)
-        return run_activation(compiler, POINTS.astype(dtype).reshape(1, -1))
-    except (FormulaParsingError, ValueError) as error:
-        if reference is not None and _known_bug(reference, error):
+        return Reference(text, a, b)
+    except FormulaParsingError as error:
+        if f"the limit is {MAX_MINMAX_ARGUMENTS}" in str(error):
             reject()
         raise
 
 
 def assert_matches_sympy(text, a, b, methods, in_property=False):
-    reference = Reference(text, a, b)
-    if in_property and _known_bug(reference):
-        reject()
+    reference = _property_reference(text, a, b) if in_property else Reference(text, a, b)
     expected = [reference.at(x) for x in POINTS]
     checked = [i for i, e in enumerate(expected) if e is not None]
     # (Max(a, a) ties or a kink at every point can leave too few: e.g. Max(a, Piecewise((a, num < a), ...)))
     assume(len(checked) >= 4) if in_property else None
     assert len(checked) >= 4, f"{text}: only {len(checked)} points away from kinks"
     for method in methods:
-        forward, backward = compiled(text, a, b, method, reference=reference if in_property else None)
+        forward, backward = compiled(text, a, b, method)
         for i in checked:
             value, slope = expected[i]
             for what, got, want in (("forward", forward[0, i], value), ("backward", backward[0, i], slope)):
@@ -187,14 +171,12 @@ def test_cpu_jit_matches_sympy(text, constants):
 @examples(5)
 @given(FORMULAS, CONSTANTS)
 def test_cpu_jit_matches_cpu_python_in_float32(text, constants):
-    reference = Reference(text, *constants)
-    if _known_bug(reference):
-        reject()
+    reference = _property_reference(text, *constants)
     # float32 rounding of the argument moves kinks by ~1e-7 relative; stay further away from them
     usable = [i for i, x in enumerate(POINTS.astype(np.float32)) if reference.at(x, kink=1e-3) is not None]
     assume(len(usable) >= 4)
-    jit = compiled(text, *constants, "CPU_JIT", np.float32, reference)
-    python = compiled(text, *constants, "CPU_PYTHON", np.float32, reference)
+    jit = compiled(text, *constants, "CPU_JIT", np.float32)
+    python = compiled(text, *constants, "CPU_PYTHON", np.float32)
     for got, want in zip(jit, python):
         assert got.dtype == np.float32
         scale = max(1.0, float(np.max(np.abs(want[0, usable]))))
@@ -213,34 +195,22 @@ def test_hand_picked_formulas_match_sympy(text):
 
 
 # ---------------------------------------------------------------------------
-# Known bugs found by the properties (remove the marker, and _known_bug, with the fix)
+# Bugs the properties found once, kept as regression tests
 # ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=FormulaParsingError,
-                   reason="BUG 1 (codegen/printer.py): sp.cse in KernelPrinter.block extracts a condition "
-                          "shared by two Piecewise (here in the derivative, by the product rule) into a "
-                          "temporary, and print() cannot print a relational: 'cannot print num < 0'")
 @pytest.mark.parametrize("method", ["CPU_JIT", "GPU_CUDA"])
 @pytest.mark.parametrize("text", [
     "Piecewise((num, num < 0), (0, True))*sin(num)",
     "Piecewise((1, num < 0), (2, True)) + Piecewise((3, num < 0), (4, True))",
 ])
-def test_bug_piecewise_sharing_a_condition_compiles(text, method):
+def test_piecewise_sharing_a_condition_compiles(text, method):
     assert_matches_sympy(text, 0.75, -0.6, [method])
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="BUG 2 (backends/cpu_python.py): lambdify(cse=True) makes the condition num < 0 a "
-                          "plain symbol, and SymPy's numpy printer then prints Heaviside(-a + Piecewise(...)) "
-                          "as 1/2: the derivative is 0.5 where it is 0 or 1")
-def test_bug_cpu_python_derivative_of_max_of_a_piecewise():
+def test_cpu_python_derivative_of_max_of_a_piecewise():
     assert_matches_sympy("Max(a, Piecewise((a, num < 0), (num, True)))", 0.75, -0.6, ["CPU_PYTHON"])
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="BUG 3 (backends/cpu_python.py): constants are passed as (n, 1) columns, so a "
-                          "condition on constants only cannot be combined with one on num by numpy's "
-                          "logical_and.reduce: ValueError 'inhomogeneous shape' from the kernel")
 @pytest.mark.parametrize("text", ["Piecewise((num, (num < 0) & (a < 1)), (0, True))", "Max(a, Max(b, num))"])
-def test_bug_cpu_python_condition_on_constants_only(text):
+def test_cpu_python_condition_on_constants_only(text):
     assert_matches_sympy(text, 0.75, -0.6, ["CPU_PYTHON"])

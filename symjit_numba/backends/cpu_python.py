@@ -29,8 +29,10 @@ def _lambdify(built: BuiltFormula) -> tuple[Callable, Callable]:
                for row in FUNCTIONS if row.numpy.startswith("special.")}
     modules = [special, "numpy"]
     arguments = [*built.variables, *built.constants]
-    return (sp.lambdify(arguments, built.expr, modules=modules, cse=True),
-            sp.lambdify(arguments, built.derivative, modules=modules, cse=True))
+    # No cse=True: it turns shared conditions into plain symbols, which SymPy's numpy printer then
+    # mishandles inside Heaviside; this backend is the reference, so it stays literal.
+    return (sp.lambdify(arguments, built.expr, modules=modules),
+            sp.lambdify(arguments, built.derivative, modules=modules))
 
 
 def _node_selectors(plan: LayerPlan) -> list[tuple[int, np.ndarray]]:
@@ -48,7 +50,8 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         def run_loss(function: Callable) -> Callable[..., None]:
             def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
                 with np.errstate(all="ignore"):
-                    out[...] = function(y_pred, y_true, *params[:n_constants])
+                    constants = [np.broadcast_to(c, y_pred.shape) for c in params[:n_constants]]
+                    out[...] = function(y_pred, y_true, *constants)
             return run
 
         forward, backward = wrap_loss(plan, run_loss(f), run_loss(df))
@@ -64,8 +67,12 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
             for fid, nodes in selectors:
                 if nodes.size == 0:
                     continue
-                constants = [np.expand_dims(params[offsets[nodes] + i], 1 - node_axis) for i in range(counts[fid])]
-                values = functions[fid][which](np.take(z, nodes, axis=node_axis), *constants)
+                inputs = np.take(z, nodes, axis=node_axis)
+                # Full-shape (broadcast, not copied) constants: a condition on constants alone must
+                # combine with one on the input in numpy.select.
+                constants = [np.broadcast_to(np.expand_dims(params[offsets[nodes] + i], 1 - node_axis), inputs.shape)
+                             for i in range(counts[fid])]
+                values = functions[fid][which](inputs, *constants)
                 if err is not None:
                     values = np.take(err, nodes, axis=node_axis) * values
                 index = (nodes, slice(None)) if node_axis == 0 else (slice(None), nodes)

@@ -82,6 +82,8 @@ class KernelPrinter:
             return self.fold(expr)
         if isinstance(expr, sp.Function):
             return self.function(expr)
+        if isinstance(expr, (sp.core.relational.Relational, sp.logic.boolalg.Boolean)):
+            return self.condition(expr)  # a condition that CSE made into a temporary
         raise FormulaParsingError(f"cannot print {expr} ({type(expr).__name__}) for the {self.target} target")
 
     def literal(self, value: sp.Basic) -> str:
@@ -146,6 +148,8 @@ class KernelPrinter:
         return text
 
     def condition(self, cond: sp.Basic) -> str:
+        if isinstance(cond, sp.Symbol):
+            return self.names[cond]
         if cond == sp.true:
             return "True"
         if cond == sp.false:
