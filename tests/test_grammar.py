@@ -573,10 +573,6 @@ def test_formulas_under_the_length_limit_are_handled_within_2_seconds(text):
     assert _outcome_within(text, seconds=2.0) in ("parsed", "refused")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (grammar.py, _Translator.chain): a chain is built one operation at a "
-                                       "time, so SymPy re-flattens and re-sorts the whole Add/Mul at each "
-                                       "step: quadratic (1,000 factors take ~10 s); build it with one "
-                                       "sp.Add(*terms) / sp.Mul(*factors)")
 @pytest.mark.parametrize("text", [
     "*".join(f"(num+{k})" for k in range(1000)),                                           # 9,889 chars, ~10 s
     "/".join(f"(num+{k})" for k in range(1000)),                                           # 9,889 chars, ~15 s

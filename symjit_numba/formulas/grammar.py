@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from collections.abc import Mapping
 
 import sympy as sp
@@ -96,16 +97,23 @@ class _Translator:
 
     def chain(self, node: ast.BinOp, depth: int) -> sp.Expr:
         """``a + b - c ...`` or ``a * b / c ...``: Python nests these to the left, one level per
-        term; walk them in a loop, so a long sum is neither deep nor recursive."""
-        family = (ast.Add, ast.Sub) if isinstance(node.op, (ast.Add, ast.Sub)) else (ast.Mult, ast.Div)
+        term; walk them in a loop, so a long sum is neither deep nor recursive, and build one
+        ``Add``/``Mul`` of all terms (adding one at a time would re-sort the whole sum each time)."""
+        additive = isinstance(node.op, (ast.Add, ast.Sub))
+        family = (ast.Add, ast.Sub) if additive else (ast.Mult, ast.Div)
         links = []
         while isinstance(node, ast.BinOp) and isinstance(node.op, family):
             links.append((node.op, node.right))
             node = node.left
-        result = self.expr(node, depth + 1)
+        terms = [self.expr(node, depth + 1)]
         for op, operand in reversed(links):
-            result = self.numeric(_BINARY[type(op)](result, self.expr(operand, depth + 1)), operand)
-        return result
+            term = self.expr(operand, depth + 1)
+            if isinstance(op, ast.Sub):
+                term = -term
+            elif isinstance(op, ast.Div):
+                term = sp.Pow(term, -1)
+            terms.append(term)
+        return self.numeric(sp.Add(*terms) if additive else sp.Mul(*terms), node)
 
     def number(self, node: ast.Constant) -> sp.Expr:
         value = node.value
@@ -270,7 +278,9 @@ def parse_formula(text: str, names: Mapping[str, sp.Basic]) -> sp.Expr:
     # before parsing, since Python's ``^`` binds more loosely than ``+``.
     text = text.replace("^", "**")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal": ours to report, not Python's
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
         detail = getattr(error, "msg", None) or str(error) or type(error).__name__
         column = getattr(error, "offset", None)
