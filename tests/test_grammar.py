@@ -685,7 +685,7 @@ def test_constant_values_of_any_real_type_are_accepted(value):
     assert compiler.make_params(np.float64)[0].tolist() == [float(value)]
 
 
-@pytest.mark.parametrize("formula", ["num + x", "x*z", "num + sin(z)"])
+@pytest.mark.parametrize("formula", ["num + x", "x*z", "num + sin(z)", "num + 0*z"])
 def test_mixing_variable_aliases_is_refused(formula):
     _refused_by_compiler([(formula, {})], "mixes")
 

@@ -177,7 +177,8 @@ def build_formula(key: FormulaKey, mode: str) -> BuiltFormula:
     names.update({c.name: c for c in constants})
     expr = parse_formula(key.text, names)
     if mode == "activation":
-        used = sorted(a for a in ACTIVATION_ALIASES if names[a] in expr.free_symbols)
+        # From the text, not the expression: "num + 0*z" mixes the names even though z cancels.
+        used = sorted(set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", key.text)) & set(ACTIVATION_ALIASES))
         if len(used) > 1:
             raise FormulaParsingError(f"formula {key.label!r} mixes the variable names {used}; use one of num, x, z")
         if used:
