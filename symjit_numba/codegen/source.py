@@ -21,9 +21,8 @@ import sympy as sp
 from ..formulas.resolve import BuiltFormula
 from .printer import KernelPrinter
 
-__all__ = ["KernelSource", "generate_source", "LAYOUTS", "BLOCK", "ROWS"]
+__all__ = ["KernelSource", "generate_source", "BLOCK", "ROWS"]
 
-LAYOUTS = ("node_major", "batch_major")
 #: Elements of one node handled by one parallel task (node-major layout and losses).
 BLOCK = 8192
 #: Rows (samples) handled by one parallel task in the batch-major layout.
