@@ -210,3 +210,17 @@ def test_cache_dir_follows_settings(tmp_path):
     with settings.override(cache_dir=tmp_path):
         build([("x/(1 + abs(x)) + 0.125", {})], "CPU_JIT")
     assert list(Path(tmp_path).rglob("k_*.py")), "the generated module was not written to settings.cache_dir"
+
+
+@pytest.mark.parametrize("runs", ["long", "interleaved"])
+def test_batch_major_long_runs_and_interleaved_formulas(runs):
+    """Long runs of one formula use the batch-major kernel; interleaved ones the transposed path."""
+    kinds = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5})]
+    configs = [kinds[j // 20] for j in range(60)] if runs == "long" else [kinds[j % 3] for j in range(60)]
+    rng = np.random.default_rng(5)
+    z = rng.normal(scale=3, size=(70, 60))
+    err = rng.normal(size=z.shape)
+    got = run_activation(build(configs, "CPU_JIT", layout="batch_major"), z, err)
+    expected = run_activation(build(configs, "CPU_PYTHON", layout="batch_major"), z, err)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-15)

@@ -36,6 +36,11 @@ METHOD = "CPU_JIT"
 SEGMENT = 1024
 #: Below this many elements a call runs on the calling thread alone: waking threads costs more.
 SERIAL_BELOW = 32_768
+#: A batch-major layer whose runs of same-formula nodes are shorter than this on average is
+#: transposed to node-major, computed there, and transposed back: a run of one node (formulas
+#: interleaved) cannot fill a vector, while a transpose costs about two copies.
+SHORT_RUNS = 8
+TILE = 64
 
 
 class TaskPool:
@@ -84,6 +89,29 @@ def _segments(func_ids: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarra
     return start, stop, func_ids[start].copy()
 
 
+@numba.njit(nogil=True, cache=True)
+def _transpose_tiles(first, last, source, target):  # pragma: no cover - compiled
+    """target = source.T for tiles first..last-1 of TILE x TILE elements (rows of tiles first)."""
+    rows, cols = source.shape
+    tile_cols = (cols + TILE - 1) // TILE
+    for tile in range(first, last):
+        r0 = (tile // tile_cols) * TILE
+        c0 = (tile - (tile // tile_cols) * tile_cols) * TILE
+        for c in range(c0, min(c0 + TILE, cols)):  # write along target's rows, read down a tile
+            for r in range(r0, min(r0 + TILE, rows)):
+                target[c, r] = source[r, c]
+
+
+def _transposed(source: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
+    """``source.T`` as a C-contiguous array (into ``target`` if given), on the task pool."""
+    if target is None:
+        target = np.empty(source.shape[::-1], dtype=source.dtype)
+    rows, cols = source.shape
+    tiles = -(-rows // TILE) * -(-cols // TILE)
+    _pool.run(_transpose_tiles, tiles, source.size, source, target)
+    return target
+
+
 def _precompile(module: ModuleType, plan: LayerPlan, layout: str) -> None:
     """Compile (or load from numba's cache) the float32 kernel now, so failures surface here."""
     from numba import boolean, float32, int64
@@ -104,11 +132,15 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         from ..formulas.resolve import build_formula
 
         built = [build_formula(key, plan.mode) for key in plan.formulas]
-        return generate_source(built, plan.mode, "numba", layout, __version__)
+        return generate_source(built, plan.mode, "numba", kernel_layout, __version__)
 
+    segments = _segments(np.asarray(plan.func_ids, dtype=np.int64), SEGMENT)
+    kernel_layout = layout
+    if plan.mode == "activation" and layout == "batch_major" and plan.n_nodes < SHORT_RUNS * len(segments[0]):
+        kernel_layout = "node_major"
     try:
-        module, text = load_kernel_module(plan, "numba", layout, generate)
-        _precompile(module, plan, layout)
+        module, text = load_kernel_module(plan, "numba", kernel_layout, generate)
+        _precompile(module, plan, kernel_layout)
     except Exception as error:  # numba reports typing and lowering problems with many exception types
         if type(error).__module__.startswith("symjit_numba"):
             raise
@@ -130,13 +162,13 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
 
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
     activation = module.activation
-    if layout == "node_major":
+    if kernel_layout == "node_major":
         dispatch: tuple[np.ndarray, ...] = (func_ids,)
 
         def n_tasks(z: np.ndarray) -> int:
             return z.shape[0] * -(-z.shape[1] // module.BLOCK)
     else:
-        dispatch = _segments(func_ids, SEGMENT)
+        dispatch = segments
 
         def n_tasks(z: np.ndarray) -> int:
             return -(-z.shape[0] // module.ROWS) * len(dispatch[0])
@@ -146,5 +178,20 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
 
     def run_backward(z, err, delta, params, offsets):
         _pool.run(activation, n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch)
+
+    if layout != kernel_layout:  # batch-major arrays, node-major kernel: transpose in and out
+        # Separate output buffers: with the output aliasing an input, LLVM's runtime alias check
+        # sends the loop down its scalar version (5x slower for W1).
+        def run_forward(z, a, params, offsets, node_major=run_forward):  # noqa: F811
+            zt = _transposed(z)
+            at = np.empty_like(zt)
+            node_major(zt, at, params, offsets)
+            _transposed(at, a)
+
+        def run_backward(z, err, delta, params, offsets, node_major=run_backward):  # noqa: F811
+            zt, et = _transposed(z), _transposed(err)
+            dt = np.empty_like(zt)
+            node_major(zt, et, dt, params, offsets)
+            _transposed(dt, delta)
 
     return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward), source=text)
