@@ -93,8 +93,7 @@ class SymbolicJITCompiler:
             if not fallbacks:
                 raise
             settings.fall_back(f"{method} is not available, using {fallbacks[0]} instead: {error}")
-            with settings.override(warning_level="ignore" if settings.warning_level == "ignore" else "warn"):
-                return self._build(fallbacks[0])
+            return self._build(fallbacks[0])
 
     def _install(self, kernels: Kernels) -> None:
         self._kernels = kernels
