@@ -11,6 +11,7 @@ if os.environ.get("SYMJIT_TEST_REAL_GPU") != "1":
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # must precede the first import of numba.cuda
 os.environ["SYMJIT_NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="symjit-test-cache-")
 
+import hypothesis  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from numba.core import config as numba_config  # noqa: E402
@@ -23,6 +24,12 @@ from symjit_numba import SymbolicJITCompiler, settings  # noqa: E402
 
 # For the same reason the settings may have read the cache folder already: point them at it.
 settings.cache_dir = os.environ["SYMJIT_NUMBA_CACHE_DIR"]
+
+# In CI the property tests draw the same examples every run (a submission's CI must not depend on
+# luck); on a developer's machine they keep exploring new ones.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 BACKENDS = ("CPU_PYTHON", "CPU_JIT", "GPU_CUDA")
 DTYPES = (np.float32, np.float64)

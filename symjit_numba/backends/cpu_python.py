@@ -27,8 +27,14 @@ def _lambdify(built: BuiltFormula) -> tuple[Callable, Callable]:
 
     special = {row.sympy.__name__: getattr(numpy_special, row.numpy.split(".", 1)[1])
                for row in FUNCTIONS if row.numpy.startswith("special.")}
+    # SymPy's numpy printer rewrites Heaviside(Piecewise(...)) into nested selects whose
+    # conditions are not boolean (numpy.select then raises): call numpy.heaviside directly.
+    heaviside = sp.Function("numpy_heaviside")
+    special["numpy_heaviside"] = lambda x, at_zero=0.5: np.heaviside(x, at_zero)
     modules = [special, "numpy"]
     arguments = [*built.variables, *built.constants]
+    built = BuiltFormula(built.key, *(e.replace(sp.Heaviside, heaviside) for e in (built.expr, built.derivative)),
+                         built.variables, built.constants)
     # No cse=True: it turns shared conditions into plain symbols, which SymPy's numpy printer then
     # mishandles inside Heaviside; this backend is the reference, so it stays literal.
     return (sp.lambdify(arguments, built.expr, modules=modules),
