@@ -152,3 +152,12 @@ def median(values: list[float]) -> float:
 
 def python_executable() -> str:
     return sys.executable
+
+
+def emit(lines: list[str], markdown: Path | None) -> None:
+    """Print the report and, if asked, write it to ``markdown`` too."""
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(report, encoding="utf-8")

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_SEED, REPO, W1_KINDS, cores, machine_lines, median  # noqa: E402
+from _common import DEFAULT_SEED, REPO, W1_KINDS, cores, emit, machine_lines, median  # noqa: E402
 
 CHILD = r"""
 import time, sys, json
@@ -212,11 +212,7 @@ def main() -> None:
                  + " (compare with the 'import library' and 'constructor' columns).")
     if seed_note:
         lines.append(f"- {seed_note}")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(report, encoding="utf-8")
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_SEED, REPO, cores, load_seed, machine_lines, median, time_blocks, w1_configs  # noqa: E402
+from _common import DEFAULT_SEED, REPO, cores, emit, load_seed, machine_lines, median, time_blocks, w1_configs  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -322,11 +322,7 @@ def main() -> None:
                 lines.append(f"- n/a {name}: {why}")
     lines += [f"- CHECK FAILED: {p}" for p in problems] or ["- every contender's output matched CPU_JIT's "
                                                             "(|diff| <= 2e-4 + 2e-3*|ref|)"]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(report, encoding="utf-8")
+    emit(lines, args.markdown)
 
 
 if __name__ == "__main__":

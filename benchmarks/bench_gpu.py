@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_SEED, REPO, W1_KINDS, load_seed, machine_lines, median, w1_configs  # noqa: E402
+from _common import DEFAULT_SEED, REPO, W1_KINDS, emit, load_seed, machine_lines, median, w1_configs  # noqa: E402
 
 THREADS = 256
 
@@ -348,11 +348,7 @@ def main() -> None:
     lines += ["", "Notes:", ""] + [f"- {x}" for x in notes] + [
         "- the seed kernel is printed by `sp.ccode`, whose `1.0/2.0`-style literals promote parts of the "
         "arithmetic to FP64 (as in the seed's C++); its per-element `switch` reads `ids[i / b]`."]
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(report, encoding="utf-8")
+    emit(lines, args.markdown)
     shutil.rmtree(cupy_cache, ignore_errors=True)
     shutil.rmtree(kernel_cache, ignore_errors=True)
 

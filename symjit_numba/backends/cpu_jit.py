@@ -179,19 +179,22 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     def run_backward(z, err, delta, params, offsets):
         _pool.run(activation, n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch)
 
-    if layout != kernel_layout:  # batch-major arrays, node-major kernel: transpose in and out
-        # Separate output buffers: with the output aliasing an input, LLVM's runtime alias check
-        # sends the loop down its scalar version (5x slower for W1).
-        def run_forward(z, a, params, offsets, node_major=run_forward):  # noqa: F811
-            zt = _transposed(z)
-            at = np.empty_like(zt)
-            node_major(zt, at, params, offsets)
-            _transposed(at, a)
+    if layout == kernel_layout:
+        return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward), source=text)
 
-        def run_backward(z, err, delta, params, offsets, node_major=run_backward):  # noqa: F811
-            zt, et = _transposed(z), _transposed(err)
-            dt = np.empty_like(zt)
-            node_major(zt, et, dt, params, offsets)
-            _transposed(dt, delta)
+    # Batch-major arrays, node-major kernel: transpose in and out. Separate output buffers: with the
+    # output aliasing an input, LLVM's runtime alias check sends the loop down its scalar version.
+    def run_forward_transposed(z, a, params, offsets):
+        zt = _transposed(z)
+        at = np.empty_like(zt)
+        run_forward(zt, at, params, offsets)
+        _transposed(at, a)
 
-    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward), source=text)
+    def run_backward_transposed(z, err, delta, params, offsets):
+        zt, et = _transposed(z), _transposed(err)
+        dt = np.empty_like(zt)
+        run_backward(zt, et, dt, params, offsets)
+        _transposed(dt, delta)
+
+    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward_transposed, run_backward_transposed),
+                   source=text)
