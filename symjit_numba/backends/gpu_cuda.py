@@ -98,12 +98,14 @@ class _Launcher:
         self.cuda = _cuda()
         self.device_id = device_id
         # Arrays that never change (the nodes' formula ids) are copied to the GPU once.
+        # (host, device) pairs: holding the host array keeps its identity from being reused.
         with self.cuda.gpus[device_id]:
-            self.resident = {id(array): self.cuda.to_device(array) for array in resident}
+            self.resident = [(array, self.cuda.to_device(array)) for array in resident]
 
     def device_array(self, array: Any) -> Any:
-        if id(array) in self.resident:
-            return self.resident[id(array)]
+        for host, device in self.resident:
+            if array is host:
+                return device
         if isinstance(array, np.ndarray):
             return self.cuda.to_device(array)
         return _as_device_array(array)
@@ -165,7 +167,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     if _simulating():
         module.math = _simulator_math()
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
-    launch = _Launcher(device_id, resident=(func_ids,))
+    launch = _Launcher(device_id, resident=(func_ids,) if plan.mode == "activation" else ())
 
     if plan.mode == "loss":
         def run_forward(y_pred, y_true, res, params):
