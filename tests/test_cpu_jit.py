@@ -62,6 +62,39 @@ def test_warm_process_needs_no_sympy_and_compiles_nothing(tmp_path):
     assert warm["error"] < 1e-6
 
 
+NAMED_SCRIPT = textwrap.dedent("""
+    import sys, json, math
+    import numpy as np
+    from symjit_numba import SymbolicJITCompiler
+    from symjit_numba.mathlib import vector_math as vm
+    layer = SymbolicJITCompiler([("gelu", {}), ("swish", {"beta": 2.0}), ("elu", {})], "CPU_JIT")
+    params, offsets = layer.make_params(np.float64)
+    z = np.linspace(-4, 4, 3 * 40).reshape(3, 40)
+    a, d = np.empty_like(z), np.empty_like(z)
+    layer.forward_kernel(z, a, params, offsets, 3, 40)
+    layer.backward_kernel(z, np.ones_like(z), d, params, offsets, 3, 40)
+    phi = np.vectorize(lambda x: 0.5 * math.erfc(-x / math.sqrt(2)))(z[0])
+    s = 1 / (1 + np.exp(-2 * z[1]))
+    expected_a = np.stack([z[0] * phi, z[1] * s, np.where(z[2] > 0, z[2], np.expm1(z[2]))])
+    expected_d = np.stack([phi + z[0] * np.exp(-z[0] ** 2 / 2) / math.sqrt(2 * math.pi), s + 2 * z[1] * s * (1 - s),
+                           np.where(z[2] > 0, 1.0, np.exp(z[2]))])
+    misses = sum(sum(getattr(vm, n).stats.cache_misses.values()) for n in ("exp", "expm1", "erfc", "sigmoid"))
+    print(json.dumps({"method": layer.calculation_method, "sympy": "sympy" in sys.modules, "vm_misses": misses,
+                      "error": float(max(abs(a - expected_a).max(), abs(d - expected_d).max()))}))
+""")
+
+
+@pytest.mark.slow
+def test_named_formulas_cold_need_no_sympy_and_math_is_cached(tmp_path):
+    """Named formulas come printed with the package; the math library is compiled once, not per process."""
+    first = _run_script(tmp_path / "first", script=NAMED_SCRIPT)
+    assert first["method"] == "CPU_JIT" and first["error"] < 1e-12
+    assert first["sympy"] is False, "a layer of named formulas imported SymPy"
+    second = _run_script(tmp_path / "second", script=NAMED_SCRIPT)  # an empty kernel cache again
+    assert second["error"] < 1e-12
+    assert second["vm_misses"] == 0, "vector_math was recompiled instead of loaded from numba's cache"
+
+
 @pytest.mark.slow
 def test_corrupt_cache_files_are_rebuilt(tmp_path):
     _run_script(tmp_path)

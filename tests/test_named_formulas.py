@@ -32,6 +32,7 @@ separate test feeds it the huge inputs.
 """
 
 import functools
+import json
 
 import mpmath
 import numpy as np
@@ -153,6 +154,17 @@ def test_every_builtin_has_a_reference_and_torch_defaults():
             assert registered[name].mode == mode
             assert dict(registered[name].defaults) == pytest.approx(defaults, rel=1e-16), name
 
+
+
+def test_prebuilt_table_is_what_the_printer_prints():
+    """The shipped printed forms of the named formulas must not drift from the registry and printer."""
+    from symjit_numba.codegen import prebuilt
+
+    shipped = json.loads(prebuilt.TABLE_FILE.read_text(encoding="utf-8"))
+    fresh = prebuilt.build_table()
+    stale = sorted(set(shipped) ^ set(fresh) | {k for k in set(shipped) & set(fresh) if shipped[k] != fresh[k]})
+    assert not stale, f"prebuilt.json is stale for {stale[:3]}...: run python -m symjit_numba.codegen.prebuilt"
+    assert len(fresh) == 2 * (len(BUILTIN_ACTIVATIONS) + len(BUILTIN_LOSSES))
 
 # ---------------------------------------------------------------------------------------------
 # Inputs

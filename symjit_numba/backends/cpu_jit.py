@@ -127,12 +127,11 @@ def _precompile(module: ModuleType, plan: LayerPlan, layout: str) -> None:
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
     """Build CPU_JIT kernels for a resolved layer; raises JITCompilationError if numba fails."""
 
-    def generate():  # only on a cache miss: this is where SymPy runs
+    def generate():  # only on a cache miss: SymPy runs here for formulas that are not named ones
+        from ..codegen.prebuilt import printed_formulas
         from ..codegen.source import generate_source
-        from ..formulas.resolve import build_formula
 
-        built = [build_formula(key, plan.mode) for key in plan.formulas]
-        return generate_source(built, plan.mode, "numba", kernel_layout, __version__)
+        return generate_source(printed_formulas(plan, "numba"), plan.mode, "numba", kernel_layout, __version__)
 
     segments = _segments(np.asarray(plan.func_ids, dtype=np.int64), SEGMENT)
     kernel_layout = layout

@@ -152,11 +152,10 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     check_device(device_id)
 
     def generate():
+        from ..codegen.prebuilt import printed_formulas
         from ..codegen.source import generate_source
-        from ..formulas.resolve import build_formula
 
-        built = [build_formula(key, plan.mode) for key in plan.formulas]
-        return generate_source(built, plan.mode, "cuda", layout, __version__)
+        return generate_source(printed_formulas(plan, "cuda"), plan.mode, "cuda", layout, __version__)
 
     try:
         module, text = load_kernel_module(plan, "cuda", layout, generate)

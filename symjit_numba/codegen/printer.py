@@ -19,9 +19,11 @@ from collections.abc import Mapping, Sequence
 import sympy as sp
 
 from ..errors import FormulaParsingError
+from ..formulas.resolve import BuiltFormula
 from ..functions import FUNCTIONS_BY_SYMPY
+from .source import PrintedFormula
 
-__all__ = ["KernelPrinter", "TARGETS"]
+__all__ = ["KernelPrinter", "TARGETS", "print_formula"]
 
 TARGETS = ("numba", "cuda")
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|T\([-+0-9.eE]+\)|T\(math\.(inf|nan)\)|-?T\(math\.inf\)")
@@ -196,3 +198,17 @@ class KernelPrinter:
         self._hoisted += 1
         self.statements.append(f"{name} = {text}")
         return name
+
+
+def print_formula(built: BuiltFormula, target: str) -> PrintedFormula:
+    """Print a parsed formula and its derivative as kernel statements for ``target``.
+
+    Each of the two gets its own common subexpressions (they run in different loops).
+    """
+    names: dict[sp.Symbol, str] = {v: v.name for v in built.variables}
+    names.update({c: f"c_{c.name}" for c in built.constants})
+    printed = []
+    for expr in (built.expr, built.derivative):
+        statements, (result,) = KernelPrinter(target, names).block([expr])
+        printed.append((*statements, result))
+    return PrintedFormula(built.key.label, built.key.constants, str(built.expr), str(built.derivative), *printed)

@@ -7,6 +7,8 @@ runs a range of tasks and the CPU_JIT backend hands ranges to its threads.
 The CUDA module runs one thread per element (grid-stride) and switches on the formula id per
 element; neighbouring threads share a node, so a warp rarely diverges.
 
+Its input is :class:`PrintedFormula` (plain strings), so this module needs no SymPy: the printed
+forms come from :mod:`.printer` or, for the named formulas, from the table in :mod:`.prebuilt`.
 Print ``compiler.source()`` to see what a config compiles to.
 """
 
@@ -16,17 +18,37 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import sympy as sp
-
-from ..formulas.resolve import BuiltFormula
-from .printer import KernelPrinter
-
-__all__ = ["KernelSource", "generate_source", "BLOCK", "ROWS"]
+__all__ = ["PrintedFormula", "KernelSource", "generate_source", "BLOCK", "ROWS"]
 
 #: Elements of one node handled by one parallel task (node-major layout and losses).
 BLOCK = 8192
 #: Rows (samples) handled by one parallel task in the batch-major layout.
 ROWS = 64
+
+
+@dataclass(frozen=True)
+class PrintedFormula:
+    """One formula and its derivative printed for one target: kernel statements, no SymPy objects.
+
+    Attributes
+    ----------
+    label : str
+        The name the user gave (a registered name, or the formula itself), for comments.
+    constants : tuple of str
+        The constants' names, in the order of the node's ``params``; read as ``c_<name>``.
+    formula, derivative : str
+        SymPy's text of f and of df/dnum (df/dy_pred for a loss), for the module docstring.
+    forward, backward : tuple of str
+        Statements computing f, and df, for one element from ``num`` (``y_pred``, ``y_true``) and
+        the ``c_<name>`` constants; the last entry is the result expression.
+    """
+
+    label: str
+    constants: tuple[str, ...]
+    formula: str
+    derivative: str
+    forward: tuple[str, ...]
+    backward: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -54,31 +76,25 @@ class _Lines:
         return "\n".join(self.lines) + "\n"
 
 
-def _names(built: BuiltFormula) -> dict[sp.Symbol, str]:
-    names = {v: v.name for v in built.variables}
-    names.update({c: f"c_{c.name}" for c in built.constants})
-    return names
-
-
-def _element(lines: _Lines, indent: int, built: BuiltFormula, target: str, which: str,
-             reads: Sequence[str], store: str) -> None:
+def _element(lines: _Lines, indent: int, printed: PrintedFormula, which: str, reads: Sequence[str],
+             store: str) -> None:
     """Statements computing one element: read the inputs, compute, store the result."""
-    expr = built.expr if which == "forward" else built.derivative
-    statements, (result,) = KernelPrinter(target, _names(built)).block([expr])
+    *statements, result = printed.forward if which == "forward" else printed.backward
     lines(indent, *reads, *statements, store.format(result))
 
 
-def _constant_reads(built: BuiltFormula, base: str) -> list[str]:
-    return [f"c_{c.name} = params[{base} + {i}]" for i, c in enumerate(built.constants)]
+def _constant_reads(printed: PrintedFormula, base: str) -> list[str]:
+    return [f"c_{name} = params[{base} + {i}]" for i, name in enumerate(printed.constants)]
 
 
-def _header(formulas: Sequence[BuiltFormula], target: str, layout: str, mode: str, version: str) -> _Lines:
+def _header(formulas: Sequence[PrintedFormula], target: str, layout: str, mode: str, version: str) -> _Lines:
     lines = _Lines()
     lines(0, f'"""symjit_numba {version}: generated {target} kernels, mode={mode}, layout={layout}.',
           "", "Formula ids:")
-    for fid, built in enumerate(formulas):
-        consts = ", ".join(built.key.constants) or "no constants"
-        lines(0, f"    {fid}: {built.key.label}  ({consts})", f"        f  = {built.expr}", f"        f' = {built.derivative}")
+    for fid, printed in enumerate(formulas):
+        consts = ", ".join(printed.constants) or "no constants"
+        lines(0, f"    {fid}: {printed.label}  ({consts})", f"        f  = {printed.formula}",
+              f"        f' = {printed.derivative}")
     lines(0, '"""', "import math", "", "import numpy as np")
     return lines
 
@@ -89,11 +105,11 @@ _CPU_PREAMBLE = (
     f"BLOCK = {BLOCK}", f"ROWS = {ROWS}", "",
     "# Serial, GIL-free kernels over a range of tasks: the CPU_JIT backend runs ranges on all cores.",
     "# (numba's parallel=True would re-type and re-optimise this body, about 3x the compile time.)",
-    "@njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy')",
+    "@njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True, no_cfunc_wrapper=True)",
 )
 
 
-def _cpu_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:
+def _cpu_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: str) -> None:
     element = {False: ("out_s[i] = {}", "forward"), True: ("out_s[i] = es[i] * {}", "backward")}
     if layout == "node_major":
         lines(0, *_CPU_PREAMBLE, "def activation(first, last, backward, z, err, out, params, offsets, func_ids):",
@@ -102,13 +118,13 @@ def _cpu_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str
               "    for task in range(first, last):", "        j = task // blocks",
               "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)", "        p = offsets[j]",
               "        zs = z[j, lo:hi]", "        es = err[j, lo:hi]", "        out_s = out[j, lo:hi]")
-        for fid, built in enumerate(formulas):
-            lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {built.key.label}")
-            lines(3, *_constant_reads(built, "p"))
+        for fid, printed in enumerate(formulas):
+            lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
+            lines(3, *_constant_reads(printed, "p"))
             for backward in (True, False):
                 store, which = element[backward]
                 lines(3, "if backward:" if backward else "else:", "    for i in range(zs.size):")
-                _element(lines, 5, built, "numba", which, ["num = zs[i]"], store)
+                _element(lines, 5, printed, which, ["num = zs[i]"], store)
     else:
         lines(0, *_CPU_PREAMBLE,
               "def activation(first, last, backward, z, err, out, params, offsets, seg_start, seg_stop, seg_fid):",
@@ -118,27 +134,27 @@ def _cpu_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str
               "    for task in range(first, last):", "        r0 = (task // nseg) * ROWS",
               "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
               "        offs = offsets[k0:k1]")
-        for fid, built in enumerate(formulas):
-            lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {built.key.label}")
+        for fid, printed in enumerate(formulas):
+            lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {printed.label}")
             lines(3, "for r in range(r0, min(r0 + ROWS, b)):",
                   "    zs = z[r, k0:k1]", "    es = err[r, k0:k1]", "    out_s = out[r, k0:k1]")
             for backward in (True, False):
                 store, which = element[backward]
                 lines(4, "if backward:" if backward else "else:", "    for i in range(zs.size):")
-                _element(lines, 6, built, "numba", which, ["num = zs[i]", *_constant_reads(built, "offs[i]")], store)
+                _element(lines, 6, printed, which, ["num = zs[i]", *_constant_reads(printed, "offs[i]")], store)
 
 
-def _cpu_loss(lines: _Lines, built: BuiltFormula) -> None:
+def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
     lines(0, *_CPU_PREAMBLE, "def loss(first, last, backward, pred, true, out, params):",
           '    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:',
           '    out = L(pred, true), or dL/dpred if backward."""',
           "    T = pred.dtype.type", "    for task in range(first, last):", "        lo = task * BLOCK",
           "        hi = min(lo + BLOCK, pred.size)", "        ps = pred[lo:hi]", "        ts = true[lo:hi]",
           "        out_s = out[lo:hi]")
-    lines(2, *_constant_reads(built, "0"))
+    lines(2, *_constant_reads(printed, "0"))
     for backward in (True, False):
         lines(2, "if backward:" if backward else "else:", "    for i in range(ps.size):")
-        _element(lines, 4, built, "numba", "backward" if backward else "forward",
+        _element(lines, 4, printed, "backward" if backward else "forward",
                  ["y_pred = ps[i]", "y_true = ts[i]"], "out_s[i] = {}")
 
 
@@ -146,7 +162,7 @@ _CUDA_PREAMBLE = ("from numba import cuda", "", "from symjit_numba.mathlib impor
                   "ss_digamma = cuda.jit(device=True)(ss.digamma.py_func)", "")
 
 
-def _cuda_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: str) -> None:
+def _cuda_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: str) -> None:
     lines(0, *_CUDA_PREAMBLE)
     rows, cols = ("n, b", "j, i") if layout == "node_major" else ("b, n", "i, j")
     for which in ("forward", "backward"):
@@ -160,30 +176,30 @@ def _cuda_activation(lines: _Lines, formulas: Sequence[BuiltFormula], layout: st
         else:
             lines(2, "i = index // n", "j = index - i * n")
         lines(2, "p = offsets[j]", f"num = z[{cols}]")
-        for fid, built in enumerate(formulas):
-            lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {built.key.label}")
+        for fid, printed in enumerate(formulas):
+            lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
             store = f"a[{cols}] = {{}}" if which == "forward" else f"delta[{cols}] = err[{cols}] * {{}}"
-            _element(lines, 3, built, "cuda", which, _constant_reads(built, "p"), store)
+            _element(lines, 3, printed, which, _constant_reads(printed, "p"), store)
 
 
-def _cuda_loss(lines: _Lines, built: BuiltFormula) -> None:
+def _cuda_loss(lines: _Lines, printed: PrintedFormula) -> None:
     lines(0, *_CUDA_PREAMBLE)
     for which in ("forward", "backward"):
         lines(0, "", "@cuda.jit", f"def {which}(pred, true, out, params):",
               '    """One thread per element (grid-stride) over flat arrays."""', "    T = pred.dtype.type",
               "    start = cuda.grid(1)", "    stride = cuda.gridsize(1)",
               "    for i in range(start, pred.size, stride):")
-        _element(lines, 2, built, "cuda", which, ["y_pred = pred[i]", "y_true = true[i]", *_constant_reads(built, "0")],
+        _element(lines, 2, printed, which, ["y_pred = pred[i]", "y_true = true[i]", *_constant_reads(printed, "0")],
                  "out[i] = {}")
 
 
-def generate_source(formulas: Sequence[BuiltFormula], mode: str, target: str, layout: str, version: str) -> KernelSource:
+def generate_source(formulas: Sequence[PrintedFormula], mode: str, target: str, layout: str, version: str) -> KernelSource:
     """The kernel module for ``formulas`` (index = formula id), as text.
 
     Parameters
     ----------
-    formulas : sequence of BuiltFormula
-        The unique formulas of a layer (one for a loss), parsed and differentiated.
+    formulas : sequence of PrintedFormula
+        The unique formulas of a layer (one for a loss), printed for ``target``.
     mode : {"activation", "loss"}
     target : {"numba", "cuda"}
     layout : {"node_major", "batch_major"}

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from ..errors import FormulaParsingError
 
-__all__ = ["NamedFormula", "register_formula", "available_formulas", "lookup", "MODES"]
+__all__ = ["NamedFormula", "register_formula", "available_formulas", "lookup", "builtin_formulas", "MODES"]
 
 MODES = ("activation", "loss")
 
@@ -147,3 +147,10 @@ for _name, _formula, _defaults, _doc in _BUILTIN_ACTIVATIONS:
 for _name, _formula, _defaults, _doc in _BUILTIN_LOSSES:
     register_formula(_name, _formula, _defaults, "loss", _doc)
 _BUILTINS_LOADED = True
+
+
+def builtin_formulas() -> list[NamedFormula]:
+    """The formulas this module registers, as defined here (whatever was registered since)."""
+    return [NamedFormula(name, formula, MappingProxyType(dict(defaults)), mode, doc)
+            for mode, entries in (("activation", _BUILTIN_ACTIVATIONS), ("loss", _BUILTIN_LOSSES))
+            for name, formula, defaults, doc in entries]

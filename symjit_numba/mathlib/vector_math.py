@@ -26,9 +26,12 @@ How they are written
   exponent, clearing low mantissa bits) are small LLVM snippets with fixed widths.  Float<->int
   conversions always go through int32, because AVX2 has packed int32<->float conversions for both
   precisions but none for int64.
-* **Each precision in its own type.**  ``_build_kernels`` is run once per float type; the constants
-  it closes over are numpy scalars of that type, so numba types every literal as float32 or float64 and
-  the float32 path contains no ``double`` operation at all.
+* **Each precision in its own type.**  Every constant is read from a named tuple of numpy scalars of
+  the argument's type (``_C32`` or ``_C64``, picked while numba types the call), so numba types every
+  literal as float32 or float64 and the float32 path contains no ``double`` operation at all.
+* **Cached, not recompiled.**  The functions are jitted with ``cache=True``: each precision is compiled
+  once per installation and loaded from numba's cache by later processes.  A kernel calling them links
+  that code and inlines it, so a new layer only pays for its own loops.
 * **Compilation flags.**  Kernels that call these functions are compiled with
   ``fastmath=FASTMATH_FLAGS``.  The implementations themselves are always compiled with exactly these
   flags (not inherited from the caller, so a caller using ``fastmath=True`` cannot turn on ``nnan`` /
@@ -58,6 +61,7 @@ to an array, which is convenient for testing.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
@@ -89,7 +93,6 @@ _JIT_OPTIONS = {
     "error_model": "numpy",
     "forceinline": True,
 }
-_jit = njit(**_JIT_OPTIONS)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,7 +296,7 @@ def _trunc_mantissa(typingctx, x):
 
 
 # ------------------------------------------------------------------------------------------------
-# Constants per precision.
+# Constants per precision (as written in the sources they come from).
 # ------------------------------------------------------------------------------------------------
 
 _F64 = dict(
@@ -382,225 +385,377 @@ _F32 = dict(
 
 
 # ------------------------------------------------------------------------------------------------
-# The algorithms, instantiated once per float type.
+# The same constants typed per precision, in one named tuple that every algorithm takes as ``c``.
 # ------------------------------------------------------------------------------------------------
 
 
-def _build_kernels(F, prm):
-    """Jitted implementations for float type ``F`` (np.float32 or np.float64).
+class _Constants(NamedTuple):
+    """Every constant of the algorithms, as numpy scalars of one float type.
 
-    Every constant is a closure variable of type ``F``, so numba never promotes to another precision.
+    A jitted function reads them from a module-level instance (``_C32`` or ``_C64``), which numba
+    freezes into the compiled code, so every literal is typed in the working precision and the
+    float32 path contains no ``double`` operation at all.
     """
-    c = {name: (tuple(F(v) for v in val) if isinstance(val, tuple) else F(val))
-         for name, val in prm.items()}
-    ZERO, NZERO, ONE, TWO, HALF, QUARTER = F(0.0), F(-0.0), F(1.0), F(2.0), F(0.5), F(0.25)
-    INF, NAN = F(np.inf), F(np.nan)
-    INV_LN2 = F(1.0 / math.log(2.0))
-    LN2_HI, LN2_LO = c["ln2_hi"], c["ln2_lo"]
-    EXP_XMIN, EXP_XMAX, EXPM1_XMIN, EMAX = c["exp_xmin"], c["exp_xmax"], c["expm1_xmin"], c["emax"]
-    EXPM1_P, LOG_P = c["expm1_p"], c["log_p"]
-    MIN_NORMAL = c["min_normal"]
-    SUBNORMAL_SHIFT = c["subnormal_shift"]
-    SUBNORMAL_SCALE = F(2.0 ** prm["subnormal_shift"])
-    TANH_SWITCH = F(math.log(3.0) / 2.0)  # tanh = 1/2 here; below it 1 - 2/(e+2) would cancel
-    ERX, ONE_MINUS_ERX = c["erx"], F(1.0) - c["erx"]
-    ERF_R1, ERF_R2, ERF_R3 = F(0.84375), F(1.25), F(1.0 / 0.35)
-    ERF_XMAX, ERF_SHIFT = c["erf_xmax"], F(0.5625)
-    PP, QQ, PA, QA = c["pp"], c["qq"], c["pa"], c["qa"]
-    RA_REV, SA_REV = c["ra"][::-1], c["sa"][::-1]
-    RB_REV, SB_REV = c["rb"][::-1], c["sb"][::-1]
 
-    @_jit
-    def expm1_reduced(r):
-        # expm1(r) for |r| <= ln2/2; r is exact, so the relative error stays small as r -> 0.
-        return r + (r * r) * _poly(r, EXPM1_P)
-
-    @_jit
-    def exp_hl(hi, lo):
-        # exp(hi + lo) for a small correction lo; NaN in hi gives a finite junk value (callers select).
-        h = _select(hi > EXP_XMIN, hi, EXP_XMIN)
-        h = _select(h < EXP_XMAX, h, EXP_XMAX)
-        k = _rint((h + lo) * INV_LN2)
-        # h - k*LN2_HI is exact (k*LN2_HI is exact and close to h), so lo is added without loss.
-        r = (h - k * LN2_HI) + (lo - k * LN2_LO)
-        return _ldexp(ONE + expm1_reduced(r), k)
-
-    @_jit
-    def exp(x):
-        # lo = -0.0 makes the "+ lo" steps fold away (x + -0.0 == x for every x, including -0.0).
-        return _select(x != x, x, exp_hl(x, NZERO))
-
-    @_jit
-    def expm1(x):
-        xc = _select(x > EXPM1_XMIN, x, EXPM1_XMIN)  # below: -1 exactly; also maps NaN to a number
-        xc = _select(xc < EXP_XMAX, xc, EXP_XMAX)
-        k = _rint(xc * INV_LN2)
-        r = (xc - k * LN2_HI) - k * LN2_LO  # == xc exactly when k == 0
-        e = expm1_reduced(r)
-        # expm1(x) = 2**k * e + (2**k - 1); for k = emax + 1, 2**k is not finite, so compute half of
-        # it and double at the end (2**k - 1 == 2 * (2**(k-1) - 1/2)).
-        big = k > EMAX
-        t = _pow2(_select(big, EMAX, k))
-        y = (e * t + (t - _select(big, HALF, ONE))) * _select(big, TWO, ONE)
-        y = _select(x == ZERO, x, y)  # the reduction loses the sign of -0.0
-        return _select(x != x, x, y)
-
-    @_jit
-    def log_reduced(f, k, c):
-        # log(2**k * (1 + f)) + c for f in [sqrt(1/2) - 1, sqrt(2) - 1] and a small correction c,
-        # summed in fdlibm's order so that the error stays below 1 ulp.
-        s = f / (TWO + f)
-        z = s * s
-        R = z * _poly(z, LOG_P)
-        hfsq = HALF * f * f
-        return k * LN2_HI - ((hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f)
-
-    @_jit
-    def log(x):
-        # Subnormals have too few mantissa bits for the split: scale them into the normal range.
-        sub = x < MIN_NORMAL
-        m, k = _split_exponent(_select(sub, x * SUBNORMAL_SCALE, x))
-        k = k - _select(sub, SUBNORMAL_SHIFT, ZERO)
-        y = log_reduced(m - ONE, k, NZERO)
-        nonpos = _select(x == ZERO, -INF, _select(x < ZERO, NAN, x))  # x <= 0 or NaN
-        return _select(x > ZERO, _select(x < INF, y, x), nonpos)
-
-    @_jit
-    def log1p(x):
-        u = ONE + x
-        m, k = _split_exponent(u)
-        # u = 1 + x is rounded; c/u corrects log(u) to log(1 + x) (fdlibm's correction term).
-        c = _select(k > ZERO, ONE - (u - x), x - (u - ONE)) / u
-        # With k == 0 the reduced argument is x itself, exactly, and needs no correction.
-        k0 = k == ZERO
-        y = log_reduced(_select(k0, x, m - ONE), k, _select(k0, ZERO, c))
-        y = _select(x == ZERO, x, y)  # keep the sign of -0.0
-        below = _select(x == -ONE, -INF, _select(x < -ONE, NAN, x))  # x <= -1 or NaN
-        return _select(x > -ONE, _select(x < INF, y, x), below)
-
-    @_jit
-    def tanh(x):
-        ax = _fabs(x)
-        # One expm1 serves both formulas: small |x| uses -t/(t+2) with t = expm1(-2|x|) (accurate
-        # near 0), larger |x| uses 1 - 2/(t+2) with t = expm1(2|x|) (t = inf gives exactly 1).
-        big = ax > TANH_SWITCH
-        t = expm1(_select(big, TWO * ax, -TWO * ax))
-        d = ONE / (t + TWO)
-        return _copysign(_select(big, ONE - TWO * d, -t * d), x)
-
-    @_jit
-    def sigmoid(x):
-        # exp(-|x|) never overflows; for x < 0 use e/(1+e), which keeps relative accuracy down to
-        # the subnormal range instead of computing 1 - something.
-        e = exp(-_fabs(x))
-        d = ONE / (ONE + e)
-        return _select(x >= ZERO, d, e * d)
-
-    @_jit
-    def softplus(x):
-        # max(x, 0) + log1p(exp(-|x|)): no overflow, relative accuracy for both large and very
-        # negative x (there it is exp(x)).
-        return _select(x > ZERO, x, ZERO) + log1p(exp(-_fabs(x)))
-
-    @_jit
-    def erf_parts(x):
-        """Shared part of erf/erfc (musl erf.c ranges, all evaluated, one division).
-
-        Returns |x|, the selected rational approximation q, erfc(|x|) for the tail range, and the
-        range masks (|x| < 0.84375, |x| < 1.25).
-        """
-        ax = _fabs(x)
-        in_r1 = ax < ERF_R1
-        in_r2 = ax < ERF_R2
-        # [0, 0.84375): erf(x) = x + x*P(x^2)/Q(x^2)
-        z = ax * ax
-        n1, d1 = _poly(z, PP), _poly(z, QQ)
-        # [0.84375, 1.25): erf(x) = erx + P(s)/Q(s), s = |x| - 1
-        s = ax - ONE
-        n2, d2 = _poly(s, PA), _poly(s, QA)
-        # [1.25, inf): erfc(x) = exp(-x^2 - 0.5625 + R(1/x^2)/S(1/x^2)) / x.  The argument is clamped
-        # to [1.25, ERF_XMAX] so that lanes from other ranges (and +-inf) stay finite.
-        a3 = _select(ax > ERF_R2, ax, ERF_R2)
-        a3 = _select(a3 < ERF_XMAX, a3, ERF_XMAX)
-        # R/S is evaluated as a ratio of polynomials in x^2 (numerator and denominator multiplied by
-        # x^16 or x^14, i.e. coefficients reversed), which saves computing 1/x^2.
-        z3 = a3 * a3
-        near = a3 < ERF_R3
-        n3 = z3 * _select(near, _poly(z3, RA_REV), _poly(z3, RB_REV))
-        d3 = _select(near, _poly(z3, SA_REV), _poly(z3, SB_REV))
-        # Divisions are by far the slowest vector operation, so there is only one: select the
-        # numerator and denominator of the active range, and get both q = num/den and 1/a3 from
-        # t = 1/(den*a3).  (den*a3 < 1e23 in float64, < 1e17 in float32: no overflow.)
-        num = _select(in_r1, n1, _select(in_r2, n2, n3))
-        den = _select(in_r1, d1, _select(in_r2, d2, d3))
-        t = ONE / (den * a3)
-        q = num * (a3 * t)
-        inv_a3 = den * t
-        # -x^2 = -zt^2 + (zt - x)(zt + x) with zt = x truncated: -zt^2 - 0.5625 is exact, and the
-        # rest is small enough to be passed to exp as the low part.
-        zt = _trunc_mantissa(a3)
-        tail = exp_hl(-zt * zt - ERF_SHIFT, (zt - a3) * (zt + a3) + q) * inv_a3
-        return ax, q, tail, in_r1, in_r2
-
-    @_jit
-    def erf(x):
-        ax, q, tail, in_r1, in_r2 = erf_parts(x)
-        y = _select(in_r1, ax + ax * q, _select(in_r2, ERX + q, ONE - tail))
-        return _select(x != x, x, _copysign(y, x))
-
-    @_jit
-    def erfc(x):
-        ax, q, tail, in_r1, in_r2 = erf_parts(x)
-        r = x * q
-        y1 = _select(x < QUARTER, ONE - (x + r), HALF - ((x - HALF) + r))
-        y2 = _select(x > ZERO, ONE_MINUS_ERX - q, ONE + (ERX + q))
-        y3 = _select(x > ZERO, tail, TWO - tail)
-        y = _select(in_r1, y1, _select(in_r2, y2, y3))
-        return _select(x != x, x, y)
-
-    return {
-        "exp": exp,
-        "log": log,
-        "log1p": log1p,
-        "expm1": expm1,
-        "tanh": tanh,
-        "sigmoid": sigmoid,
-        "softplus": softplus,
-        "erf": erf,
-        "erfc": erfc,
-    }
+    zero: float
+    nzero: float
+    one: float
+    two: float
+    half: float
+    quarter: float
+    inf: float
+    nan: float
+    inv_ln2: float
+    ln2_hi: float
+    ln2_lo: float
+    exp_xmin: float
+    exp_xmax: float
+    expm1_xmin: float
+    emax: float
+    expm1_p: tuple
+    log_p: tuple
+    min_normal: float
+    subnormal_shift: float
+    subnormal_scale: float
+    tanh_switch: float  # tanh = 1/2 here; below it 1 - 2/(e+2) would cancel
+    erx: float
+    one_minus_erx: float
+    erf_r1: float
+    erf_r2: float
+    erf_r3: float
+    erf_xmax: float
+    erf_shift: float
+    pp: tuple
+    qq: tuple
+    pa: tuple
+    qa: tuple
+    ra_rev: tuple
+    sa_rev: tuple
+    rb_rev: tuple
+    sb_rev: tuple
 
 
-_KERNELS = {
-    types.float32: _build_kernels(np.float32, _F32),
-    types.float64: _build_kernels(np.float64, _F64),
-}
+def _constants(F, prm: dict) -> _Constants:
+    """The constants of ``prm`` (and the common ones) as numpy scalars of type ``F``."""
+    c = {name: (tuple(F(v) for v in val) if isinstance(val, tuple) else F(val)) for name, val in prm.items()}
+    return _Constants(
+        zero=F(0.0), nzero=F(-0.0), one=F(1.0), two=F(2.0), half=F(0.5), quarter=F(0.25),
+        inf=F(np.inf), nan=F(np.nan), inv_ln2=F(1.0 / math.log(2.0)),
+        ln2_hi=c["ln2_hi"], ln2_lo=c["ln2_lo"], exp_xmin=c["exp_xmin"], exp_xmax=c["exp_xmax"],
+        expm1_xmin=c["expm1_xmin"], emax=c["emax"], expm1_p=c["expm1_p"], log_p=c["log_p"],
+        min_normal=c["min_normal"], subnormal_shift=c["subnormal_shift"],
+        subnormal_scale=F(2.0 ** prm["subnormal_shift"]), tanh_switch=F(math.log(3.0) / 2.0),
+        erx=c["erx"], one_minus_erx=F(1.0) - c["erx"],
+        erf_r1=F(0.84375), erf_r2=F(1.25), erf_r3=F(1.0 / 0.35), erf_xmax=c["erf_xmax"], erf_shift=F(0.5625),
+        pp=c["pp"], qq=c["qq"], pa=c["pa"], qa=c["qa"],
+        # R/S of erfc's tail are evaluated as polynomials in x^2 with reversed coefficients.
+        ra_rev=c["ra"][::-1], sa_rev=c["sa"][::-1], rb_rev=c["rb"][::-1], sb_rev=c["sb"][::-1],
+    )
+
+
+_C32 = _constants(np.float32, _F32)
+_C64 = _constants(np.float64, _F64)
+
+
+def _constants_for(x):
+    """The constants in the precision of ``x`` (resolved while numba types the caller)."""
+    return _C32 if isinstance(x, np.float32) else _C64
+
+
+@overload(_constants_for, jit_options=_JIT_OPTIONS)
+def _constants_for_typed(x):
+    if x == types.float32:
+        return lambda x: _C32
+    if x == types.float64:
+        return lambda x: _C64
+    raise TypingError(f"symjit_numba.mathlib.vector_math supports float32 and float64 scalars, got {x}")
+
+
+def _jit(function):
+    """``njit`` with this module's options, cached on disk by numba.
+
+    Every function here is compiled once per precision and installation, not once per process:
+    numba keeps the result next to this file (or in its user-wide cache directory when the package
+    is read-only), and a kernel that calls the function links the cached code and inlines it.
+    """
+    try:
+        return njit(cache=True, **_JIT_OPTIONS)(function)
+    except RuntimeError:  # numba found no writable cache location: compile in every process instead
+        return njit(**_JIT_OPTIONS)(function)
 
 
 # ------------------------------------------------------------------------------------------------
-# Public functions: one jitted function each, picking the precision with ``isinstance``.
+# The algorithms, generic over the precision: ``c`` is _C32 or _C64.
 # ------------------------------------------------------------------------------------------------
-#
-# ``isinstance`` on a numba type is resolved while typing, so each compiled version contains only
-# one precision. Plain jitted functions (rather than ``numba.extending.overload``) matter for compile
-# time: numba builds a fresh overload implementation for every compilation context that calls it
-# (47 times for W1's kernel, 2.9 s), but compiles a jitted function once per signature and process,
-# and loads it from its on-disk cache in later processes.
 
-def _public(name: str, doc: str):
-    def function(x):
-        return _KERNELS[types.float32 if isinstance(x, np.float32) else types.float64][name](x)
 
-    function.__name__ = function.__qualname__ = name
-    function.__doc__ = doc
+@_jit
+def _expm1_reduced(r, c):
+    # expm1(r) for |r| <= ln2/2; r is exact, so the relative error stays small as r -> 0.
+    return r + (r * r) * _poly(r, c.expm1_p)
 
-    @overload(function, jit_options=_JIT_OPTIONS)
-    def _typed(x):
-        if x not in _KERNELS:
-            raise TypingError(f"vector_math.{name} supports float32 and float64 scalars, got {x}")
-        return _KERNELS[x][name].py_func
 
-    return function
+@_jit
+def _exp_hl(hi, lo, c):
+    # exp(hi + lo) for a small correction lo; NaN in hi gives a finite junk value (callers select).
+    h = _select(hi > c.exp_xmin, hi, c.exp_xmin)
+    h = _select(h < c.exp_xmax, h, c.exp_xmax)
+    k = _rint((h + lo) * c.inv_ln2)
+    # h - k*LN2_HI is exact (k*LN2_HI is exact and close to h), so lo is added without loss.
+    r = (h - k * c.ln2_hi) + (lo - k * c.ln2_lo)
+    return _ldexp(c.one + _expm1_reduced(r, c), k)
+
+
+@_jit
+def _log_reduced(f, k, correction, c):
+    # log(2**k * (1 + f)) + correction for f in [sqrt(1/2) - 1, sqrt(2) - 1] and a small
+    # correction, summed in fdlibm's order so that the error stays below 1 ulp.
+    s = f / (c.two + f)
+    z = s * s
+    R = z * _poly(z, c.log_p)
+    hfsq = c.half * f * f
+    return k * c.ln2_hi - ((hfsq - (s * (hfsq + R) + (k * c.ln2_lo + correction))) - f)
+
+
+@_jit
+def _erf_parts(x, c):
+    """Shared part of erf/erfc (musl erf.c ranges, all evaluated, one division).
+
+    Returns |x|, the selected rational approximation q, erfc(|x|) for the tail range, and the
+    range masks (|x| < 0.84375, |x| < 1.25).
+    """
+    ax = _fabs(x)
+    in_r1 = ax < c.erf_r1
+    in_r2 = ax < c.erf_r2
+    # [0, 0.84375): erf(x) = x + x*P(x^2)/Q(x^2)
+    z = ax * ax
+    n1, d1 = _poly(z, c.pp), _poly(z, c.qq)
+    # [0.84375, 1.25): erf(x) = erx + P(s)/Q(s), s = |x| - 1
+    s = ax - c.one
+    n2, d2 = _poly(s, c.pa), _poly(s, c.qa)
+    # [1.25, inf): erfc(x) = exp(-x^2 - 0.5625 + R(1/x^2)/S(1/x^2)) / x.  The argument is clamped
+    # to [1.25, erf_xmax] so that lanes from other ranges (and +-inf) stay finite.
+    a3 = _select(ax > c.erf_r2, ax, c.erf_r2)
+    a3 = _select(a3 < c.erf_xmax, a3, c.erf_xmax)
+    # R/S is evaluated as a ratio of polynomials in x^2 (numerator and denominator multiplied by
+    # x^16 or x^14, i.e. coefficients reversed), which saves computing 1/x^2.
+    z3 = a3 * a3
+    near = a3 < c.erf_r3
+    n3 = z3 * _select(near, _poly(z3, c.ra_rev), _poly(z3, c.rb_rev))
+    d3 = _select(near, _poly(z3, c.sa_rev), _poly(z3, c.sb_rev))
+    # Divisions are by far the slowest vector operation, so there is only one: select the
+    # numerator and denominator of the active range, and get both q = num/den and 1/a3 from
+    # t = 1/(den*a3).  (den*a3 < 1e23 in float64, < 1e17 in float32: no overflow.)
+    num = _select(in_r1, n1, _select(in_r2, n2, n3))
+    den = _select(in_r1, d1, _select(in_r2, d2, d3))
+    t = c.one / (den * a3)
+    q = num * (a3 * t)
+    inv_a3 = den * t
+    # -x^2 = -zt^2 + (zt - x)(zt + x) with zt = x truncated: -zt^2 - 0.5625 is exact, and the
+    # rest is small enough to be passed to exp as the low part.
+    zt = _trunc_mantissa(a3)
+    tail = _exp_hl(-zt * zt - c.erf_shift, (zt - a3) * (zt + a3) + q, c) * inv_a3
+    return ax, q, tail, in_r1, in_r2
+
+
+# ------------------------------------------------------------------------------------------------
+# Public functions: generic jitted functions, one compiled (and cached) version per precision.
+# ------------------------------------------------------------------------------------------------
+
+
+@_jit
+def exp(x):
+    """Exponential, ``e**x``.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  Overflows to ``inf`` above ~709.78 (float32: ~88.72); results below the
+    normal range are returned as subnormals (0 below half the smallest subnormal).
+    """
+    c = _constants_for(x)
+    # lo = -0.0 makes the "+ lo" steps fold away (x + -0.0 == x for every x, including -0.0).
+    return _select(x != x, x, _exp_hl(x, c.nzero, c))
+
+
+@_jit
+def expm1(x):
+    """``exp(x) - 1``, accurate for small ``|x|``.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  ``expm1(-inf) = -1``, overflows to ``inf`` like :func:`exp`,
+    ``expm1(-0.0) = -0.0``.
+    """
+    c = _constants_for(x)
+    xc = _select(x > c.expm1_xmin, x, c.expm1_xmin)  # below: -1 exactly; also maps NaN to a number
+    xc = _select(xc < c.exp_xmax, xc, c.exp_xmax)
+    k = _rint(xc * c.inv_ln2)
+    r = (xc - k * c.ln2_hi) - k * c.ln2_lo  # == xc exactly when k == 0
+    e = _expm1_reduced(r, c)
+    # expm1(x) = 2**k * e + (2**k - 1); for k = emax + 1, 2**k is not finite, so compute half of
+    # it and double at the end (2**k - 1 == 2 * (2**(k-1) - 1/2)).
+    big = k > c.emax
+    t = _pow2(_select(big, c.emax, k))
+    y = (e * t + (t - _select(big, c.half, c.one))) * _select(big, c.two, c.one)
+    y = _select(x == c.zero, x, y)  # the reduction loses the sign of -0.0
+    return _select(x != x, x, y)
+
+
+@_jit
+def log(x):
+    """Natural logarithm.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  ``log(0) = -inf``, ``log(x < 0) = nan``, ``log(inf) = inf``; subnormal
+    arguments are handled exactly.
+    """
+    c = _constants_for(x)
+    # Subnormals have too few mantissa bits for the split: scale them into the normal range.
+    sub = x < c.min_normal
+    m, k = _split_exponent(_select(sub, x * c.subnormal_scale, x))
+    k = k - _select(sub, c.subnormal_shift, c.zero)
+    y = _log_reduced(m - c.one, k, c.nzero, c)
+    nonpos = _select(x == c.zero, -c.inf, _select(x < c.zero, c.nan, x))  # x <= 0 or NaN
+    return _select(x > c.zero, _select(x < c.inf, y, x), nonpos)
+
+
+@_jit
+def log1p(x):
+    """``log(1 + x)``, accurate for small ``|x|``.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  ``log1p(-1) = -inf``, ``nan`` below -1, ``log1p(-0.0) = -0.0``.
+    """
+    c = _constants_for(x)
+    u = c.one + x
+    m, k = _split_exponent(u)
+    # u = 1 + x is rounded; corr/u corrects log(u) to log(1 + x) (fdlibm's correction term).
+    corr = _select(k > c.zero, c.one - (u - x), x - (u - c.one)) / u
+    # With k == 0 the reduced argument is x itself, exactly, and needs no correction.
+    k0 = k == c.zero
+    y = _log_reduced(_select(k0, x, m - c.one), k, _select(k0, c.zero, corr), c)
+    y = _select(x == c.zero, x, y)  # keep the sign of -0.0
+    below = _select(x == -c.one, -c.inf, _select(x < -c.one, c.nan, x))  # x <= -1 or NaN
+    return _select(x > -c.one, _select(x < c.inf, y, x), below)
+
+
+@_jit
+def tanh(x):
+    """Hyperbolic tangent.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; odd (``tanh(-0.0) = -0.0``), ``tanh(+-inf) = +-1``.
+    """
+    c = _constants_for(x)
+    ax = _fabs(x)
+    # One expm1 serves both formulas: small |x| uses -t/(t+2) with t = expm1(-2|x|) (accurate
+    # near 0), larger |x| uses 1 - 2/(t+2) with t = expm1(2|x|) (t = inf gives exactly 1).
+    big = ax > c.tanh_switch
+    t = expm1(_select(big, c.two * ax, -c.two * ax))
+    d = c.one / (t + c.two)
+    return _copysign(_select(big, c.one - c.two * d, -t * d), x)
+
+
+@_jit
+def sigmoid(x):
+    """Logistic function ``1 / (1 + exp(-x))``, evaluated without overflow.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  Relatively accurate also for very negative ``x`` (where it equals
+    ``exp(x)``); ``sigmoid(-inf) = 0``, ``sigmoid(inf) = 1``.
+    """
+    c = _constants_for(x)
+    # exp(-|x|) never overflows; for x < 0 use e/(1+e), which keeps relative accuracy down to
+    # the subnormal range instead of computing 1 - something.
+    e = exp(-_fabs(x))
+    d = c.one / (c.one + e)
+    return _select(x >= c.zero, d, e * d)
+
+
+@_jit
+def softplus(x):
+    """``log(1 + exp(x))``, evaluated as ``max(x, 0) + log1p(exp(-|x|))``.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  Relatively accurate for all ``x`` (no threshold cut-off: ``x`` for large
+    ``x``, ``exp(x)`` for very negative ``x``); ``softplus(-inf) = 0``, ``softplus(inf) = inf``.
+    """
+    c = _constants_for(x)
+    return _select(x > c.zero, x, c.zero) + log1p(exp(-_fabs(x)))
+
+
+@_jit
+def erf(x):
+    """Error function.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; odd (``erf(-0.0) = -0.0``), ``erf(+-inf) = +-1``.
+    """
+    c = _constants_for(x)
+    ax, q, tail, in_r1, in_r2 = _erf_parts(x, c)
+    y = _select(in_r1, ax + ax * q, _select(in_r2, c.erx + q, c.one - tail))
+    return _select(x != x, x, _copysign(y, x))
+
+
+@_jit
+def erfc(x):
+    """Complementary error function ``1 - erf(x)``, relatively accurate in the tail.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``.  ``erfc(-inf) = 2``, ``erfc(inf) = 0``; the float64 result underflows to
+    subnormals above x ~ 26.5 and to 0 above ~27.3 (float32: ~9.2 and ~10.05).
+    """
+    c = _constants_for(x)
+    ax, q, tail, in_r1, in_r2 = _erf_parts(x, c)
+    r = x * q
+    y1 = _select(x < c.quarter, c.one - (x + r), c.half - ((x - c.half) + r))
+    y2 = _select(x > c.zero, c.one_minus_erx - q, c.one + (c.erx + q))
+    y3 = _select(x > c.zero, tail, c.two - tail)
+    y = _select(in_r1, y1, _select(in_r2, y2, y3))
+    return _select(x != x, x, y)
 
 
 def evaluate(name: str, x):
@@ -623,106 +778,6 @@ def evaluate(name: str, x):
     out = np.empty(arr.shape, arr.dtype)
     _EVALUATORS[name](np.ascontiguousarray(arr).reshape(-1), out.reshape(-1))
     return out[()] if out.ndim == 0 else out
-
-
-_RETURNS = "Same type as ``x``."
-
-exp = _public("exp", """Exponential, ``e**x``.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``.  Overflows to ``inf`` above ~709.78 (float32: ~88.72); results below the
-    normal range are returned as subnormals (0 below half the smallest subnormal).
-    """)
-log = _public("log", """Natural logarithm.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``.  ``log(0) = -inf``, ``log(x < 0) = nan``, ``log(inf) = inf``; subnormal
-    arguments are handled exactly.
-    """)
-log1p = _public("log1p", """``log(1 + x)``, accurate for small ``|x|``.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``.  ``log1p(-1) = -inf``, ``nan`` below -1, ``log1p(-0.0) = -0.0``.
-    """)
-expm1 = _public("expm1", """``exp(x) - 1``, accurate for small ``|x|``.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``.  ``expm1(-inf) = -1``, overflows to ``inf`` like :func:`exp`,
-    ``expm1(-0.0) = -0.0``.
-    """)
-tanh = _public("tanh", """Hyperbolic tangent.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``; odd (``tanh(-0.0) = -0.0``), ``tanh(+-inf) = +-1``.
-    """)
-sigmoid = _public("sigmoid", """Logistic function ``1 / (1 + exp(-x))``, evaluated without overflow.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``.  Relatively accurate also for very negative ``x`` (where it equals
-    ``exp(x)``); ``sigmoid(-inf) = 0``, ``sigmoid(inf) = 1``.
-    """)
-softplus = _public("softplus", """``log(1 + exp(x))``, evaluated as ``max(x, 0) + log1p(exp(-|x|))``.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``.  Relatively accurate for all ``x`` (no threshold cut-off: ``x`` for large
-    ``x``, ``exp(x)`` for very negative ``x``); ``softplus(-inf) = 0``, ``softplus(inf) = inf``.
-    """)
-erf = _public("erf", """Error function.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``; odd (``erf(-0.0) = -0.0``), ``erf(+-inf) = +-1``.
-    """)
-erfc = _public("erfc", """Complementary error function ``1 - erf(x)``, relatively accurate in the tail.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``.  ``erfc(-inf) = 2``, ``erfc(inf) = 0``; the float64 result underflows to
-    subnormals above x ~ 26.5 and to 0 above ~27.3 (float32: ~9.2 and ~10.05).
-    """)
 
 
 def _evaluator(function):
