@@ -51,6 +51,13 @@ class SymbolicJITCompiler:
         activation: ``backward_kernel(z, err, delta, params, offset_list, n, b)`` sets
         ``delta = err * f_j'(z)``. loss: ``backward_kernel(y_pred, y_true, grad, params)`` sets
         ``grad = dL/dy_pred``.
+    forward_derivative_kernel : callable
+        The value and the derivative in one pass, sharing their common subexpressions (on CPU_JIT
+        the derivative costs little more than the value, and the backward pass becomes a multiply).
+        activation: ``forward_derivative_kernel(z, a, d, params, offset_list, n, b)`` sets
+        ``a = f_j(z)`` and ``d = f_j'(z)``, so that ``delta = err * d``. loss:
+        ``forward_derivative_kernel(y_pred, y_true, res, grad, params)`` sets ``res`` and ``grad``.
+        On CPU_JIT its kernel is compiled at its first call (and cached like the others).
     calculation_method : str
         The backend actually in use.
     device_id : int
@@ -100,6 +107,7 @@ class SymbolicJITCompiler:
         self.calculation_method = kernels.method
         self.forward_kernel = kernels.forward
         self.backward_kernel = kernels.backward
+        self.forward_derivative_kernel = kernels.both
 
     def set_gpu_id(self, new_id: int) -> None:
         """Move the GPU_CUDA kernels to GPU ``new_id``.

@@ -158,7 +158,7 @@ def test_source_is_readable_and_names_each_formula():
     for name, _ in W1:
         assert f"# {name}" in text
     assert "nogil=True" in text and "func_ids[j] ==" in text
-    assert "for i in range(zs.size)" in text  # one homogeneous inner loop per formula
+    assert "for i in range(z_s.size)" in text  # one homogeneous inner loop per formula
 
 
 def test_float32_kernels_do_not_promote_to_float64():

@@ -91,3 +91,39 @@ def test_dozens_of_formulas_in_one_layer(method, dtype, layout, reference):
     rtol, atol = (2e-5, 2e-6) if dtype == np.float32 else (1e-12, 1e-13)
     np.testing.assert_allclose(a, values, rtol=rtol, atol=atol)
     np.testing.assert_allclose(delta, err.astype(np.float64) * slopes, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("in_place", [False, True], ids=["separate", "a_is_z"])
+@pytest.mark.parametrize("layout", ["node_major", "batch_major"])
+def test_forward_derivative_kernel_in_one_pass(method, dtype, layout, in_place, reference):
+    """a = f(z) and d = f'(z) from one call, also when a overwrites z (each element is read first)."""
+    layer = build([(f, c) for f, c, _ in NODES], method, layout=layout)
+    z = np.tile(POINTS, (len(NODES), 1)).astype(dtype)
+    if layout == "batch_major":
+        z = np.ascontiguousarray(z.T)
+    params, offsets = layer.make_params(dtype)
+    n, b = z.shape if layout == "node_major" else z.shape[::-1]
+    a = z if in_place else np.full_like(z, 12345.0)
+    d = np.full_like(z, 12345.0)
+    layer.forward_derivative_kernel(z, a, d, params, offsets, n, b)
+    if layout == "batch_major":
+        a, d = a.T, d.T
+    values, slopes = reference
+    rtol, atol = (2e-5, 2e-6) if dtype == np.float32 else (1e-12, 1e-13)
+    np.testing.assert_allclose(a, values, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(d, slopes, rtol=rtol, atol=atol)
+
+
+def test_loss_forward_derivative_kernel_in_one_pass(method, dtype):
+    rng = np.random.default_rng(7)
+    y_pred, y_true = (rng.normal(size=(37, 11)).astype(dtype) for _ in range(2))
+    loss = build([("huber", {"delta": 0.5})], method, mode="loss")
+    params, _ = loss.make_params(dtype)
+    res, grad = np.empty_like(y_pred), np.empty_like(y_pred)
+    loss.forward_derivative_kernel(y_pred, y_true, res, grad, params)
+    r = y_pred.astype(np.float64) - y_true
+    expected_res = np.where(abs(r) < 0.5, r**2 / 2, 0.5 * (abs(r) - 0.25))
+    expected_grad = np.where(abs(r) < 0.5, r, 0.5 * np.sign(r))
+    rtol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(res, expected_res, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(grad, expected_grad, rtol=rtol, atol=rtol)

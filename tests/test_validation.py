@@ -126,3 +126,17 @@ def test_constructor_refuses_bad_options():
         SymbolicJITCompiler([("relu", {})], "CPU_PYTHON", layout="column_major")
     with pytest.raises(ValueError, match="float32 or float64"):
         SymbolicJITCompiler([("relu", {})], "CPU_PYTHON").make_params(np.int32)
+
+
+def test_forward_derivative_refuses_shared_outputs_and_bad_shapes(layers, losses, method):
+    layer, loss = layers[method], losses[method]
+    z, a = _arrays()
+    params, offsets = layer.make_params(np.float32)
+    _refused(lambda: layer.forward_derivative_kernel(z, a, a, params, offsets, 3, 4), a, "a and d overlap")
+    _refused(lambda: layer.forward_derivative_kernel(z, a, a[:2].copy(), params, offsets, 3, 4), a, "d has shape")
+    _refused(lambda: layer.forward_derivative_kernel(z, a, _readonly(a), params, offsets, 3, 4), a, "d is read-only")
+    y, res = _arrays(shape=(6,))
+    grad = res.copy()
+    params, _ = loss.make_params(np.float32)
+    _refused(lambda: loss.forward_derivative_kernel(y, y, res, res, params), res, "res and grad overlap")
+    _refused(lambda: loss.forward_derivative_kernel(y, y, res, grad.astype(np.float64), params), res, "grad=float64")

@@ -304,3 +304,24 @@ def test_loop_vectorises(name, dtype):
     # that failed to inline would appear as a direct call to its mangled name).
     callee = re.search(r"\b(call\w*|movabs\w*)\s+\$?\w*(exp|log|tanh|erf|sigmoid|softplus)", asm)
     assert callee is None, f"out-of-line call in the {name} loop: {callee.group(0)}"
+
+
+def test_compiles_without_a_writable_cache(monkeypatch):
+    """Where numba finds no writable cache location it raises at decoration: compile per process instead."""
+    real_njit = vm.njit
+
+    def njit_without_cache_location(**options):
+        if options.get("cache"):
+            def decorate(function):
+                raise RuntimeError("cannot cache function 'square': no locator available for file")
+            return decorate
+        return real_njit(**options)
+
+    monkeypatch.setattr(vm, "njit", njit_without_cache_location)
+
+    def square(x):
+        return x * x
+
+    compiled = vm._jit(square)
+    assert compiled(np.float32(3.0)) == np.float32(9.0)
+    assert type(compiled._cache).__name__ == "NullCache"  # numba's dispatcher without a disk cache

@@ -148,7 +148,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
                                   f"{type(error).__name__}: {str(error)[:2000]}") from error
 
     if plan.mode == "loss":
-        loss, block = module.loss, module.BLOCK
+        loss, loss_both, block = module.loss, module.loss_both, module.BLOCK
 
         def run_loss(backward: bool) -> Callable[..., None]:
             def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
@@ -157,10 +157,16 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
                           y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params)
             return run
 
-        return Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True)), source=text)
+        def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
+                          params: np.ndarray) -> None:
+            size = res.size
+            _pool.run(loss_both, -(-size // block), size,
+                      y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params)
+
+        return Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both), source=text)
 
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
-    activation = module.activation
+    activation, activation_both = module.activation, module.activation_both  # the second compiles at first use
     if kernel_layout == "node_major":
         dispatch: tuple[np.ndarray, ...] = (func_ids,)
 
@@ -178,8 +184,11 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     def run_backward(z, err, delta, params, offsets):
         _pool.run(activation, n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch)
 
+    def run_both(z, a, d, params, offsets):
+        _pool.run(activation_both, n_tasks(z), z.size, z, a, d, params, offsets, *dispatch)
+
     if layout == kernel_layout:
-        return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward), source=text)
+        return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both), source=text)
 
     # Batch-major arrays, node-major kernel: transpose in and out. Separate output buffers: with the
     # output aliasing an input, LLVM's runtime alias check sends the loop down its scalar version.
@@ -195,5 +204,12 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         run_backward(zt, et, dt, params, offsets)
         _transposed(dt, delta)
 
-    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward_transposed, run_backward_transposed),
-                   source=text)
+    def run_both_transposed(z, a, d, params, offsets):
+        zt = _transposed(z)
+        at, dt = np.empty_like(zt), np.empty_like(zt)
+        run_both(zt, at, dt, params, offsets)
+        _transposed(at, a)
+        _transposed(dt, d)
+
+    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward_transposed, run_backward_transposed,
+                                            run_both_transposed), source=text)

@@ -60,8 +60,13 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
                     out[...] = function(y_pred, y_true, *constants)
             return run
 
-        forward, backward = wrap_loss(plan, run_loss(f), run_loss(df))
-        return Kernels(METHOD, forward, backward)
+        def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
+                          params: np.ndarray) -> None:
+            y_pred, y_true = _unshared((y_pred, y_true), (res, grad))
+            run_loss(f)(y_pred, y_true, res, params)
+            run_loss(df)(y_pred, y_true, grad, params)
+
+        return Kernels(METHOD, *wrap_loss(plan, run_loss(f), run_loss(df), run_loss_both))
 
     selectors = _node_selectors(plan)
     counts = [len(key.constants) for key in plan.formulas]
@@ -90,5 +95,14 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     def run_backward(z: np.ndarray, err: np.ndarray, delta: np.ndarray, params: np.ndarray, offsets: np.ndarray) -> None:
         evaluate(1, z, params, offsets, delta, err)
 
-    forward, backward = wrap_activation(plan, layout, run_forward, run_backward)
-    return Kernels(METHOD, forward, backward)
+    def run_both(z: np.ndarray, a: np.ndarray, d: np.ndarray, params: np.ndarray, offsets: np.ndarray) -> None:
+        (z,) = _unshared((z,), (a, d))
+        evaluate(0, z, params, offsets, a, None)
+        evaluate(1, z, params, offsets, d, None)
+
+    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both))
+
+
+def _unshared(inputs: tuple[np.ndarray, ...], outputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The inputs, copied where an output overlaps them: two outputs are written one after the other."""
+    return tuple(x.copy() if any(np.may_share_memory(x, out) for out in outputs) else x for x in inputs)

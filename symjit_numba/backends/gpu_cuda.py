@@ -110,17 +110,17 @@ class _Launcher:
             return self.cuda.to_device(array)
         return _as_device_array(array)
 
-    def __call__(self, kernel: Any, inputs: list[Any], output: Any, extra: list[Any], size: int) -> None:
+    def __call__(self, kernel: Any, inputs: list[Any], outputs: list[Any], extra: list[Any], size: int) -> None:
         with self.cuda.gpus[self.device_id]:
             device_inputs = [self.device_array(a) for a in inputs]
-            host_output = isinstance(output, np.ndarray)
-            device_output = (self.cuda.device_array(output.shape, output.dtype) if host_output
-                             else _as_device_array(output))
+            device_outputs = [self.cuda.device_array(out.shape, out.dtype) if isinstance(out, np.ndarray)
+                              else _as_device_array(out) for out in outputs]
             device_extra = [self.device_array(e) for e in extra]
             blocks, threads = _grid(size)
-            kernel[blocks, threads](*device_inputs, device_output, *device_extra)
-            if host_output:
-                device_output.copy_to_host(output)
+            kernel[blocks, threads](*device_inputs, *device_outputs, *device_extra)
+            for out, device_out in zip(outputs, device_outputs):
+                if isinstance(out, np.ndarray):
+                    device_out.copy_to_host(out)
 
 
 def _as_device_array(array: Any) -> Any:
@@ -169,19 +169,22 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     launch = _Launcher(device_id, resident=(func_ids,) if plan.mode == "activation" else ())
 
     if plan.mode == "loss":
-        def run_forward(y_pred, y_true, res, params):
-            launch(module.forward, [_flat(y_pred), _flat(y_true)], _flat(res), [params], int(np.prod(res.shape)))
+        def run_loss(kernel: Any) -> Any:
+            def run(y_pred, y_true, *outputs_and_params):
+                *outputs, params = outputs_and_params
+                launch(kernel, [_flat(y_pred), _flat(y_true)], [_flat(out) for out in outputs], [params],
+                       int(np.prod(outputs[0].shape)))
+            return run
 
-        def run_backward(y_pred, y_true, grad, params):
-            launch(module.backward, [_flat(y_pred), _flat(y_true)], _flat(grad), [params], int(np.prod(grad.shape)))
+        return Kernels(METHOD, *wrap_loss(plan, run_loss(module.forward), run_loss(module.backward),
+                                          run_loss(module.both), allow_cuda=True), source=text)
 
-        return Kernels(METHOD, *wrap_loss(plan, run_forward, run_backward, allow_cuda=True), source=text)
+    def run_activation(kernel: Any, n_inputs: int) -> Any:
+        def run(*arrays_params_offsets):
+            *arrays, params, offsets = arrays_params_offsets
+            launch(kernel, arrays[:n_inputs], arrays[n_inputs:], [params, offsets, func_ids], int(np.prod(arrays[0].shape)))
+        return run
 
-
-    def run_forward(z, a, params, offsets):
-        launch(module.forward, [z], a, [params, offsets, func_ids], int(np.prod(a.shape)))
-
-    def run_backward(z, err, delta, params, offsets):
-        launch(module.backward, [z, err], delta, [params, offsets, func_ids], int(np.prod(delta.shape)))
-
-    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, allow_cuda=True), source=text)
+    return Kernels(METHOD, *wrap_activation(plan, layout, run_activation(module.forward, 1),
+                                            run_activation(module.backward, 2), run_activation(module.both, 1),
+                                            allow_cuda=True), source=text)

@@ -28,6 +28,11 @@ class ArrayInfo:
     dtype: np.dtype
     c_contiguous: bool
     writeable: bool
+    address: int = 0  # first byte; with nbytes, what two outputs must not share
+
+
+def _nbytes(info: ArrayInfo) -> int:
+    return int(np.prod(info.shape, dtype=np.int64)) * info.dtype.itemsize
 
 
 def _cuda_info(interface: dict) -> ArrayInfo:
@@ -36,8 +41,8 @@ def _cuda_info(interface: dict) -> ArrayInfo:
     strides = interface.get("strides")
     contiguous = strides is None or tuple(strides) == tuple(
         int(np.prod(shape[i + 1:], dtype=np.int64)) * dtype.itemsize for i in range(len(shape)))
-    readonly = interface.get("data", (0, False))[1]
-    return ArrayInfo(shape, dtype, contiguous or int(np.prod(shape)) <= 1, not readonly)
+    address, readonly = interface.get("data", (0, False))
+    return ArrayInfo(shape, dtype, contiguous or int(np.prod(shape)) <= 1, not readonly, int(address or 0))
 
 
 def _is_numba_device_array(array: Any) -> bool:
@@ -47,12 +52,13 @@ def _is_numba_device_array(array: Any) -> bool:
 def describe(name: str, array: Any, *, allow_cuda: bool = False) -> ArrayInfo:
     """Describe ``array`` or refuse it (a CPU backend takes numpy arrays only)."""
     if isinstance(array, np.ndarray):
-        return ArrayInfo(array.shape, array.dtype, array.flags.c_contiguous, array.flags.writeable)
+        return ArrayInfo(array.shape, array.dtype, array.flags.c_contiguous, array.flags.writeable,
+                         array.__array_interface__["data"][0])
     if allow_cuda and hasattr(array, "__cuda_array_interface__"):
         return _cuda_info(array.__cuda_array_interface__)
     if allow_cuda and _is_numba_device_array(array):  # the CUDA simulator's arrays have no interface
         info = {"shape": array.shape, "typestr": np.dtype(array.dtype).str, "strides": array.strides}
-        return _cuda_info(info)
+        return _cuda_info(info)  # address unknown (0): overlap is not checked
     wanted = "a numpy array or a CUDA array" if allow_cuda else "a numpy array"
     raise KernelArgumentError(f"{name} must be {wanted}, got {type(array).__name__}")
 
@@ -70,6 +76,12 @@ def _check_float_arrays(arrays: dict[str, ArrayInfo], outputs: tuple[str, ...]) 
     for name in outputs:
         if not arrays[name].writeable:
             raise KernelArgumentError(f"{name} is read-only; the kernel writes its result there")
+    for k, first_out in enumerate(outputs):
+        for second_out in outputs[k + 1:]:
+            a, b = arrays[first_out], arrays[second_out]
+            if a.address and b.address and a.address < b.address + _nbytes(b) and b.address < a.address + _nbytes(a):
+                raise KernelArgumentError(f"{first_out} and {second_out} overlap in memory; the kernel writes "
+                                          "both, so give each its own array")
     return first
 
 
@@ -102,14 +114,15 @@ def check_offsets(offset_list: Any, n_nodes: int, constants_per_node: np.ndarray
 
 
 def check_activation_call(layout: str, constants_per_node: np.ndarray, arrays: dict[str, Any], params: Any,
-                          offset_list: Any, n: Any, b: Any, *, allow_cuda: bool = False) -> tuple[np.dtype, np.ndarray]:
+                          offset_list: Any, n: Any, b: Any, *, allow_cuda: bool = False,
+                          outputs: int = 1) -> tuple[np.dtype, np.ndarray]:
     """Check an activation kernel call; return the dtype and the offsets as int64.
 
-    ``arrays`` maps argument names to the layer's arrays, inputs first and the output last.
+    ``arrays`` maps argument names to the layer's arrays, inputs first and the ``outputs`` last.
     """
     infos = {name: describe(name, a, allow_cuda=allow_cuda) for name, a in arrays.items()}
     infos["params"] = describe("params", params, allow_cuda=allow_cuda)
-    dtype = _check_float_arrays(infos, (list(arrays)[-1],))
+    dtype = _check_float_arrays(infos, tuple(arrays)[-outputs:])
     n_nodes = len(constants_per_node)
     first_name, first = next(iter(infos.items()))
     if len(first.shape) != 2:
@@ -131,11 +144,12 @@ def check_activation_call(layout: str, constants_per_node: np.ndarray, arrays: d
     return dtype, offsets
 
 
-def check_loss_call(n_constants: int, arrays: dict[str, Any], params: Any, *, allow_cuda: bool = False) -> np.dtype:
-    """Check a loss kernel call (``y_pred``, ``y_true``, then the output); return the dtype."""
+def check_loss_call(n_constants: int, arrays: dict[str, Any], params: Any, *, allow_cuda: bool = False,
+                    outputs: int = 1) -> np.dtype:
+    """Check a loss kernel call (``y_pred``, ``y_true``, then the ``outputs``); return the dtype."""
     infos = {name: describe(name, a, allow_cuda=allow_cuda) for name, a in arrays.items()}
     infos["params"] = describe("params", params, allow_cuda=allow_cuda)
-    dtype = _check_float_arrays(infos, (list(arrays)[-1],))
+    dtype = _check_float_arrays(infos, tuple(arrays)[-outputs:])
     first_name, first = next(iter(infos.items()))
     for name in arrays:
         if infos[name].shape != first.shape:

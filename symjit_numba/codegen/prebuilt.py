@@ -25,6 +25,7 @@ __all__ = ["printed_formulas", "build_table", "TABLE_FILE"]
 
 TABLE_FILE = Path(__file__).with_name("prebuilt.json")
 _TARGETS = ("numba", "cuda")
+_BLOCKS = ("forward", "backward", "both")
 
 
 def _entry_name(key: FormulaKey, mode: str, target: str) -> str:
@@ -50,7 +51,7 @@ def printed_formulas(plan: LayerPlan, target: str) -> list[PrintedFormula]:
         entry = _table().get(_entry_name(key, plan.mode, target))
         if entry is not None:
             printed.append(PrintedFormula(key.label, key.constants, entry["formula"], entry["derivative"],
-                                          tuple(entry["forward"]), tuple(entry["backward"])))
+                                          *(tuple(entry[which]) for which in _BLOCKS)))
         else:
             from ..formulas.resolve import build_formula
             from .printer import print_formula
@@ -73,7 +74,7 @@ def build_table() -> dict[str, dict]:
             printed = print_formula(built, target)
             table[_entry_name(key, named.mode, target)] = {
                 "formula": printed.formula, "derivative": printed.derivative,
-                "forward": list(printed.forward), "backward": list(printed.backward),
+                **{which: list(getattr(printed, which)) for which in _BLOCKS},
             }
     return table
 

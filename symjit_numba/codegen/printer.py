@@ -203,12 +203,13 @@ class KernelPrinter:
 def print_formula(built: BuiltFormula, target: str) -> PrintedFormula:
     """Print a parsed formula and its derivative as kernel statements for ``target``.
 
-    Each of the two gets its own common subexpressions (they run in different loops).
+    Three blocks: f alone, df alone (each with its own common subexpressions, for kernels that
+    compute one of them) and f with df (sharing theirs, for kernels that compute both).
     """
     names: dict[sp.Symbol, str] = {v: v.name for v in built.variables}
     names.update({c: f"c_{c.name}" for c in built.constants})
     printed = []
-    for expr in (built.expr, built.derivative):
-        statements, (result,) = KernelPrinter(target, names).block([expr])
-        printed.append((*statements, result))
+    for exprs in ([built.expr], [built.derivative], [built.expr, built.derivative]):
+        statements, results = KernelPrinter(target, names).block(exprs)
+        printed.append((*statements, *results))
     return PrintedFormula(built.key.label, built.key.constants, str(built.expr), str(built.derivative), *printed)

@@ -41,6 +41,9 @@ class PrintedFormula:
     forward, backward : tuple of str
         Statements computing f, and df, for one element from ``num`` (``y_pred``, ``y_true``) and
         the ``c_<name>`` constants; the last entry is the result expression.
+    both : tuple of str
+        Statements computing f and df together, sharing their common subexpressions; the last two
+        entries are f and df.
     """
 
     label: str
@@ -49,6 +52,7 @@ class PrintedFormula:
     derivative: str
     forward: tuple[str, ...]
     backward: tuple[str, ...]
+    both: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -77,10 +81,15 @@ class _Lines:
 
 
 def _element(lines: _Lines, indent: int, printed: PrintedFormula, which: str, reads: Sequence[str],
-             store: str) -> None:
-    """Statements computing one element: read the inputs, compute, store the result."""
-    *statements, result = printed.forward if which == "forward" else printed.backward
-    lines(indent, *reads, *statements, store.format(result))
+             stores: Sequence[str]) -> None:
+    """Statements computing one element: read the inputs, compute, store the result(s).
+
+    ``which`` is ``"forward"`` (f), ``"backward"`` (df) or ``"both"`` (f and df, sharing their
+    common subexpressions); ``stores`` has one template per result.
+    """
+    statements = getattr(printed, which)
+    results = statements[-len(stores):]
+    lines(indent, *reads, *statements[:-len(stores)], *(store.format(r) for store, r in zip(stores, results)))
 
 
 def _constant_reads(printed: PrintedFormula, base: str) -> list[str]:
@@ -104,70 +113,106 @@ _CPU_PREAMBLE = (
     "from symjit_numba.mathlib import vector_math as vm", "",
     f"BLOCK = {BLOCK}", f"ROWS = {ROWS}", "",
     "# Serial, GIL-free kernels over a range of tasks: the CPU_JIT backend runs ranges on all cores.",
-    "# (numba's parallel=True would re-type and re-optimise this body, about 3x the compile time.)",
-    "@njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True, no_cfunc_wrapper=True)",
+    "# (numba's parallel=True would re-type and re-optimise these bodies, about 3x the compile time.)",
+    "JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True,",
+    "           no_cfunc_wrapper=True)",
 )
+
+#: The CPU kernels: name -> (array arguments, docstring, loops).  In the loops, ``{x}`` stands for
+#: the element slice of array x; a loop is (condition or None, which, stores).
+_CPU_ACTIVATION_KERNELS = {
+    "activation": ("backward, z, err, out", "out = f(z), or err * df/dz if backward",
+                   (("backward", "backward", ["{out}[i] = {err}[i] * {}"]), (None, "forward", ["{out}[i] = {}"]))),
+    "activation_both": ("z, a, d", "a = f(z) and d = df/dz in one pass",
+                        ((None, "both", ["{a}[i] = {}", "{d}[i] = {}"]),)),
+}
+_CPU_LOSS_KERNELS = {
+    "loss": ("backward, pred, true, out", "out = L(pred, true), or dL/dpred if backward",
+             (("backward", "backward", ["{out}[i] = {}"]), (None, "forward", ["{out}[i] = {}"]))),
+    "loss_both": ("pred, true, res, grad", "res = L(pred, true) and grad = dL/dpred in one pass",
+                  ((None, "both", ["{res}[i] = {}", "{grad}[i] = {}"]),)),
+}
+
+
+def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, loops, arrays: Sequence[str],
+               reads: Sequence[str]) -> None:
+    """One element loop per entry of ``loops``, over the slices ``<array>_s`` of ``arrays``."""
+    names = {array: f"{array}_s" for array in arrays}
+    for k, (condition, which, stores) in enumerate(loops):
+        if condition is not None:
+            lines(indent, f"if {condition}:")
+        elif k:
+            lines(indent, "else:")
+        inner = indent + (len(loops) > 1)
+        lines(inner, f"for i in range({names[arrays[0]]}.size):")
+        _element(lines, inner + 1, printed, which, reads, [store.format("{}", **names) for store in stores])
 
 
 def _cpu_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: str) -> None:
-    element = {False: ("out_s[i] = {}", "forward"), True: ("out_s[i] = es[i] * {}", "backward")}
-    if layout == "node_major":
-        lines(0, *_CPU_PREAMBLE, "def activation(first, last, backward, z, err, out, params, offsets, func_ids):",
-              '    """Tasks first..last-1, task = (node j, batch block): out = f(z), or err * df/dz if backward."""',
-              "    T = z.dtype.type", "    b = z.shape[1]", "    blocks = (b + BLOCK - 1) // BLOCK",
-              "    for task in range(first, last):", "        j = task // blocks",
-              "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)", "        p = offsets[j]",
-              "        zs = z[j, lo:hi]", "        es = err[j, lo:hi]", "        out_s = out[j, lo:hi]")
-        for fid, printed in enumerate(formulas):
-            lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
-            lines(3, *_constant_reads(printed, "p"))
-            for backward in (True, False):
-                store, which = element[backward]
-                lines(3, "if backward:" if backward else "else:", "    for i in range(zs.size):")
-                _element(lines, 5, printed, which, ["num = zs[i]"], store)
-    else:
-        lines(0, *_CPU_PREAMBLE,
-              "def activation(first, last, backward, z, err, out, params, offsets, seg_start, seg_stop, seg_fid):",
-              '    """Tasks first..last-1, task = (block of ROWS rows, segment s of nodes seg_start[s]:seg_stop[s],',
-              '    which all use formula seg_fid[s]): out = f(z), or err * df/dz if backward."""',
-              "    T = z.dtype.type", "    b = z.shape[0]", "    nseg = seg_fid.size",
-              "    for task in range(first, last):", "        r0 = (task // nseg) * ROWS",
-              "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
-              "        offs = offsets[k0:k1]")
-        for fid, printed in enumerate(formulas):
-            lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {printed.label}")
-            lines(3, "for r in range(r0, min(r0 + ROWS, b)):",
-                  "    zs = z[r, k0:k1]", "    es = err[r, k0:k1]", "    out_s = out[r, k0:k1]")
-            for backward in (True, False):
-                store, which = element[backward]
-                lines(4, "if backward:" if backward else "else:", "    for i in range(zs.size):")
-                _element(lines, 6, printed, which, ["num = zs[i]", *_constant_reads(printed, "offs[i]")], store)
+    lines(0, *_CPU_PREAMBLE)
+    for name, (arguments, doc, loops) in _CPU_ACTIVATION_KERNELS.items():
+        arrays = [a for a in arguments.split(", ") if a != "backward"]
+        if layout == "node_major":
+            lines(0, "", "", "@JIT", f"def {name}(first, last, {arguments}, params, offsets, func_ids):",
+                  f'    """Tasks first..last-1, task = (node j, batch block): {doc}."""',
+                  "    T = z.dtype.type", "    b = z.shape[1]", "    blocks = (b + BLOCK - 1) // BLOCK",
+                  "    for task in range(first, last):", "        j = task // blocks",
+                  "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)", "        p = offsets[j]",
+                  *(f"        {array}_s = {array}[j, lo:hi]" for array in arrays))
+            for fid, printed in enumerate(formulas):
+                lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
+                lines(3, *_constant_reads(printed, "p"))
+                _cpu_loops(lines, 3, printed, loops, arrays, ["num = z_s[i]"])
+        else:
+            lines(0, "", "", "@JIT",
+                  f"def {name}(first, last, {arguments}, params, offsets, seg_start, seg_stop, seg_fid):",
+                  '    """Tasks first..last-1, task = (block of ROWS rows, segment s of nodes seg_start[s]:seg_stop[s],',
+                  f'    which all use formula seg_fid[s]): {doc}."""',
+                  "    T = z.dtype.type", "    b = z.shape[0]", "    nseg = seg_fid.size",
+                  "    for task in range(first, last):", "        r0 = (task // nseg) * ROWS",
+                  "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
+                  "        offs = offsets[k0:k1]")
+            for fid, printed in enumerate(formulas):
+                lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {printed.label}")
+                lines(3, "for r in range(r0, min(r0 + ROWS, b)):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
+                _cpu_loops(lines, 4, printed, loops, arrays, ["num = z_s[i]", *_constant_reads(printed, "offs[i]")])
 
 
 def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
-    lines(0, *_CPU_PREAMBLE, "def loss(first, last, backward, pred, true, out, params):",
-          '    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:',
-          '    out = L(pred, true), or dL/dpred if backward."""',
-          "    T = pred.dtype.type", "    for task in range(first, last):", "        lo = task * BLOCK",
-          "        hi = min(lo + BLOCK, pred.size)", "        ps = pred[lo:hi]", "        ts = true[lo:hi]",
-          "        out_s = out[lo:hi]")
-    lines(2, *_constant_reads(printed, "0"))
-    for backward in (True, False):
-        lines(2, "if backward:" if backward else "else:", "    for i in range(ps.size):")
-        _element(lines, 4, printed, "backward" if backward else "forward",
-                 ["y_pred = ps[i]", "y_true = ts[i]"], "out_s[i] = {}")
+    lines(0, *_CPU_PREAMBLE)
+    for name, (arguments, doc, loops) in _CPU_LOSS_KERNELS.items():
+        arrays = [a for a in arguments.split(", ") if a != "backward"]
+        lines(0, "", "", "@JIT", f"def {name}(first, last, {arguments}, params):",
+              '    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:',
+              f'    {doc}."""',
+              "    T = pred.dtype.type", "    for task in range(first, last):", "        lo = task * BLOCK",
+              "        hi = min(lo + BLOCK, pred.size)", *(f"        {array}_s = {array}[lo:hi]" for array in arrays))
+        lines(2, *_constant_reads(printed, "0"))
+        _cpu_loops(lines, 2, printed, loops, arrays, ["y_pred = pred_s[i]", "y_true = true_s[i]"])
 
 
 _CUDA_PREAMBLE = ("from numba import cuda", "", "from symjit_numba.mathlib import scalar_special as ss", "",
                   "ss_digamma = cuda.jit(device=True)(ss.digamma.py_func)", "")
 
 
+#: The CUDA kernels: name -> (which, arrays, stores); ``{at}`` is the element's index.
+_CUDA_ACTIVATION_KERNELS = {
+    "forward": ("forward", "z, a", ["a[{at}] = {}"]),
+    "backward": ("backward", "z, err, delta", ["delta[{at}] = err[{at}] * {}"]),
+    "both": ("both", "z, a, d", ["a[{at}] = {}", "d[{at}] = {}"]),
+}
+_CUDA_LOSS_KERNELS = {
+    "forward": ("forward", "pred, true, out", ["out[{at}] = {}"]),
+    "backward": ("backward", "pred, true, out", ["out[{at}] = {}"]),
+    "both": ("both", "pred, true, res, grad", ["res[{at}] = {}", "grad[{at}] = {}"]),
+}
+
+
 def _cuda_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: str) -> None:
     lines(0, *_CUDA_PREAMBLE)
     rows, cols = ("n, b", "j, i") if layout == "node_major" else ("b, n", "i, j")
-    for which in ("forward", "backward"):
-        inputs = "z, a, params, offsets" if which == "forward" else "z, err, delta, params, offsets"
-        lines(0, "", "@cuda.jit", f"def {which}({inputs}, func_ids):",
+    for name, (which, arrays, stores) in _CUDA_ACTIVATION_KERNELS.items():
+        lines(0, "", "@cuda.jit", f"def {name}({arrays}, params, offsets, func_ids):",
               f'    """One thread per element (grid-stride); layout {layout}."""',
               "    T = z.dtype.type", f"    {rows} = z.shape", "    start = cuda.grid(1)",
               "    stride = cuda.gridsize(1)", "    for index in range(start, n * b, stride):")
@@ -178,19 +223,19 @@ def _cuda_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: 
         lines(2, "p = offsets[j]", f"num = z[{cols}]")
         for fid, printed in enumerate(formulas):
             lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
-            store = f"a[{cols}] = {{}}" if which == "forward" else f"delta[{cols}] = err[{cols}] * {{}}"
-            _element(lines, 3, printed, which, _constant_reads(printed, "p"), store)
+            _element(lines, 3, printed, which, _constant_reads(printed, "p"),
+                     [store.format("{}", at=cols) for store in stores])
 
 
 def _cuda_loss(lines: _Lines, printed: PrintedFormula) -> None:
     lines(0, *_CUDA_PREAMBLE)
-    for which in ("forward", "backward"):
-        lines(0, "", "@cuda.jit", f"def {which}(pred, true, out, params):",
+    for name, (which, arrays, stores) in _CUDA_LOSS_KERNELS.items():
+        lines(0, "", "@cuda.jit", f"def {name}({arrays}, params):",
               '    """One thread per element (grid-stride) over flat arrays."""', "    T = pred.dtype.type",
               "    start = cuda.grid(1)", "    stride = cuda.gridsize(1)",
               "    for i in range(start, pred.size, stride):")
         _element(lines, 2, printed, which, ["y_pred = pred[i]", "y_true = true[i]", *_constant_reads(printed, "0")],
-                 "out[i] = {}")
+                 [store.format("{}", at="i") for store in stores])
 
 
 def generate_source(formulas: Sequence[PrintedFormula], mode: str, target: str, layout: str, version: str) -> KernelSource:
