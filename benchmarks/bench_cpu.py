@@ -4,6 +4,9 @@ Workloads (float32):
 
 * W1 fwd / bwd   -- 8 activation kinds (relu, sigmoid, tanh, gelu, swish beta=1.5, leaky_relu
                     alpha=0.01, softplus, mish) cycled over 512 nodes x 4096 batch, node-major (n, b);
+* W1 fwd+bwd step -- a training step's activation work, a = f(z) and delta = err * f'(z): CPU_JIT
+                    runs ``forward_derivative_kernel`` (both in one pass) and ``err * d``, the others
+                    their forward and backward kernels;
 * W1 batch_major -- the same layer with (b, n) arrays;
 * relu fwd / bwd -- a homogeneous relu layer, 512 x 4096;
 * gelu 1-node    -- one gelu node over a batch of 2**22 (forward and backward);
@@ -154,7 +157,7 @@ def build_workloads(args, np, torch, seed, seed_note, threads):
 
     make = torch_functions(torch) if torch is not None else None
 
-    def activation(label, configs, shape_nm, layout="node_major", directions=("fwd", "bwd")):
+    def activation(label, configs, shape_nm, layout="node_major", directions=("fwd", "bwd"), step=False):
         n = len(configs)
         shape = shape_nm if layout == "node_major" else shape_nm[::-1]
         b = shape_nm[1]
@@ -201,8 +204,28 @@ def build_workloads(args, np, torch, seed, seed_note, threads):
             if torch is None:
                 w.missing["torch"] = "left out (--no-torch)" if args.no_torch else "not importable"
             workloads.append(w)
+        if step:  # a training step's activation work: a = f(z), then delta = err * f'(z)
+            w = Workload(f"{label} fwd+bwd step", z.size, z.nbytes * 5)
+            d = np.empty_like(z)
+            w.functions["CPU_JIT"] = lambda: (jit.forward_derivative_kernel(z, outs["jit"], d, params, offsets, n, b),
+                                              np.multiply(err, d, out=d))[1]
+            w.functions["CPU_PYTHON"] = lambda: (py.forward_kernel(z, outs["py"], params, offsets, n, b),
+                                                 py.backward_kernel(z, err, outs["py"], params, offsets, n, b),
+                                                 outs["py"])[2]
+            if sk is not None:
+                w.functions["seed (g++)"] = lambda: (sk.forward(z, outs["seed"], params, offsets32),
+                                                     sk.backward(z, err, outs["seed"], params, offsets32),
+                                                     outs["seed"])[2]
+            else:
+                w.missing["seed (g++)"] = seed_note or "node-major only"
+            if torch is not None:
+                w.functions["torch"] = lambda: (t_fwd(), t_bwd())[1]
+            else:
+                w.missing["torch"] = "left out (--no-torch)" if args.no_torch else "not importable"
+            w.functions["copy"] = lambda: np.copyto(outs["copy"], z)
+            workloads.append(w)
 
-    activation("W1", w1_configs(nodes), (nodes, batch))
+    activation("W1", w1_configs(nodes), (nodes, batch), step=True)
     activation("relu", [("relu", {})] * nodes, (nodes, batch))
     activation("gelu 1-node", [("gelu", {})], (1, big))
     activation("W1", w1_configs(nodes), (nodes, batch), layout="batch_major")
