@@ -7,16 +7,23 @@ comparable across processes on Linux) after each step; the parent stamps just be
 
 Scenarios:
 
-* CPU_JIT cold  -- ``SYMJIT_NUMBA_CACHE_DIR`` is a new empty folder: SymPy derives and prints the
-                   formulas, numba compiles the kernel, both are written to the cache;
+* CPU_JIT cold  -- ``SYMJIT_NUMBA_CACHE_DIR`` is a new empty folder: the kernel module is written
+                   from the named formulas' printed forms, numba compiles it, both go to the cache;
+* CPU_JIT cold, W1 as formula strings -- as cold, but each kind written as ``"1*(<its formula>)"``:
+                   the same kernel, but SymPy parses, differentiates and prints it (named formulas
+                   come printed with the package);
+* CPU_JIT first use after install -- as cold, and ``NUMBA_CACHE_DIR`` is a new empty folder too, so
+                   the math library (``vector_math``, otherwise compiled once per installation and
+                   kept in numba's cache) is compiled as well;
 * CPU_JIT warm  -- the same folder, filled by a previous run: the generated module and numba's
                    compiled code are loaded from disk;
 * CPU_PYTHON    -- sympy.lambdify, nothing cached (for reference);
 * seed (g++)    -- the seed design from ``seed_reference.py`` (SymPy + g++ + ctypes), nothing cached;
 * bare python   -- ``python -c pass``: the interpreter's own start-up.
 
-``NUMBA_CACHE_DIR`` is removed from the children's environment, so numba caches next to the
-generated modules, inside the cache folder. Each column is the median over the runs of that column
+``NUMBA_CACHE_DIR`` is removed from the children's environment (except in "first use"), so numba
+caches the kernels next to the generated modules, inside the cache folder, and the math library next
+to the package. Each column is the median over the runs of that column
 alone. The OS file cache is warm in every scenario (the first, discarded, run warms it).
 
 Usage::
@@ -88,20 +95,33 @@ print("RESULT" + json.dumps({"T": T, "after_import": loaded, "after_ready": load
 """
 
 
-def child_env(cache_dir: Path | None) -> dict[str, str]:
+def child_env(cache_dir: Path | None, numba_cache_dir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("NUMBA_CACHE_DIR", None)
+    if numba_cache_dir is not None:  # everything numba caches goes there, the math library included
+        env["NUMBA_CACHE_DIR"] = str(numba_cache_dir)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     if cache_dir is not None:
         env["SYMJIT_NUMBA_CACHE_DIR"] = str(cache_dir)
     return env
 
 
-def run_child(args: argparse.Namespace, method: str, cache_dir: Path | None) -> dict:
-    payload = json.dumps({"kinds": [[k, sorted(c.items())] for k, c in W1_KINDS], "nodes": args.nodes,
+def custom_kinds() -> list[tuple[str, dict[str, float]]]:
+    """W1 with each named formula written out as the user's own string ("1*(...)"): the same kernel,
+    but not found in the package's printed table, so SymPy parses, differentiates and prints it."""
+    sys.path.insert(0, str(REPO))
+    from symjit_numba import available_formulas
+
+    named = available_formulas("activation")
+    return [(f"1*({named[k].formula})", {**named[k].defaults, **c}) for k, c in W1_KINDS]
+
+
+def run_child(args: argparse.Namespace, method: str, cache_dir: Path | None, *, kinds=None,
+              numba_cache_dir: Path | None = None) -> dict:
+    payload = json.dumps({"kinds": [[k, sorted(c.items())] for k, c in (kinds or W1_KINDS)], "nodes": args.nodes,
                           "batch": args.batch, "method": method, "layout": args.layout, "seed": str(args.seed)})
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", CHILD, payload], env=child_env(cache_dir),
+    proc = subprocess.run([sys.executable, "-c", CHILD, payload], env=child_env(cache_dir, numba_cache_dir),
                           capture_output=True, text=True)
     t_exit = time.monotonic()
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT")]
@@ -162,6 +182,11 @@ def main() -> None:
             r = run_child(args, "CPU_JIT", scratch / f"cold{i}")
             runs["CPU_JIT cold (empty cache)"].append(r)
             print(f"cold run {i}: {r['steps']['constructor -> first fwd+bwd']:.2f} s", file=sys.stderr)
+        runs["CPU_JIT cold, W1 as formula strings (SymPy)"] = [
+            run_child(args, "CPU_JIT", scratch / f"custom{i}", kinds=custom_kinds()) for i in range(args.runs)]
+        runs["CPU_JIT first use after install (numba cache empty too)"] = [
+            run_child(args, "CPU_JIT", scratch / f"first{i}", numba_cache_dir=scratch / f"numba{i}")
+            for i in range(args.runs)]
         runs["CPU_JIT warm (filled cache)"] = []
         for i in range(warm_runs):
             r = run_child(args, "CPU_JIT", scratch / "cold0")

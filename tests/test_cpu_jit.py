@@ -151,6 +151,20 @@ def test_equal_configs_share_one_module():
     assert again.plan.func_ids[-1] == again.plan.func_ids[5]
 
 
+def test_a_change_to_the_code_generators_gives_a_new_module_file(tmp_path, monkeypatch):
+    """numba's cache of a module file holds inlined vector_math code: it must not outlive a change."""
+    from symjit_numba.backends import cache
+
+    configs = [("gelu", {}), ("tanh", {})]
+    with settings.override(cache_dir=tmp_path):
+        build(configs, "CPU_JIT")
+        monkeypatch.setattr(cache, "_loaded", {})
+        monkeypatch.setattr(cache, "_codegen_fingerprint", lambda: "a-changed-vector-math")
+        build(configs, "CPU_JIT")
+    modules = sorted(p.name for p in tmp_path.rglob("k_*.py"))
+    assert len(modules) == 2, modules
+
+
 def test_source_is_readable_and_names_each_formula():
     layer = build(W1, "CPU_JIT")
     text = layer.source()

@@ -3,7 +3,8 @@
 Layout of ``settings.cache_dir``::
 
     v<version>/plans/<plan digest>.json    which module a layer's unique formulas compile to
-    v<version>/kernels/k_<digest>.py       the generated module (digest = hash of its text)
+    v<version>/kernels/k_<digest>.py       the generated module (digest = hash of its text, which ends
+                                           with the fingerprint of the code-generation sources)
     v<version>/kernels/__pycache__/        numba's own cache (``cache=True``) of compiled kernels
 
 Files are written to a temporary name and renamed into place, so two processes filling the same
@@ -63,6 +64,10 @@ def plan_digest(plan: LayerPlan, target: str, layout: str) -> str:
     identity = [__version__, _codegen_fingerprint(), target, layout, plan.mode,
                 [[k.text, list(k.constants)] for k in plan.formulas]]
     return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:32]
+
+
+def _module_file_name(text: str) -> str:
+    return f"k_{hashlib.sha256(text.encode()).hexdigest()[:24]}.py"
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -139,14 +144,15 @@ def load_kernel_module(plan: LayerPlan, target: str, layout: str,
             try:
                 candidate = kernels / json.loads(plan_file.read_text(encoding="utf-8"))["module"]
                 text = candidate.read_text(encoding="utf-8")
-                if candidate.stem == f"k_{hashlib.sha256(text.encode()).hexdigest()[:24]}":
+                if candidate.name == _module_file_name(text):
                     path = candidate
             except (OSError, ValueError, KeyError, TypeError):
                 path = None
         if path is None:
-            source = generate()
-            text = source.text
-            path = kernels / f"k_{source.digest}.py"
+            # numba's cache of a module file stays valid while the file is unchanged, and it holds
+            # inlined code from vector_math etc.: the fingerprint makes the file change with them.
+            text = f"{generate().text}\n# codegen fingerprint: {_codegen_fingerprint()}\n"
+            path = kernels / _module_file_name(text)
             try:
                 current = path.read_text(encoding="utf-8")
             except OSError:

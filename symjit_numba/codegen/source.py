@@ -14,7 +14,6 @@ Print ``compiler.source()`` to see what a config compiles to.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,16 +56,12 @@ class PrintedFormula:
 
 @dataclass(frozen=True)
 class KernelSource:
-    """A generated kernel module: its text and a digest that names it in the disk cache."""
+    """A generated kernel module's text, and what it was generated for."""
 
     text: str
     target: str
     layout: str
     mode: str
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()[:24]
 
 
 class _Lines:

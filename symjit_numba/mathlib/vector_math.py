@@ -15,7 +15,8 @@ How they are written
   is exact, and a low part) and use a minimax-like polynomial for ``expm1(r)`` on ``|r| <= ln2/2``.
   ``log`` and ``log1p`` split off the binary exponent with integer operations on the bit pattern and
   use the fdlibm/musl polynomial in ``s = f/(2+f)``; ``erf``/``erfc`` port musl's ``erf.c``/``erff.c``
-  (rational approximations on four ranges).  ``tanh``, ``sigmoid`` and ``softplus`` are built from
+  (rational approximations on four ranges), except float32 ``erfc``, which uses Numerical Recipes'
+  single formula ``t*exp(-x^2 + P(t))``, ``t = 1/(1 + |x|/2)`` (accurate enough for float32 alone).  ``tanh``, ``sigmoid`` and ``softplus`` are built from
   ``expm1``, ``exp`` and ``log1p``.
 * **No branches, no data-dependent loops.**  Where libm branches on the argument range, we compute
   every candidate and pick one per lane with :func:`_select` (an LLVM ``select``, i.e. a vector
