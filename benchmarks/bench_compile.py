@@ -232,6 +232,10 @@ def main() -> None:
         after_ready = rs[-1]["after_ready"]
         lines.append(f"- {name}: loaded after the import: {loaded(after_import)}; "
                      f"after the first fwd+bwd: {loaded(after_ready)}")
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        lines.append("- PYTHONDONTWRITEBYTECODE is set here, so every process compiles the package's Python "
+                     "sources (and the kernel module) to bytecode again: about 0.01-0.02 s that an installed "
+                     "package, with its .pyc files, does not pay.")
     lines.append("- `import` alone in a fresh interpreter (median of 5): "
                  + ", ".join(f"{m} {t:.3f} s" for m, t in alone.items())
                  + " (compare with the 'import library' and 'constructor' columns).")
