@@ -6,6 +6,8 @@ block of the batch), so a single node with a huge batch still gives every core w
 runs a range of tasks and the CPU_JIT backend hands ranges to its threads.
 The CUDA module runs one thread per element (grid-stride) and switches on the formula id per
 element; neighbouring threads share a node, so a warp rarely diverges.
+Each module computes f, err * df (df for a loss), and f with df in one pass (the ``*_both`` /
+``both`` kernels, whose statements share common subexpressions).
 
 Its input is :class:`PrintedFormula` (plain strings), so this module needs no SymPy: the printed
 forms come from :mod:`.printer` or, for the named formulas, from the table in :mod:`.prebuilt`.
