@@ -442,14 +442,19 @@ def loss_reference(name, items, p_key, t_key, dtype_name):
     return value, slope, slope_t
 
 
-@pytest.mark.parametrize("config", LOSS_CONFIGS, ids=lambda c: f"{c[0]}{c[1] or ''}")
-def test_losses_match_reference(method, dtype, config):
+def loss_case(method, dtype, config):
+    """A loss's test points in ``dtype``, what the backend computes there, and the mpmath reference."""
     name, given = config
     items = tuple(sorted(given.items()))
     p64, t64 = loss_pairs(name, method)
     p, t = p64.astype(dtype), t64.astype(dtype)
     res, grad = run_loss(loss_compiler(method, name, items), p, t)
-    value, slope, _ = loss_reference(name, items, p.tobytes(), t.tobytes(), dtype.name)
+    return name, p, t, res, grad, loss_reference(name, items, p.tobytes(), t.tobytes(), dtype.name)
+
+
+@pytest.mark.parametrize("config", LOSS_CONFIGS, ids=lambda c: f"{c[0]}{c[1] or ''}")
+def test_losses_match_reference(method, dtype, config):
+    name, p, t, res, grad, (value, slope, _) = loss_case(method, dtype, config)
 
     assert np.isfinite(res).all() and np.isfinite(grad).all()
     scale = np.maximum(np.abs(p), np.abs(t)).astype(np.float64)
@@ -470,12 +475,7 @@ def test_loss_values_are_backward_stable(method, dtype, config):
     function itself is well conditioned: a small residual (L ~ d**2/2) or a small probability
     (-log(1 - p) ~ p).
     """
-    name, given = config
-    items = tuple(sorted(given.items()))
-    p64, t64 = loss_pairs(name, method)
-    p, t = p64.astype(dtype), t64.astype(dtype)
-    res, _ = run_loss(loss_compiler(method, name, items), p, t)
-    value, slope, slope_t = loss_reference(name, items, p.tobytes(), t.tobytes(), dtype.name)
+    name, p, t, res, _, (value, slope, slope_t) = loss_case(method, dtype, config)
     pf, tf = p.astype(np.float64), t.astype(np.float64)
     tol = conditioned_tolerance(dtype, [value, pf * np.nan_to_num(slope), tf * np.nan_to_num(slope_t)])
     bad = ~np.isnan(slope) & ~(np.abs(res.astype(np.float64) - value) <= tol)

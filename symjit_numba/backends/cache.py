@@ -29,18 +29,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..formulas.resolve import LayerPlan
 from ..settings import settings
 
-if TYPE_CHECKING:  # the codegen package imports SymPy, which a warm process never needs
-    from ..codegen.source import KernelSource
-
 __all__ = ["load_kernel_module", "plan_digest"]
 
-_loaded: dict[str, ModuleType] = {}  # plan digest -> module, so equal layers share kernels in a process
+_loaded: dict[str, tuple[ModuleType, str]] = {}  # plan digest -> (module, its text): equal layers share kernels
 _lock = threading.Lock()
 _scratch_dir: Path | None = None
 
@@ -127,16 +123,15 @@ def _kernel_dir() -> Path:
 
 
 def load_kernel_module(plan: LayerPlan, target: str, layout: str,
-                       generate: Callable[[], KernelSource]) -> tuple[ModuleType, str]:
-    """The kernel module for a layer, from memory, the disk cache, or ``generate()``.
+                       generate: Callable[[], str]) -> tuple[ModuleType, str]:
+    """The kernel module for a layer, from memory, the disk cache, or ``generate()`` (its text).
 
-    Returns the module and its source text. ``generate`` (which needs SymPy) runs only on a miss.
+    Returns the module and its source text. ``generate`` (which may need SymPy) runs only on a miss.
     """
     key = plan_digest(plan, target, layout)
     with _lock:
         if key in _loaded:
-            module = _loaded[key]
-            return module, Path(module.__file__).read_text(encoding="utf-8")
+            return _loaded[key]
         kernels = _kernel_dir()
         plan_file = kernels.parent / "plans" / f"{key}.json"
         path = None
@@ -151,7 +146,7 @@ def load_kernel_module(plan: LayerPlan, target: str, layout: str,
         if path is None:
             # numba's cache of a module file stays valid while the file is unchanged, and it holds
             # inlined code from vector_math etc.: the fingerprint makes the file change with them.
-            text = f"{generate().text}\n# codegen fingerprint: {_codegen_fingerprint()}\n"
+            text = f"{generate()}\n# codegen fingerprint: {_codegen_fingerprint()}\n"
             path = kernels / _module_file_name(text)
             try:
                 current = path.read_text(encoding="utf-8")
@@ -164,5 +159,5 @@ def load_kernel_module(plan: LayerPlan, target: str, layout: str,
         module = _import(path)  # numba reads its cache lazily, at the first compile: check it now
         if not _numba_cache_is_readable(path):
             _purge_numba_cache(path)
-        _loaded[key] = module
+        _loaded[key] = module, text
         return module, text

@@ -113,6 +113,19 @@ def check_offsets(offset_list: Any, n_nodes: int, constants_per_node: np.ndarray
     return offsets
 
 
+def _check_arrays(arrays: dict[str, Any], params: Any, allow_cuda: bool,
+                  outputs: int) -> tuple[dict[str, ArrayInfo], np.dtype]:
+    """Describe the arrays and params; check dtypes, layout, writeable outputs and equal shapes."""
+    infos = {name: describe(name, a, allow_cuda=allow_cuda) for name, a in arrays.items()}
+    infos["params"] = describe("params", params, allow_cuda=allow_cuda)
+    dtype = _check_float_arrays(infos, tuple(arrays)[-outputs:])
+    first_name, first = next(iter(infos.items()))
+    for name in arrays:
+        if infos[name].shape != first.shape:
+            raise KernelArgumentError(f"{name} has shape {infos[name].shape} but {first_name} has {first.shape}")
+    return infos, dtype
+
+
 def check_activation_call(layout: str, constants_per_node: np.ndarray, arrays: dict[str, Any], params: Any,
                           offset_list: Any, n: Any, b: Any, *, allow_cuda: bool = False,
                           outputs: int = 1) -> tuple[np.dtype, np.ndarray]:
@@ -120,18 +133,13 @@ def check_activation_call(layout: str, constants_per_node: np.ndarray, arrays: d
 
     ``arrays`` maps argument names to the layer's arrays, inputs first and the ``outputs`` last.
     """
-    infos = {name: describe(name, a, allow_cuda=allow_cuda) for name, a in arrays.items()}
-    infos["params"] = describe("params", params, allow_cuda=allow_cuda)
-    dtype = _check_float_arrays(infos, tuple(arrays)[-outputs:])
+    infos, dtype = _check_arrays(arrays, params, allow_cuda, outputs)
     n_nodes = len(constants_per_node)
     first_name, first = next(iter(infos.items()))
     if len(first.shape) != 2:
         raise KernelArgumentError(f"{first_name} must be 2-D ({'nodes, batch' if layout == 'node_major' else 'batch, nodes'}), "
                                   f"got shape {first.shape}")
     nodes, batch = first.shape if layout == "node_major" else first.shape[::-1]
-    for name in arrays:
-        if infos[name].shape != first.shape:
-            raise KernelArgumentError(f"{name} has shape {infos[name].shape} but {first_name} has {first.shape}")
     if nodes != n_nodes:
         axis = 0 if layout == "node_major" else 1
         raise KernelArgumentError(f"this compiler has {n_nodes} nodes but {first_name}.shape[{axis}] = {nodes} "
@@ -147,13 +155,7 @@ def check_activation_call(layout: str, constants_per_node: np.ndarray, arrays: d
 def check_loss_call(n_constants: int, arrays: dict[str, Any], params: Any, *, allow_cuda: bool = False,
                     outputs: int = 1) -> np.dtype:
     """Check a loss kernel call (``y_pred``, ``y_true``, then the ``outputs``); return the dtype."""
-    infos = {name: describe(name, a, allow_cuda=allow_cuda) for name, a in arrays.items()}
-    infos["params"] = describe("params", params, allow_cuda=allow_cuda)
-    dtype = _check_float_arrays(infos, tuple(arrays)[-outputs:])
-    first_name, first = next(iter(infos.items()))
-    for name in arrays:
-        if infos[name].shape != first.shape:
-            raise KernelArgumentError(f"{name} has shape {infos[name].shape} but {first_name} has {first.shape}")
+    infos, dtype = _check_arrays(arrays, params, allow_cuda, outputs)
     if len(infos["params"].shape) != 1 or infos["params"].shape[0] < n_constants:
         raise KernelArgumentError(f"params must be 1-D with at least {n_constants} elements (the loss's constants "
                                   f"sorted by name), got shape {infos['params'].shape}")

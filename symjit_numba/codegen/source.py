@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["PrintedFormula", "KernelSource", "generate_source", "BLOCK", "ROWS"]
+__all__ = ["PrintedFormula", "generate_source", "BLOCK", "ROWS"]
 
 #: Elements of one node handled by one parallel task (node-major layout and losses).
 BLOCK = 8192
@@ -54,16 +54,6 @@ class PrintedFormula:
     forward: tuple[str, ...]
     backward: tuple[str, ...]
     both: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class KernelSource:
-    """A generated kernel module's text, and what it was generated for."""
-
-    text: str
-    target: str
-    layout: str
-    mode: str
 
 
 class _Lines:
@@ -235,7 +225,7 @@ def _cuda_loss(lines: _Lines, printed: PrintedFormula) -> None:
                  [store.format("{}", at="i") for store in stores])
 
 
-def generate_source(formulas: Sequence[PrintedFormula], mode: str, target: str, layout: str, version: str) -> KernelSource:
+def generate_source(formulas: Sequence[PrintedFormula], mode: str, target: str, layout: str, version: str) -> str:
     """The kernel module for ``formulas`` (index = formula id), as text.
 
     Parameters
@@ -254,4 +244,4 @@ def generate_source(formulas: Sequence[PrintedFormula], mode: str, target: str, 
         _cpu_activation(lines, formulas, layout) if mode == "activation" else _cpu_loss(lines, formulas[0])
     else:
         _cuda_activation(lines, formulas, layout) if mode == "activation" else _cuda_loss(lines, formulas[0])
-    return KernelSource(lines.text(), target, layout, mode)
+    return lines.text()

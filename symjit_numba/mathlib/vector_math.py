@@ -527,6 +527,18 @@ def _log_reduced(f, k, correction, c):
 
 
 @_jit
+def _exp_minus_square(x, shift, small, c):
+    """exp(-x^2 - shift + small) for x >= 0, an exactly representable shift and a small correction.
+
+    -x^2 = -xt^2 + (xt - x)(xt + x) with xt = x truncated: -xt^2 - shift is exact, and the rest is
+    small enough to be passed to exp as the low part, so the result stays relatively accurate in
+    the tail (where x^2 is large and one rounding of it would cost many ulp).
+    """
+    xt = _trunc_mantissa(x)
+    return _exp_hl(-xt * xt - shift, (xt - x) * (xt + x) + small, c)
+
+
+@_jit
 def _erf_parts(x, c):
     """Shared part of erf/erfc (musl erf.c ranges, all evaluated, one division).
 
@@ -560,10 +572,7 @@ def _erf_parts(x, c):
     t = c.one / (den * a3)
     q = num * (a3 * t)
     inv_a3 = den * t
-    # -x^2 = -zt^2 + (zt - x)(zt + x) with zt = x truncated: -zt^2 - 0.5625 is exact, and the
-    # rest is small enough to be passed to exp as the low part.
-    zt = _trunc_mantissa(a3)
-    tail = _exp_hl(-zt * zt - c.erf_shift, (zt - a3) * (zt + a3) + q, c) * inv_a3
+    tail = _exp_minus_square(a3, c.erf_shift, q, c) * inv_a3
     return ax, q, tail, in_r1, in_r2
 
 
@@ -573,10 +582,7 @@ def _erfc_short(x, c):
     z = _fabs(x)
     z = _select(z < c.erf_xmax, z, c.erf_xmax)  # keeps exp's argument finite for +-inf
     t = c.one / (c.one + c.half * z)
-    # -z^2 = -zt^2 + (zt - z)(zt + z) with zt = z truncated, as in _erf_parts: the exponent's large
-    # part is exact, so the result keeps its relative accuracy in the tail.
-    zt = _trunc_mantissa(z)
-    tail = t * _exp_hl(-zt * zt, (zt - z) * (zt + z) + _poly(t, c.short_erfc_p), c)
+    tail = t * _exp_minus_square(z, c.zero, _poly(t, c.short_erfc_p), c)
     y = _select(x > c.zero, tail, _select(x == c.zero, c.one, c.two - tail))
     return _select(x != x, x, y)
 
