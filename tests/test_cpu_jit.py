@@ -35,12 +35,20 @@ SCRIPT = textwrap.dedent("""
     a, d = np.empty_like(z), np.empty_like(z)
     layer.forward_kernel(z, a, params, offsets, 4, 50)
     layer.backward_kernel(z, np.ones_like(z), d, params, offsets, 4, 50)
+    a2, d2 = np.empty_like(z), np.empty_like(z)
+    layer.forward_derivative_kernel(z, a2, d2, params, offsets, 4, 50)
+    params64, z64 = params.astype(np.float64), z.astype(np.float64)
+    a64 = np.empty_like(z64)
+    layer.forward_kernel(z64, a64, params64, offsets, 4, 50)
     kernels = [m for n, m in sys.modules.items() if n.startswith("symjit_numba_kernels_")]
-    misses = sum(sum(m.activation.stats.cache_misses.values()) for m in kernels)
+    misses = sum(sum(k.stats.cache_misses.values()) for m in kernels for k in (m.activation, m.activation_both))
     expected_a = np.stack([np.maximum(z[0], 0), np.where(z[1] > 0, z[1], 0.1 * z[1]), np.tanh(z[2]), 2 * np.sin(z[3])])
     expected_d = np.stack([(z[0] > 0) * 1.0, np.where(z[1] > 0, 1.0, 0.1), 1 - np.tanh(z[2]) ** 2, 2 * np.cos(z[3])])
+    error = max(abs(x - expected).max() for x, expected in [(a, expected_a), (d, expected_d), (a2, expected_a),
+                                                           (d2, expected_d), (a64, expected_a)])
     print(json.dumps({"method": layer.calculation_method, "sympy": "sympy" in sys.modules, "misses": misses,
-                      "error": float(max(abs(a - expected_a).max(), abs(d - expected_d).max()))}))
+                      # imported only when numba refreshes its registries, which loading cached code skips
+                      "registries": "numba.cpython.charseq" in sys.modules, "error": float(error)}))
 """)
 
 
@@ -59,7 +67,43 @@ def test_warm_process_needs_no_sympy_and_compiles_nothing(tmp_path):
     assert warm["method"] == "CPU_JIT"
     assert warm["sympy"] is False, "a warm process imported SymPy"
     assert warm["misses"] == 0, "a warm process recompiled kernels"
+    assert warm["registries"] is False, "loading cached kernels refreshed numba's registries (~0.25 s)"
     assert warm["error"] < 1e-6
+
+
+class _UnreadableCache:
+    """Looks like numba's disk cache, but every direct lookup fails (as another numba version's might)."""
+
+    def _load_overload(self, signature, context):
+        raise OSError("unreadable index")
+
+    def load_overload(self, signature, context):
+        return None
+
+    def save_overload(self, signature, result):
+        pass
+
+
+@pytest.mark.parametrize("cache", [None, _UnreadableCache()], ids=["no disk cache", "cache lookup fails"])
+def test_compile_cached_falls_back_to_numba(cache, monkeypatch):
+    """Without numba's disk cache, or if looking it up fails, numba's own compile path runs."""
+    import numba
+
+    from symjit_numba.backends.cache import compile_cached
+
+    def halve(x, out):
+        for i in range(x.size):
+            out[i] = x[i] / 2
+
+    dispatcher = numba.njit(halve)
+    if cache is not None:
+        monkeypatch.setattr(dispatcher, "_cache", cache)
+    signature = (numba.float64[::1], numba.float64[::1])
+    compile_cached(dispatcher, signature)
+    assert signature in dispatcher.overloads
+    x, out = np.arange(5.0), np.empty(5)
+    dispatcher(x, out)
+    np.testing.assert_array_equal(out, x / 2)
 
 
 NAMED_SCRIPT = textwrap.dedent("""

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
+from typing import Any
 
 import numba  # noqa: F401 - imported with the package, not inside the first constructor call
 import numpy as np
@@ -26,7 +27,7 @@ from .. import __version__
 from ..errors import JITCompilationError
 from ..formulas.resolve import LayerPlan
 from ..settings import settings
-from .cache import load_kernel_module
+from .cache import compile_cached, load_kernel_module
 from .kernels import Kernels, wrap_activation, wrap_loss
 
 __all__ = ["build", "TaskPool", "SEGMENT"]
@@ -108,20 +109,55 @@ def _transposed(source: np.ndarray, target: np.ndarray | None = None) -> np.ndar
         target = np.empty(source.shape[::-1], dtype=source.dtype)
     rows, cols = source.shape
     tiles = -(-rows // TILE) * -(-cols // TILE)
-    _pool.run(_transpose_tiles, tiles, source.size, source, target)
+    _pool.run(_transpose(source.dtype), tiles, source.size, source, target)
     return target
 
 
-def _precompile(module: ModuleType, plan: LayerPlan, layout: str) -> None:
-    """Compile (or load from numba's cache) the float32 kernel now, so failures surface here."""
-    from numba import boolean, float32, int64
+class _Kernel:
+    """A numba kernel compiled, or loaded from numba's cache, for each dtype before its first run.
 
-    vector, matrix, index = float32[::1], float32[:, ::1], int64[::1]
-    if plan.mode == "loss":
-        module.loss.compile((int64, int64, boolean, vector, vector, vector, vector))
-        return
+    ``arguments(scalar_type)`` gives its argument types for a dtype: C-contiguous writable arrays, as
+    the backend passes them (other array flags still work: numba then compiles for those itself).
+    Failures become :class:`JITCompilationError` naming ``what`` was compiled.
+    """
+
+    def __init__(self, dispatcher: Any, arguments: Callable[[Any], tuple], what: str) -> None:
+        self._dispatcher = dispatcher
+        self._arguments = arguments
+        self._what = what
+        self._ready: set[np.dtype] = set()
+
+    def __call__(self, dtype: np.dtype) -> Any:
+        """The dispatcher, compiled for ``dtype``."""
+        if dtype not in self._ready:
+            try:
+                compile_cached(self._dispatcher, self._arguments(numba.from_dtype(dtype)))
+            except Exception as error:  # numba reports typing and lowering problems with many exception types
+                raise JITCompilationError(f"numba could not compile {self._what} for {dtype}: "
+                                          f"{type(error).__name__}: {str(error)[:2000]}") from error
+            self._ready.add(dtype)
+        return self._dispatcher
+
+
+_transpose = _Kernel(_transpose_tiles, lambda t: (numba.int64, numba.int64, t[:, ::1], t[:, ::1]), "a transpose")
+
+
+def _plan_labels(plan: LayerPlan) -> str:
+    return ", ".join(repr(k.label) for k in plan.formulas)
+
+
+def _layer_kernels(module: ModuleType, plan: LayerPlan, layout: str) -> tuple[_Kernel, _Kernel]:
+    """The module's two kernels: f or err * df (one flag), and f with df in one pass."""
+    what = f"the kernels for {_plan_labels(plan)}"
+    task, index = (numba.int64, numba.int64), numba.int64[::1]  # (first, last); offsets and formula ids
+    if plan.mode == "loss":  # (y_pred, y_true, out, params) and (y_pred, y_true, res, grad, params)
+        return (_Kernel(module.loss, lambda t: (*task, numba.boolean) + (t[::1],) * 4, what),
+                _Kernel(module.loss_both, lambda t: task + (t[::1],) * 5, what))
+    # (z, err, out, params, offsets, *dispatch) and (z, a, d, params, offsets, *dispatch)
     dispatch = (index,) if layout == "node_major" else (index, index, index)
-    module.activation.compile((int64, int64, boolean, matrix, matrix, matrix, vector, index, *dispatch))
+    return (_Kernel(module.activation, lambda t: (*task, numba.boolean) + (t[:, ::1],) * 3 + (t[::1], index) + dispatch,
+                    what),
+            _Kernel(module.activation_both, lambda t: task + (t[:, ::1],) * 3 + (t[::1], index) + dispatch, what))
 
 
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
@@ -139,34 +175,33 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         kernel_layout = "node_major"
     try:
         module, text = load_kernel_module(plan, "numba", kernel_layout, generate)
-        _precompile(module, plan, kernel_layout)
-    except Exception as error:  # numba reports typing and lowering problems with many exception types
+    except Exception as error:  # e.g. numba refusing a decorator option while the module is imported
         if type(error).__module__.startswith("symjit_numba"):
             raise
-        labels = ", ".join(repr(k.label) for k in plan.formulas)
-        raise JITCompilationError(f"numba could not compile the kernels for {labels}: "
+        raise JITCompilationError(f"the kernel module for {_plan_labels(plan)} could not be loaded: "
                                   f"{type(error).__name__}: {str(error)[:2000]}") from error
+    kernel, kernel_both = _layer_kernels(module, plan, kernel_layout)
+    kernel(np.dtype(np.float32))  # now, so that failures surface in the constructor; the others at first use
 
     if plan.mode == "loss":
-        loss, loss_both, block = module.loss, module.loss_both, module.BLOCK
+        block = module.BLOCK
 
         def run_loss(backward: bool) -> Callable[..., None]:
             def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
                 size = out.size
-                _pool.run(loss, -(-size // block), size, backward,
+                _pool.run(kernel(out.dtype), -(-size // block), size, backward,
                           y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params)
             return run
 
         def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
                           params: np.ndarray) -> None:
             size = res.size
-            _pool.run(loss_both, -(-size // block), size,
+            _pool.run(kernel_both(res.dtype), -(-size // block), size,
                       y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params)
 
         return Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both), source=text)
 
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
-    activation, activation_both = module.activation, module.activation_both  # the second compiles at first use
     if kernel_layout == "node_major":
         dispatch: tuple[np.ndarray, ...] = (func_ids,)
 
@@ -179,13 +214,13 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
             return -(-z.shape[0] // module.ROWS) * len(dispatch[0])
 
     def run_forward(z, a, params, offsets):
-        _pool.run(activation, n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch)
+        _pool.run(kernel(z.dtype), n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch)
 
     def run_backward(z, err, delta, params, offsets):
-        _pool.run(activation, n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch)
+        _pool.run(kernel(z.dtype), n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch)
 
     def run_both(z, a, d, params, offsets):
-        _pool.run(activation_both, n_tasks(z), z.size, z, a, d, params, offsets, *dispatch)
+        _pool.run(kernel_both(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch)
 
     if layout == kernel_layout:
         return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both), source=text)

@@ -142,9 +142,9 @@ def _cpu_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: s
         if layout == "node_major":
             lines(0, "", "", "@JIT", f"def {name}(first, last, {arguments}, params, offsets, func_ids):",
                   f'    """Tasks first..last-1, task = (node j, batch block): {doc}."""',
-                  "    T = z.dtype.type", "    b = z.shape[1]", "    blocks = (b + BLOCK - 1) // BLOCK",
+                  "    T = z.dtype.type", "    nodes, b = z.shape", "    blocks = (b + BLOCK - 1) // BLOCK",
                   "    for task in range(first, last):", "        j = task // blocks",
-                  "        lo = (task - j * blocks) * BLOCK", "        hi = min(lo + BLOCK, b)", "        p = offsets[j]",
+                  "        lo = (task - j * blocks) * BLOCK", "        hi = lo + BLOCK if lo + BLOCK < b else b", "        p = offsets[j]",
                   *(f"        {array}_s = {array}[j, lo:hi]" for array in arrays))
             for fid, printed in enumerate(formulas):
                 lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
@@ -155,13 +155,13 @@ def _cpu_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: s
                   f"def {name}(first, last, {arguments}, params, offsets, seg_start, seg_stop, seg_fid):",
                   '    """Tasks first..last-1, task = (block of ROWS rows, segment s of nodes seg_start[s]:seg_stop[s],',
                   f'    which all use formula seg_fid[s]): {doc}."""',
-                  "    T = z.dtype.type", "    b = z.shape[0]", "    nseg = seg_fid.size",
+                  "    T = z.dtype.type", "    b, nodes = z.shape", "    nseg = seg_fid.size",
                   "    for task in range(first, last):", "        r0 = (task // nseg) * ROWS",
                   "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
-                  "        offs = offsets[k0:k1]")
+                  "        r1 = r0 + ROWS if r0 + ROWS < b else b", "        offs = offsets[k0:k1]")
             for fid, printed in enumerate(formulas):
                 lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {printed.label}")
-                lines(3, "for r in range(r0, min(r0 + ROWS, b)):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
+                lines(3, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
                 _cpu_loops(lines, 4, printed, loops, arrays, ["num = z_s[i]", *_constant_reads(printed, "offs[i]")])
 
 
@@ -173,7 +173,7 @@ def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
               '    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:',
               f'    {doc}."""',
               "    T = pred.dtype.type", "    for task in range(first, last):", "        lo = task * BLOCK",
-              "        hi = min(lo + BLOCK, pred.size)", *(f"        {array}_s = {array}[lo:hi]" for array in arrays))
+              "        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size", *(f"        {array}_s = {array}[lo:hi]" for array in arrays))
         lines(2, *_constant_reads(printed, "0"))
         _cpu_loops(lines, 2, printed, loops, arrays, ["y_pred = pred_s[i]", "y_true = true_s[i]"])
 
