@@ -7,6 +7,7 @@ script with ``subprocess`` against their own cache folder.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -40,8 +41,10 @@ SCRIPT = textwrap.dedent("""
     params64, z64 = params.astype(np.float64), z.astype(np.float64)
     a64 = np.empty_like(z64)
     layer.forward_kernel(z64, a64, params64, offsets, 4, 50)
-    kernels = [m for n, m in sys.modules.items() if n.startswith("symjit_numba_kernels_")]
-    misses = sum(sum(k.stats.cache_misses.values()) for m in kernels for k in (m.activation, m.activation_both))
+    from numba.core.registry import CPUDispatcher
+    modules = [m for n, m in sys.modules.items() if n.startswith(("symjit_numba_kernels_", "symjit_numba.named_kernels."))]
+    misses = sum(sum(f.stats.cache_misses.values()) for m in modules for f in vars(m).values()
+                 if isinstance(f, CPUDispatcher))
     expected_a = np.stack([np.maximum(z[0], 0), np.where(z[1] > 0, z[1], 0.1 * z[1]), np.tanh(z[2]), 2 * np.sin(z[3])])
     expected_d = np.stack([(z[0] > 0) * 1.0, np.where(z[1] > 0, 1.0, 0.1), 1 - np.tanh(z[2]) ** 2, 2 * np.cos(z[3])])
     error = max(abs(x - expected).max() for x, expected in [(a, expected_a), (d, expected_d), (a2, expected_a),
@@ -123,20 +126,25 @@ NAMED_SCRIPT = textwrap.dedent("""
     expected_d = np.stack([phi + z[0] * np.exp(-z[0] ** 2 / 2) / math.sqrt(2 * math.pi), s + 2 * z[1] * s * (1 - s),
                            np.where(z[2] > 0, 1.0, np.exp(z[2]))])
     misses = sum(sum(getattr(vm, n).stats.cache_misses.values()) for n in ("exp", "expm1", "erfc", "sigmoid"))
+    from symjit_numba.named_kernels import elu, gelu, swish
+    named_misses = sum(sum(m.node_block.stats.cache_misses.values()) for m in (elu, gelu, swish))
     print(json.dumps({"method": layer.calculation_method, "sympy": "sympy" in sys.modules, "vm_misses": misses,
+                      "named_misses": named_misses,
                       "error": float(max(abs(a - expected_a).max(), abs(d - expected_d).max()))}))
 """)
 
 
 @pytest.mark.slow
 def test_named_formulas_cold_need_no_sympy_and_math_is_cached(tmp_path):
-    """Named formulas come printed with the package; the math library is compiled once, not per process."""
+    """Named formulas ship printed and as modules; they and the math library are compiled once, not per process."""
     first = _run_script(tmp_path / "first", script=NAMED_SCRIPT)
     assert first["method"] == "CPU_JIT" and first["error"] < 1e-12
     assert first["sympy"] is False, "a layer of named formulas imported SymPy"
     second = _run_script(tmp_path / "second", script=NAMED_SCRIPT)  # an empty kernel cache again
     assert second["error"] < 1e-12
     assert second["vm_misses"] == 0, "vector_math was recompiled instead of loaded from numba's cache"
+    assert second["named_misses"] == 0, "a named formula was recompiled instead of loaded from numba's cache"
+    assert not list((tmp_path / "second").rglob("k_*.py")), "a named formula was generated into the cache"
 
 
 @pytest.mark.slow
@@ -199,14 +207,14 @@ def test_a_change_to_the_code_generators_gives_a_new_module_file(tmp_path, monke
     """numba's cache of a module file holds inlined vector_math code: it must not outlive a change."""
     from symjit_numba.backends import cache
 
-    configs = [("gelu", {}), ("tanh", {})]
+    configs = [("x*erf(x) + 0.5", {}), ("tanh(x) - x/4", {})]
     with settings.override(cache_dir=tmp_path):
         build(configs, "CPU_JIT")
         monkeypatch.setattr(cache, "_loaded", {})
         monkeypatch.setattr(cache, "_codegen_fingerprint", lambda: "a-changed-vector-math")
         build(configs, "CPU_JIT")
     modules = sorted(p.name for p in tmp_path.rglob("k_*.py"))
-    assert len(modules) == 2, modules
+    assert len(modules) == 2 * len(configs), modules  # each formula's module, before and after
 
 
 def test_source_is_readable_and_names_each_formula():
@@ -214,23 +222,38 @@ def test_source_is_readable_and_names_each_formula():
     text = layer.source()
     compile(text, "<kernel>", "exec")  # valid Python
     for name, _ in W1:
-        assert f"# {name}" in text
-    assert "nogil=True" in text and "func_ids[j] ==" in text
+        assert re.search(rf"^    0: {name}  \(", text, re.MULTILINE), name
+    assert text.count("def node_block(") == len(W1) and "nogil=True" in text
     assert "for i in range(z_s.size)" in text  # one homogeneous inner loop per formula
 
 
-def test_float32_kernels_do_not_promote_to_float64():
-    layer = build([("gelu", {}), ("swish", {"beta": 1.5}), ("a*x**2 + 0.5*sin(x) + x/3", {"a": 2.0})], "CPU_JIT")
+@pytest.mark.parametrize("config", [("gelu", {}), ("swish", {"beta": 1.5}), ("a*x**2 + 0.5*sin(x) + x/3", {"a": 2.0})])
+def test_float32_kernels_do_not_promote_to_float64(config):
+    layer = build([config], "CPU_JIT")
     # Compile the generated source afresh (numba cannot show the LLVM IR of cached code).
     namespace = {}
     exec(compile(layer.source().replace("cache=True", "cache=False"), "<kernel>", "exec"), namespace)
     from numba import boolean, float32, int64
 
-    signature = (int64, int64, boolean, *[float32[:, ::1]] * 3, float32[::1], int64[::1], int64[::1])
-    namespace["activation"].compile(signature)
-    llvm = namespace["activation"].inspect_llvm(signature)
+    signature = (boolean, *[float32[::1]] * 4, int64)
+    namespace["node_block"].compile(signature)
+    llvm = namespace["node_block"].inspect_llvm(signature)
     assert "fpext float" not in llvm, "float32 kernel converts to double"
     assert " double " not in llvm.split("define", 2)[1], "float32 kernel does double arithmetic"
+
+
+@pytest.mark.parametrize("layout", ["node_major", "batch_major"])
+def test_read_only_inputs_give_the_same_results(layout):
+    """Inputs that numba types differently (read-only) still reach each formula's code correctly."""
+    layer = build(W1 * 4, "CPU_JIT", layout=layout)
+    rng = np.random.default_rng(5)
+    z = rng.normal(scale=3, size=(32, 300) if layout == "node_major" else (300, 32)).astype(np.float32)
+    err = rng.normal(size=z.shape).astype(np.float32)
+    params, offsets = layer.make_params(np.float32)
+    expected = run_activation(layer, z, err, params)
+    for array in (z, err, params):
+        array.flags.writeable = False
+    np.testing.assert_array_equal(run_activation(layer, z, err, params), expected)
 
 
 def test_nan_and_inf_follow_numpy():

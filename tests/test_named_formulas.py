@@ -166,6 +166,18 @@ def test_prebuilt_table_is_what_the_printer_prints():
     assert not stale, f"prebuilt.json is stale for {stale[:3]}...: run python -m symjit_numba.codegen.prebuilt"
     assert len(fresh) == 2 * (len(BUILTIN_ACTIVATIONS) + len(BUILTIN_LOSSES))
 
+
+def test_shipped_named_modules_are_what_the_code_generators_produce():
+    """The named formulas' numba modules in symjit_numba/named_kernels must match the generators."""
+    from symjit_numba.codegen import prebuilt
+
+    fresh = prebuilt.named_modules()
+    shipped = {p.name: p.read_text(encoding="utf-8") for p in prebuilt.NAMED_KERNELS_DIR.glob("*.py")
+               if p.name != "__init__.py"}
+    stale = sorted(set(shipped) ^ set(fresh) | {k for k in set(shipped) & set(fresh) if shipped[k] != fresh[k]})
+    assert not stale, f"named_kernels is stale for {stale[:3]}...: run python -m symjit_numba.codegen.prebuilt"
+    assert len(fresh) == len(BUILTIN_ACTIVATIONS) + len(BUILTIN_LOSSES)
+
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------

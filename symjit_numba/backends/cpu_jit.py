@@ -23,11 +23,12 @@ from typing import Any
 import numba  # noqa: F401 - imported with the package, not inside the first constructor call
 import numpy as np
 
-from .. import __version__
+from ..codegen.source import BLOCK, ROWS
 from ..errors import JITCompilationError
-from ..formulas.resolve import LayerPlan
+from ..formulas.resolve import FormulaKey, LayerPlan
 from ..settings import settings
-from .cache import compile_cached, load_kernel_module
+from . import cpu_tasks
+from .cache import compile_cached, load_kernel_module, load_named_module
 from .kernels import Kernels, wrap_activation, wrap_loss
 
 __all__ = ["build", "TaskPool", "SEGMENT"]
@@ -113,17 +114,38 @@ def _transposed(source: np.ndarray, target: np.ndarray | None = None) -> np.ndar
     return target
 
 
-class _Kernel:
-    """A numba kernel compiled, or loaded from numba's cache, for each dtype before its first run.
+#: Argument types of each compiled function, for scalar type ``t``: C-contiguous arrays, as the
+#: backend passes them (``B`` the backward flag; ``I`` an int64; ``INDEX`` an int64 vector).
+_B, _I, _INDEX = numba.boolean, numba.int64, numba.int64[::1]
+_ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
+    # a formula's functions (codegen.source): (backward,) arrays, params, then where to work
+    "node_block": lambda t: (_B,) + (t[::1],) * 3 + (t[::1], _I),
+    "node_block_both": lambda t: (t[::1],) * 3 + (t[::1], _I),
+    "row_block": lambda t: (_B,) + (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4,
+    "row_block_both": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4,
+    # the task runners (cpu_tasks): first, last, (backward,) arrays, params, offsets, dispatch, kernels
+    "node_major": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
+    "node_major_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
+    "batch_major": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 4,
+    "batch_major_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 4,
+    # a loss module: first, last, (backward,) y_pred, y_true, outputs, params
+    "loss": lambda t: (_I, _I, _B) + (t[::1],) * 4,
+    "loss_both": lambda t: (_I, _I) + (t[::1],) * 5,
+    "_transpose_tiles": lambda t: (_I, _I, t[:, ::1], t[:, ::1]),
+}
 
-    ``arguments(scalar_type)`` gives its argument types for a dtype: C-contiguous writable arrays, as
-    the backend passes them (other array flags still work: numba then compiles for those itself).
-    Failures become :class:`JITCompilationError` naming ``what`` was compiled.
+
+class _Kernel:
+    """A numba function compiled, or loaded from numba's cache, for each dtype before its first use.
+
+    Its argument types come from ``_ARGUMENTS`` (other array flags, e.g. read-only inputs, still
+    work: numba then compiles for those itself). Failures become :class:`JITCompilationError`
+    naming ``what`` was compiled.
     """
 
-    def __init__(self, dispatcher: Any, arguments: Callable[[Any], tuple], what: str) -> None:
+    def __init__(self, dispatcher: Any, what: str) -> None:
         self._dispatcher = dispatcher
-        self._arguments = arguments
+        self._arguments = _ARGUMENTS[dispatcher.py_func.__name__]
         self._what = what
         self._ready: set[np.dtype] = set()
 
@@ -138,90 +160,125 @@ class _Kernel:
             self._ready.add(dtype)
         return self._dispatcher
 
-
-_transpose = _Kernel(_transpose_tiles, lambda t: (numba.int64, numba.int64, t[:, ::1], t[:, ::1]), "a transpose")
-
-
-def _plan_labels(plan: LayerPlan) -> str:
-    return ", ".join(repr(k.label) for k in plan.formulas)
+    def address(self, dtype: np.dtype) -> int:
+        """Where the C wrapper of the ``dtype`` version is: what the task runners call."""
+        result = self(dtype).overloads[self._arguments(numba.from_dtype(dtype))]
+        return result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
 
 
-def _layer_kernels(module: ModuleType, plan: LayerPlan, layout: str) -> tuple[_Kernel, _Kernel]:
-    """The module's two kernels: f or err * df (one flag), and f with df in one pass."""
-    what = f"the kernels for {_plan_labels(plan)}"
-    task, index = (numba.int64, numba.int64), numba.int64[::1]  # (first, last); offsets and formula ids
-    if plan.mode == "loss":  # (y_pred, y_true, out, params) and (y_pred, y_true, res, grad, params)
-        return (_Kernel(module.loss, lambda t: (*task, numba.boolean) + (t[::1],) * 4, what),
-                _Kernel(module.loss_both, lambda t: task + (t[::1],) * 5, what))
-    # (z, err, out, params, offsets, *dispatch) and (z, a, d, params, offsets, *dispatch)
-    dispatch = (index,) if layout == "node_major" else (index, index, index)
-    return (_Kernel(module.activation, lambda t: (*task, numba.boolean) + (t[:, ::1],) * 3 + (t[::1], index) + dispatch,
-                    what),
-            _Kernel(module.activation_both, lambda t: task + (t[:, ::1],) * 3 + (t[::1], index) + dispatch, what))
+class _Addresses:
+    """Per dtype, the addresses of ``kernels[formula]`` for each entry of ``formula_ids`` (int64)."""
+
+    def __init__(self, kernels: list[_Kernel], formula_ids: np.ndarray) -> None:
+        self._kernels = kernels
+        self._formula_ids = formula_ids
+        self._tables: dict[np.dtype, np.ndarray] = {}
+
+    def __call__(self, dtype: np.dtype) -> np.ndarray:
+        table = self._tables.get(dtype)
+        if table is None:
+            table = np.array([k.address(dtype) for k in self._kernels], dtype=np.int64)[self._formula_ids]
+            self._tables[dtype] = table
+        return table
 
 
-def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
-    """Build CPU_JIT kernels for a resolved layer; raises JITCompilationError if numba fails."""
+_transpose = _Kernel(_transpose_tiles, "a transpose")
 
-    def generate():  # only on a cache miss: SymPy runs here for formulas that are not named ones
-        from ..codegen.prebuilt import printed_formulas
-        from ..codegen.source import generate_source
 
-        return generate_source(printed_formulas(plan, "numba"), plan.mode, "numba", kernel_layout, __version__)
+def _formula_module(key: FormulaKey, mode: str) -> tuple[ModuleType, str]:
+    """The numba module of one formula (an activation's task functions, or a loss's kernels), and its text.
 
-    segments = _segments(np.asarray(plan.func_ids, dtype=np.int64), SEGMENT)
-    kernel_layout = layout
-    if plan.mode == "activation" and layout == "batch_major" and plan.n_nodes < SHORT_RUNS * len(segments[0]):
-        kernel_layout = "node_major"
-    try:
-        module, text = load_kernel_module(plan, "numba", kernel_layout, generate)
+    A named formula's module ships with the package; any other is generated into the cache.
+    """
+    from ..codegen.prebuilt import formula_module_source, named_module
+
+    name = named_module(key, mode)
+    shipped = None if name is None else load_named_module(name)
+    if shipped is not None:
+        return shipped
+    try:  # SymPy runs in formula_module_source for formulas that are not named ones, on a cache miss only
+        return load_kernel_module(LayerPlan(mode, (key,), (0,), ((),)), "numba", "node_major",
+                                  lambda: formula_module_source(key, mode))
     except Exception as error:  # e.g. numba refusing a decorator option while the module is imported
         if type(error).__module__.startswith("symjit_numba"):
             raise
-        raise JITCompilationError(f"the kernel module for {_plan_labels(plan)} could not be loaded: "
+        raise JITCompilationError(f"the kernel module of {key.label!r} could not be loaded: "
                                   f"{type(error).__name__}: {str(error)[:2000]}") from error
-    kernel, kernel_both = _layer_kernels(module, plan, kernel_layout)
+
+
+def _build_loss(plan: LayerPlan) -> Kernels:
+    module, text = _formula_module(plan.formulas[0], "loss")
+    what = f"the loss {plan.formulas[0].label!r}"
+    kernel, kernel_both = _Kernel(module.loss, what), _Kernel(module.loss_both, what)
     kernel(np.dtype(np.float32))  # now, so that failures surface in the constructor; the others at first use
+    block = module.BLOCK
 
+    def run_loss(backward: bool) -> Callable[..., None]:
+        def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
+            size = out.size
+            _pool.run(kernel(out.dtype), -(-size // block), size, backward,
+                      y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params)
+        return run
+
+    def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
+                      params: np.ndarray) -> None:
+        size = res.size
+        _pool.run(kernel_both(res.dtype), -(-size // block), size,
+                  y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params)
+
+    return Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both), source=text)
+
+
+def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
+    """Build CPU_JIT kernels for a resolved layer; raises JITCompilationError if numba fails.
+
+    Each formula's module is compiled (or loaded) once and shared by every layer that uses it; the
+    layer itself is a table of addresses for the task runners of :mod:`.cpu_tasks`.
+    """
     if plan.mode == "loss":
-        block = module.BLOCK
-
-        def run_loss(backward: bool) -> Callable[..., None]:
-            def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
-                size = out.size
-                _pool.run(kernel(out.dtype), -(-size // block), size, backward,
-                          y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params)
-            return run
-
-        def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
-                          params: np.ndarray) -> None:
-            size = res.size
-            _pool.run(kernel_both(res.dtype), -(-size // block), size,
-                      y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params)
-
-        return Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both), source=text)
-
+        return _build_loss(plan)
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
+    runs = _segments(func_ids, SEGMENT)
+    kernel_layout = layout
+    if layout == "batch_major" and plan.n_nodes < SHORT_RUNS * len(runs[0]):
+        kernel_layout = "node_major"
+    modules = [_formula_module(key, "activation") for key in plan.formulas]
+    block = "node_block" if kernel_layout == "node_major" else "row_block"
+    kernels = [_Kernel(getattr(module, block), repr(key.label)) for key, (module, _) in zip(plan.formulas, modules)]
+    kernels_both = [_Kernel(getattr(module, f"{block}_both"), repr(key.label))
+                    for key, (module, _) in zip(plan.formulas, modules)]
+    runner = _Kernel(getattr(cpu_tasks, kernel_layout), "the task runner")
+    runner_both = _Kernel(getattr(cpu_tasks, f"{kernel_layout}_both"), "the task runner")
     if kernel_layout == "node_major":
-        dispatch: tuple[np.ndarray, ...] = (func_ids,)
+        dispatch: tuple[np.ndarray, ...] = ()
+        addresses, addresses_both = _Addresses(kernels, func_ids), _Addresses(kernels_both, func_ids)
 
         def n_tasks(z: np.ndarray) -> int:
-            return z.shape[0] * -(-z.shape[1] // module.BLOCK)
+            return z.shape[0] * -(-z.shape[1] // BLOCK)
     else:
-        dispatch = segments
+        start, stop, run_ids = runs
+        dispatch = (start, stop)
+        addresses, addresses_both = _Addresses(kernels, run_ids), _Addresses(kernels_both, run_ids)
 
         def n_tasks(z: np.ndarray) -> int:
-            return -(-z.shape[0] // module.ROWS) * len(dispatch[0])
+            return -(-z.shape[0] // ROWS) * len(start)
+
+    float32 = np.dtype(np.float32)
+    addresses(float32), runner(float32)  # now, so that failures surface in the constructor; the others at first use
 
     def run_forward(z, a, params, offsets):
-        _pool.run(kernel(z.dtype), n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch)
+        _pool.run(runner(z.dtype), n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch,
+                  addresses(z.dtype))
 
     def run_backward(z, err, delta, params, offsets):
-        _pool.run(kernel(z.dtype), n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch)
+        _pool.run(runner(z.dtype), n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch,
+                  addresses(z.dtype))
 
     def run_both(z, a, d, params, offsets):
-        _pool.run(kernel_both(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch)
+        _pool.run(runner_both(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch,
+                  addresses_both(z.dtype))
 
+    text = "\n\n".join(text for _, text in modules)
     if layout == kernel_layout:
         return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both), source=text)
 

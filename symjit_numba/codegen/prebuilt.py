@@ -18,12 +18,15 @@ import functools
 import json
 from pathlib import Path
 
+from .. import __version__
 from ..formulas.resolve import FormulaKey, LayerPlan
-from .source import PrintedFormula
+from .source import PrintedFormula, generate_source
 
-__all__ = ["printed_formulas", "build_table", "TABLE_FILE"]
+__all__ = ["printed_formulas", "formula_module_source", "named_module", "build_table", "TABLE_FILE"]
 
 TABLE_FILE = Path(__file__).with_name("prebuilt.json")
+#: The named formulas' numba modules (``codegen.source``), generated from the table.
+NAMED_KERNELS_DIR = Path(__file__).resolve().parent.parent / "named_kernels"
 _TARGETS = ("numba", "cuda")
 _BLOCKS = ("forward", "backward", "both")
 
@@ -60,6 +63,18 @@ def printed_formulas(plan: LayerPlan, target: str) -> list[PrintedFormula]:
     return printed
 
 
+def named_module(key: FormulaKey, mode: str) -> str | None:
+    """The name of the shipped numba module of a named formula (in ``symjit_numba.named_kernels``)."""
+    entry = _table().get(_entry_name(key, mode, "numba"))
+    return None if entry is None else entry.get("module")
+
+
+def formula_module_source(key: FormulaKey, mode: str) -> str:
+    """The numba module of one formula: all of an activation's task functions, or a loss's kernels."""
+    return generate_source(printed_formulas(LayerPlan(mode, (key,), (0,), ((),)), "numba"), mode, "numba",
+                           "node_major", __version__)
+
+
 def build_table() -> dict[str, dict]:
     """The table for the built-in named formulas, freshly derived and printed (needs SymPy)."""
     from ..formulas.registry import builtin_formulas
@@ -75,14 +90,37 @@ def build_table() -> dict[str, dict]:
             table[_entry_name(key, named.mode, target)] = {
                 "formula": printed.formula, "derivative": printed.derivative,
                 **{which: list(getattr(printed, which)) for which in _BLOCKS},
+                **({"module": named.name} if target == "numba" else {}),
             }
     return table
 
 
-def _write_table() -> None:
+def named_modules() -> dict[str, str]:
+    """File name -> text of each named formula's shipped numba module, generated from the table."""
+    from ..backends.cache import stamped
+    from ..formulas.registry import builtin_formulas
+
+    modules = {}
+    for named in builtin_formulas():
+        key = FormulaKey(named.formula, tuple(sorted(named.defaults)), named.name)
+        modules[f"{named.name}.py"] = stamped(formula_module_source(key, named.mode))
+    return modules
+
+
+def _write() -> None:
     TABLE_FILE.write_text(json.dumps(build_table(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {TABLE_FILE}")
+    _table.cache_clear()
+    from ..backends.cache import _codegen_fingerprint
+
+    _codegen_fingerprint.cache_clear()  # the table is one of the sources it covers
+    for old in NAMED_KERNELS_DIR.glob("*.py"):
+        if old.name != "__init__.py":
+            old.unlink()
+    for name, text in named_modules().items():
+        (NAMED_KERNELS_DIR / name).write_text(text, encoding="utf-8")
+    print(f"wrote {len(named_modules())} modules to {NAMED_KERNELS_DIR}")
 
 
 if __name__ == "__main__":
-    _write_table()
+    _write()

@@ -1,9 +1,11 @@
 """Emit the source text of a kernel module: readable Python for ``numba.njit`` or ``numba.cuda.jit``.
 
-The CPU module dispatches on the node's formula id *outside* the element loop, so each inner loop
-is one formula over contiguous elements, which LLVM can vectorise. Work is cut into tasks (a node's
-block of the batch), so a single node with a huge batch still gives every core work; the kernel
-runs a range of tasks and the CPU_JIT backend hands ranges to its threads.
+A CPU activation module holds *one* formula: functions that compute one task of a layer (a node's
+block of the batch, or a block of rows of a run of nodes), each a homogeneous loop over contiguous
+elements, which LLVM can vectorise. The formula-independent task runners of
+:mod:`symjit_numba.backends.cpu_tasks` call the right one for each task through its address, so
+a formula is compiled once and reused by every layer that uses it. A CPU loss module (one
+formula too) runs its own range of tasks.
 The CUDA module runs one thread per element (grid-stride) and switches on the formula id per
 element; neighbouring threads share a node, so a warp rarely diverges.
 Each module computes f, err * df (df for a loss), and f with df in one pass (the ``*_both`` /
@@ -21,9 +23,9 @@ from dataclasses import dataclass
 
 __all__ = ["PrintedFormula", "generate_source", "BLOCK", "ROWS"]
 
-#: Elements of one node handled by one parallel task (node-major layout and losses).
+#: Elements of one node handled by one task (node-major layout and losses).
 BLOCK = 8192
-#: Rows (samples) handled by one parallel task in the batch-major layout.
+#: Rows (samples) handled by one task in the batch-major layout.
 ROWS = 64
 
 
@@ -85,8 +87,11 @@ def _constant_reads(printed: PrintedFormula, base: str) -> list[str]:
 
 def _header(formulas: Sequence[PrintedFormula], target: str, layout: str, mode: str, version: str) -> _Lines:
     lines = _Lines()
-    lines(0, f'"""symjit_numba {version}: generated {target} kernels, mode={mode}, layout={layout}.',
-          "", "Formula ids:")
+    if target == "numba" and mode == "activation":
+        lines(0, f'"""symjit_numba {version}: generated numba kernels for one activation formula.', "")
+    else:
+        lines(0, f'"""symjit_numba {version}: generated {target} kernels, mode={mode}, layout={layout}.', "",
+              "Formula ids:")
     for fid, printed in enumerate(formulas):
         consts = ", ".join(printed.constants) or "no constants"
         lines(0, f"    {fid}: {printed.label}  ({consts})", f"        f  = {printed.formula}",
@@ -98,20 +103,16 @@ def _header(formulas: Sequence[PrintedFormula], target: str, layout: str, mode: 
 _CPU_PREAMBLE = (
     "from numba import njit", "", "from symjit_numba.mathlib import scalar_special as ss",
     "from symjit_numba.mathlib import vector_math as vm", "",
-    f"BLOCK = {BLOCK}", f"ROWS = {ROWS}", "",
-    "# Serial, GIL-free kernels over a range of tasks: the CPU_JIT backend runs ranges on all cores.",
-    "# (numba's parallel=True would re-type and re-optimise these bodies, about 3x the compile time.)",
-    "JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True,",
-    "           no_cfunc_wrapper=True)",
+    "# Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.",
+    "JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True)",
 )
 
-#: The CPU kernels: name -> (array arguments, docstring, loops).  In the loops, ``{x}`` stands for
-#: the element slice of array x; a loop is (condition or None, which, stores).
+#: The CPU activation kernels of one formula: name -> (arguments, docstring, loops). In the loops,
+#: ``{x}`` stands for the element slice of array x; a loop is (condition or None, which, stores).
 _CPU_ACTIVATION_KERNELS = {
-    "activation": ("backward, z, err, out", "out = f(z), or err * df/dz if backward",
-                   (("backward", "backward", ["{out}[i] = {err}[i] * {}"]), (None, "forward", ["{out}[i] = {}"]))),
-    "activation_both": ("z, a, d", "a = f(z) and d = df/dz in one pass",
-                        ((None, "both", ["{a}[i] = {}", "{d}[i] = {}"]),)),
+    "": ("backward, z, err, out", "out = f(z), or err * df/dz if backward",
+         (("backward", "backward", ["{out}[i] = {err}[i] * {}"]), (None, "forward", ["{out}[i] = {}"]))),
+    "_both": ("z, a, d", "a = f(z) and d = df/dz in one pass", ((None, "both", ["{a}[i] = {}", "{d}[i] = {}"]),)),
 }
 _CPU_LOSS_KERNELS = {
     "loss": ("backward, pred, true, out", "out = L(pred, true), or dL/dpred if backward",
@@ -135,38 +136,25 @@ def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, loops, array
         _element(lines, inner + 1, printed, which, reads, [store.format("{}", **names) for store in stores])
 
 
-def _cpu_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: str) -> None:
+def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
     lines(0, *_CPU_PREAMBLE)
-    for name, (arguments, doc, loops) in _CPU_ACTIVATION_KERNELS.items():
+    for suffix, (arguments, doc, loops) in _CPU_ACTIVATION_KERNELS.items():
         arrays = [a for a in arguments.split(", ") if a != "backward"]
-        if layout == "node_major":
-            lines(0, "", "", "@JIT", f"def {name}(first, last, {arguments}, params, offsets, func_ids):",
-                  f'    """Tasks first..last-1, task = (node j, batch block): {doc}."""',
-                  "    T = z.dtype.type", "    nodes, b = z.shape", "    blocks = (b + BLOCK - 1) // BLOCK",
-                  "    for task in range(first, last):", "        j = task // blocks",
-                  "        lo = (task - j * blocks) * BLOCK", "        hi = lo + BLOCK if lo + BLOCK < b else b", "        p = offsets[j]",
-                  *(f"        {array}_s = {array}[j, lo:hi]" for array in arrays))
-            for fid, printed in enumerate(formulas):
-                lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
-                lines(3, *_constant_reads(printed, "p"))
-                _cpu_loops(lines, 3, printed, loops, arrays, ["num = z_s[i]"])
-        else:
-            lines(0, "", "", "@JIT",
-                  f"def {name}(first, last, {arguments}, params, offsets, seg_start, seg_stop, seg_fid):",
-                  '    """Tasks first..last-1, task = (block of ROWS rows, segment s of nodes seg_start[s]:seg_stop[s],',
-                  f'    which all use formula seg_fid[s]): {doc}."""',
-                  "    T = z.dtype.type", "    b, nodes = z.shape", "    nseg = seg_fid.size",
-                  "    for task in range(first, last):", "        r0 = (task // nseg) * ROWS",
-                  "        s = task - (task // nseg) * nseg", "        k0 = seg_start[s]", "        k1 = seg_stop[s]",
-                  "        r1 = r0 + ROWS if r0 + ROWS < b else b", "        offs = offsets[k0:k1]")
-            for fid, printed in enumerate(formulas):
-                lines(2, f"{'if' if fid == 0 else 'elif'} seg_fid[s] == {fid}:  # {printed.label}")
-                lines(3, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
-                _cpu_loops(lines, 4, printed, loops, arrays, ["num = z_s[i]", *_constant_reads(printed, "offs[i]")])
+        sliced = ", ".join(a if a == "backward" else f"{a}_s" for a in arguments.split(", "))
+        lines(0, "", "", "@JIT", f"def node_block{suffix}({sliced}, params, p):",
+              f'    """One node\'s block of the batch (node-major; constants at params[p:]): {doc}."""',
+              "    T = z_s.dtype.type", *(f"    {read}" for read in _constant_reads(printed, "p")))
+        _cpu_loops(lines, 1, printed, loops, arrays, ["num = z_s[i]"])
+        lines(0, "", "", "@JIT", f"def row_block{suffix}({arguments}, params, offsets, r0, r1, k0, k1):",
+              '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]):',
+              f'    {doc}."""',
+              "    T = z.dtype.type", "    offs = offsets[k0:k1]", "    for r in range(r0, r1):",
+              *(f"        {array}_s = {array}[r, k0:k1]" for array in arrays))
+        _cpu_loops(lines, 2, printed, loops, arrays, ["num = z_s[i]", *_constant_reads(printed, "offs[i]")])
 
 
 def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
-    lines(0, *_CPU_PREAMBLE)
+    lines(0, *_CPU_PREAMBLE, "", f"BLOCK = {BLOCK}")
     for name, (arguments, doc, loops) in _CPU_LOSS_KERNELS.items():
         arrays = [a for a in arguments.split(", ") if a != "backward"]
         lines(0, "", "", "@JIT", f"def {name}(first, last, {arguments}, params):",
@@ -231,17 +219,19 @@ def generate_source(formulas: Sequence[PrintedFormula], mode: str, target: str, 
     Parameters
     ----------
     formulas : sequence of PrintedFormula
-        The unique formulas of a layer (one for a loss), printed for ``target``.
+        The unique formulas of a layer, printed for ``target``; exactly one for a loss, and for a
+        numba activation module (which serves every layer that uses its formula).
     mode : {"activation", "loss"}
     target : {"numba", "cuda"}
     layout : {"node_major", "batch_major"}
-        Ignored for losses, which are element-wise over flat arrays.
+        For CUDA activations; numba activation modules hold both layouts' functions, and losses are
+        element-wise over flat arrays.
     version : str
         The library version, written into the header so a new version never reuses an old module.
     """
     lines = _header(formulas, target, layout, mode, version)
     if target == "numba":
-        _cpu_activation(lines, formulas, layout) if mode == "activation" else _cpu_loss(lines, formulas[0])
+        _cpu_activation(lines, formulas[0]) if mode == "activation" else _cpu_loss(lines, formulas[0])
     else:
         _cuda_activation(lines, formulas, layout) if mode == "activation" else _cuda_loss(lines, formulas[0])
     return lines.text()

@@ -1,0 +1,94 @@
+"""The CPU_JIT task runners: formula-independent numba functions that run a range of a layer's tasks.
+
+A task is one node's block of the batch (node-major) or a block of rows of a run of same-formula
+nodes (batch-major). Each task calls its formula's function from the formula's generated module
+(``node_block`` or ``row_block``, see :mod:`symjit_numba.codegen.source`) through the address of
+that function's C wrapper, given per node (or per run) in ``kernels``. So a layer needs no
+compilation of its own: these runners are compiled once per installation (numba's cache, next to
+the package) and every formula once, whichever layers use it.
+
+A call through an address is not type-checked: the backend passes addresses of functions compiled
+for exactly the argument types the runner passes (the same dtype, C-contiguous arrays).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ..codegen.source import BLOCK, ROWS
+
+__all__ = ["node_major", "node_major_both", "batch_major", "batch_major_both"]
+
+
+@intrinsic
+def _call(typingctx, address, arguments):
+    """Call the C wrapper of a numba function at ``address`` with the tuple ``arguments``.
+
+    A numba C wrapper takes each argument as its numba value type (arrays as their struct) and
+    returns the value type of the function's result (``None`` here).
+    """
+    def codegen(context, builder, signature, args):
+        function_type = ir.FunctionType(context.get_value_type(types.none),
+                                        [context.get_value_type(t) for t in signature.args[1]])
+        function = builder.inttoptr(args[0], function_type.as_pointer())
+        builder.call(function, cgutils.unpack_tuple(builder, args[1]))
+        return context.get_dummy_value()
+
+    return types.void(address, arguments), codegen
+
+
+JIT = njit(nogil=True, cache=True, error_model="numpy", no_rewrites=True, no_cfunc_wrapper=True)
+
+
+@JIT
+def node_major(first, last, backward, z, err, out, params, offsets, kernels):  # pragma: no cover - compiled
+    """Tasks first..last-1 of an (n, b) layer, task = (node j, block of BLOCK samples): node_block."""
+    nodes, b = z.shape
+    blocks = (b + BLOCK - 1) // BLOCK
+    for task in range(first, last):
+        j = task // blocks
+        lo = (task - j * blocks) * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < b else b
+        _call(kernels[j], (backward, z[j, lo:hi], err[j, lo:hi], out[j, lo:hi], params, offsets[j]))
+
+
+@JIT
+def node_major_both(first, last, z, a, d, params, offsets, kernels):  # pragma: no cover - compiled
+    """As :func:`node_major`, calling node_block_both (f and df in one pass)."""
+    nodes, b = z.shape
+    blocks = (b + BLOCK - 1) // BLOCK
+    for task in range(first, last):
+        j = task // blocks
+        lo = (task - j * blocks) * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < b else b
+        _call(kernels[j], (z[j, lo:hi], a[j, lo:hi], d[j, lo:hi], params, offsets[j]))
+
+
+@JIT
+def batch_major(first, last, backward, z, err, out, params, offsets, run_start, run_stop,
+                kernels):  # pragma: no cover - compiled
+    """Tasks first..last-1 of a (b, n) layer, task = (block of ROWS samples, run s of nodes
+    run_start[s]:run_stop[s], which all have the formula of kernels[s]): row_block."""
+    b, nodes = z.shape
+    runs = run_start.size
+    for task in range(first, last):
+        r0 = (task // runs) * ROWS
+        r1 = r0 + ROWS if r0 + ROWS < b else b
+        s = task - (task // runs) * runs
+        _call(kernels[s], (backward, z, err, out, params, offsets, r0, r1, run_start[s], run_stop[s]))
+
+
+@JIT
+def batch_major_both(first, last, z, a, d, params, offsets, run_start, run_stop,
+                     kernels):  # pragma: no cover - compiled
+    """As :func:`batch_major`, calling row_block_both (f and df in one pass)."""
+    b, nodes = z.shape
+    runs = run_start.size
+    for task in range(first, last):
+        r0 = (task // runs) * ROWS
+        r1 = r0 + ROWS if r0 + ROWS < b else b
+        s = task - (task // runs) * runs
+        _call(kernels[s], (z, a, d, params, offsets, r0, r1, run_start[s], run_stop[s]))

@@ -1,0 +1,78 @@
+"""symjit_numba 0.1.0: generated numba kernels, mode=loss, layout=node_major.
+
+Formula ids:
+    0: log_cosh  (no constants)
+        f  = Piecewise((log1p(2*sinh(y_pred/2 - y_true/2)**2), Abs(y_pred - y_true) < 1), (Abs(y_pred - y_true) + softplus(-2*Abs(y_pred - y_true)) - 0.693147180559945309417232121458, True))
+        f' = Piecewise((2*sinh(y_pred/2 - y_true/2)*cosh(y_pred/2 - y_true/2)/(2*sinh(y_pred/2 - y_true/2)**2 + 1), Abs(y_pred - y_true) < 1), (-2*sigmoid(-2*Abs(y_pred - y_true))*sign(y_pred - y_true) + sign(y_pred - y_true), True))
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from symjit_numba.mathlib import scalar_special as ss
+from symjit_numba.mathlib import vector_math as vm
+
+# Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
+JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True)
+
+BLOCK = 8192
+
+
+@JIT
+def loss(first, last, backward, pred, true, out, params):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    out = L(pred, true), or dL/dpred if backward."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        out_s = out[lo:hi]
+        if backward:
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                t0 = ((y_pred/T(2.0)) - (y_true/T(2.0)))
+                t1 = math.sinh(t0)
+                t2 = (y_pred - y_true)
+                t3 = abs(t2)
+                t4 = (T(1) if t2 > T(0) else (T(-1) if t2 < T(0) else t2))
+                out_s[i] = ((T(2.0)*t1*math.cosh(t0)/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - T(2.0)*t4*vm.sigmoid((-T(2.0)*t3))))
+        else:
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                t0 = abs((y_pred - y_true))
+                h0 = math.sinh(((y_pred/T(2.0)) - (y_true/T(2.0))))
+                out_s[i] = (vm.log1p(T(2.0)*(h0*h0)) if t0 < T(1.0) else (t0 + vm.softplus((-T(2.0)*t0)) - T(0.6931471805599453)))
+
+
+@JIT
+def loss_both(first, last, pred, true, res, grad, params):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    res = L(pred, true) and grad = dL/dpred in one pass."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        res_s = res[lo:hi]
+        grad_s = grad[lo:hi]
+        for i in range(pred_s.size):
+            y_pred = pred_s[i]
+            y_true = true_s[i]
+            t0 = ((y_pred/T(2.0)) - (y_true/T(2.0)))
+            t1 = math.sinh(t0)
+            t2 = T(2.0)*(t1*t1)
+            t3 = (y_pred - y_true)
+            t4 = abs(t3)
+            t5 = t4 < T(1.0)
+            t6 = (-T(2.0)*t4)
+            t7 = (T(1) if t3 > T(0) else (T(-1) if t3 < T(0) else t3))
+            res_s[i] = (vm.log1p(t2) if t5 else (t4 + vm.softplus(t6) - T(0.6931471805599453)))
+            grad_s[i] = ((T(2.0)*t1*math.cosh(t0)/(T(1.0) + t2)) if t5 else (t7 - T(2.0)*t7*vm.sigmoid(t6)))
+
+# codegen fingerprint: 58dddc0f34cee562

@@ -1,0 +1,65 @@
+"""symjit_numba 0.1.0: generated numba kernels, mode=loss, layout=node_major.
+
+Formula ids:
+    0: mae  (no constants)
+        f  = Abs(y_pred - y_true)
+        f' = sign(y_pred - y_true)
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from symjit_numba.mathlib import scalar_special as ss
+from symjit_numba.mathlib import vector_math as vm
+
+# Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
+JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True)
+
+BLOCK = 8192
+
+
+@JIT
+def loss(first, last, backward, pred, true, out, params):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    out = L(pred, true), or dL/dpred if backward."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        out_s = out[lo:hi]
+        if backward:
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                h0 = (y_pred - y_true)
+                out_s[i] = (T(1) if h0 > T(0) else (T(-1) if h0 < T(0) else h0))
+        else:
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                out_s[i] = abs((y_pred - y_true))
+
+
+@JIT
+def loss_both(first, last, pred, true, res, grad, params):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    res = L(pred, true) and grad = dL/dpred in one pass."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        res_s = res[lo:hi]
+        grad_s = grad[lo:hi]
+        for i in range(pred_s.size):
+            y_pred = pred_s[i]
+            y_true = true_s[i]
+            t0 = (y_pred - y_true)
+            res_s[i] = abs(t0)
+            grad_s[i] = (T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0))
+
+# codegen fingerprint: 58dddc0f34cee562
