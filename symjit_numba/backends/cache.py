@@ -1,8 +1,11 @@
 """Generated kernel modules on disk, so a warm process needs neither SymPy nor numba's compiler.
 
+(The named formulas' CPU_JIT modules ship with the package instead: :func:`load_named_module`.)
+
 Layout of ``settings.cache_dir``::
 
-    v<version>/plans/<plan digest>.json    which module a layer's unique formulas compile to
+    v<version>/plans/<plan digest>.json    which module a plan compiles to (CPU_JIT: one formula;
+                                           GPU_CUDA: a layer's unique formulas)
     v<version>/kernels/k_<digest>.py       the generated module (digest = hash of its text, which ends
                                            with the fingerprint of the code-generation sources)
     v<version>/kernels/__pycache__/        numba's own cache (``cache=True``) of compiled kernels

@@ -1,6 +1,13 @@
-"""CPU_JIT: the generated kernel module compiled with ``numba.njit``, run on every core.
+"""CPU_JIT: generated kernel modules compiled with ``numba.njit``, run on every core.
 
 No system C compiler is involved: numba compiles through the LLVM that ships in llvmlite's wheel.
+
+Compilation. Each formula has its own module (:mod:`symjit_numba.codegen.source`), compiled per
+dtype at first use and shared by every layer that uses the formula; the named formulas' modules
+ship with the package, so numba compiles them once per installation. A layer compiles nothing of
+its own: it is a table of the addresses of its nodes' formula functions, which the fixed task
+runners of :mod:`.cpu_tasks` call. W1 (8 named formulas) thus builds in about 0.15 s instead of
+the 2.1 s that one generated kernel with all eight formulas took to compile in each new cache.
 
 Parallelism. The kernels are serial ``nogil`` functions over a range of tasks (a task is one node's
 block of the batch, or a block of a loss's elements); :class:`TaskPool` splits the task range over

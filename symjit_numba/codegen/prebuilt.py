@@ -4,12 +4,15 @@ Importing SymPy and deriving a layer's formulas costs about 0.65 s on a cold sta
 import is 0.45 s). The named formulas (``relu``, ``gelu``, ``mse``...) are the same for everyone,
 so their printed forms ship with the package in ``prebuilt.json``; a formula found there goes
 straight to the kernel source, any other formula is parsed, differentiated and printed as usual.
+Their CPU_JIT modules ship too, in ``symjit_numba/named_kernels``: numba compiles each once per
+installation and keeps it in its cache, so a layer of named formulas compiles nothing.
 
-The table is generated from the registry and the printer, never edited by hand::
+The table and the modules are generated from the registry, the printer and the code generators,
+never edited by hand::
 
     python -m symjit_numba.codegen.prebuilt
 
-and a test fails when it no longer matches what the printer produces.
+and tests fail when they no longer match what the generators produce.
 """
 
 from __future__ import annotations
