@@ -7,14 +7,15 @@ comparable across processes on Linux) after each step; the parent stamps just be
 
 Scenarios:
 
-* CPU_JIT cold  -- ``SYMJIT_NUMBA_CACHE_DIR`` is a new empty folder: the kernel module is written
-                   from the named formulas' printed forms, numba compiles it, both go to the cache;
+* CPU_JIT cold  -- ``SYMJIT_NUMBA_CACHE_DIR`` is a new empty folder: the named formulas' modules
+                   ship with the package, and numba's cache next to the package holds their
+                   compiled code (compiled at their first use on this installation);
 * CPU_JIT cold, W1 as formula strings -- as cold, but each kind written as ``"1*(<its formula>)"``:
-                   the same kernel, but SymPy parses, differentiates and prints it (named formulas
-                   come printed with the package);
+                   the same kernels, but SymPy parses, differentiates and prints each formula into
+                   its own module in the cache folder, and numba compiles it;
 * CPU_JIT first use after install -- as cold, and ``NUMBA_CACHE_DIR`` is a new empty folder too, so
-                   the math library (``vector_math``, otherwise compiled once per installation and
-                   kept in numba's cache) is compiled as well;
+                   everything compiled once per installation (the math library ``vector_math``,
+                   the task runners, the named formulas' modules) is compiled as well;
 * CPU_JIT warm  -- the same folder, filled by a previous run: the generated module and numba's
                    compiled code are loaded from disk;
 * CPU_PYTHON    -- sympy.lambdify, nothing cached (for reference);

@@ -222,7 +222,7 @@ def test_source_is_readable_and_names_each_formula():
     text = layer.source()
     compile(text, "<kernel>", "exec")  # valid Python
     for name, _ in W1:
-        assert re.search(rf"^    0: {name}  \(", text, re.MULTILINE), name
+        assert re.search(rf"^    {name}  \(", text, re.MULTILINE), name
     assert text.count("def node_block(") == len(W1) and "nogil=True" in text
     assert "for i in range(z_s.size)" in text  # one homogeneous inner loop per formula
 
@@ -254,6 +254,29 @@ def test_read_only_inputs_give_the_same_results(layout):
     for array in (z, err, params):
         array.flags.writeable = False
     np.testing.assert_array_equal(run_activation(layer, z, err, params), expected)
+
+
+def test_task_runners_compile_without_a_writable_cache(monkeypatch):
+    """Where numba finds no writable cache location it raises at decoration: compile per process instead."""
+    from symjit_numba.backends import cpu_tasks
+
+    real_njit = cpu_tasks.njit
+
+    def njit_without_cache_location(**options):
+        if options.get("cache"):
+            def decorate(function):
+                raise RuntimeError("cannot cache function 'double': no locator available for file")
+            return decorate
+        return real_njit(**options)
+
+    monkeypatch.setattr(cpu_tasks, "njit", njit_without_cache_location)
+
+    def double(x):
+        return 2 * x
+
+    compiled = cpu_tasks._jit(double)
+    assert compiled(21) == 42
+    assert type(compiled._cache).__name__ == "NullCache"
 
 
 def test_nan_and_inf_follow_numpy():

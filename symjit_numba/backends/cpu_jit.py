@@ -49,7 +49,6 @@ SERIAL_BELOW = 32_768
 #: transposed to node-major, computed there, and transposed back: a run of one node (formulas
 #: interleaved) cannot fill a vector, while a transpose costs about two copies.
 SHORT_RUNS = 8
-TILE = 64
 
 
 class TaskPool:
@@ -98,25 +97,12 @@ def _segments(func_ids: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarra
     return start, stop, func_ids[start].copy()
 
 
-@numba.njit(nogil=True, cache=True)
-def _transpose_tiles(first, last, source, target):  # pragma: no cover - compiled
-    """target = source.T for tiles first..last-1 of TILE x TILE elements (rows of tiles first)."""
-    rows, cols = source.shape
-    tile_cols = (cols + TILE - 1) // TILE
-    for tile in range(first, last):
-        r0 = (tile // tile_cols) * TILE
-        c0 = (tile - (tile // tile_cols) * tile_cols) * TILE
-        for c in range(c0, min(c0 + TILE, cols)):  # write along target's rows, read down a tile
-            for r in range(r0, min(r0 + TILE, rows)):
-                target[c, r] = source[r, c]
-
-
 def _transposed(source: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
     """``source.T`` as a C-contiguous array (into ``target`` if given), on the task pool."""
     if target is None:
         target = np.empty(source.shape[::-1], dtype=source.dtype)
     rows, cols = source.shape
-    tiles = -(-rows // TILE) * -(-cols // TILE)
+    tiles = -(-rows // cpu_tasks.TILE) * -(-cols // cpu_tasks.TILE)
     _pool.run(_transpose(source.dtype), tiles, source.size, source, target)
     return target
 
@@ -138,7 +124,7 @@ _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     # a loss module: first, last, (backward,) y_pred, y_true, outputs, params
     "loss": lambda t: (_I, _I, _B) + (t[::1],) * 4,
     "loss_both": lambda t: (_I, _I) + (t[::1],) * 5,
-    "_transpose_tiles": lambda t: (_I, _I, t[:, ::1], t[:, ::1]),
+    "transpose_tiles": lambda t: (_I, _I, t[:, ::1], t[:, ::1]),
 }
 
 
@@ -189,7 +175,7 @@ class _Addresses:
         return table
 
 
-_transpose = _Kernel(_transpose_tiles, "a transpose")
+_transpose = _Kernel(cpu_tasks.transpose_tiles, "a transpose")
 
 
 def _formula_module(key: FormulaKey, mode: str) -> tuple[ModuleType, str]:

@@ -7,6 +7,8 @@ that function's C wrapper, given per node (or per run) in ``kernels``. So a laye
 compilation of its own: these runners are compiled once per installation (numba's cache, next to
 the package) and every formula once, whichever layers use it.
 
+Also here: the tiled transpose that the batch-major layout uses when it computes node-major.
+
 A call through an address is not type-checked: the backend passes addresses of functions compiled
 for exactly the argument types the runner passes (the same dtype, C-contiguous arrays).
 """
@@ -20,7 +22,10 @@ from numba.extending import intrinsic
 
 from ..codegen.source import BLOCK, ROWS
 
-__all__ = ["node_major", "node_major_both", "batch_major", "batch_major_both"]
+__all__ = ["node_major", "node_major_both", "batch_major", "batch_major_both", "transpose_tiles", "TILE"]
+
+#: Side of the square tiles of :func:`transpose_tiles`.
+TILE = 64
 
 
 @intrinsic
@@ -40,10 +45,17 @@ def _call(typingctx, address, arguments):
     return types.void(address, arguments), codegen
 
 
-JIT = njit(nogil=True, cache=True, error_model="numpy", no_rewrites=True, no_cfunc_wrapper=True)
+def _jit(function):
+    """``njit``, cached by numba next to the package (so compiled once per installation), or in
+    each process where numba finds no writable cache location (it raises at decoration then)."""
+    options = {"nogil": True, "error_model": "numpy", "no_rewrites": True, "no_cfunc_wrapper": True}
+    try:
+        return njit(cache=True, **options)(function)
+    except RuntimeError:
+        return njit(**options)(function)
 
 
-@JIT
+@_jit
 def node_major(first, last, backward, z, err, out, params, offsets, kernels):  # pragma: no cover - compiled
     """Tasks first..last-1 of an (n, b) layer, task = (node j, block of BLOCK samples): node_block."""
     nodes, b = z.shape
@@ -55,7 +67,7 @@ def node_major(first, last, backward, z, err, out, params, offsets, kernels):  #
         _call(kernels[j], (backward, z[j, lo:hi], err[j, lo:hi], out[j, lo:hi], params, offsets[j]))
 
 
-@JIT
+@_jit
 def node_major_both(first, last, z, a, d, params, offsets, kernels):  # pragma: no cover - compiled
     """As :func:`node_major`, calling node_block_both (f and df in one pass)."""
     nodes, b = z.shape
@@ -67,7 +79,7 @@ def node_major_both(first, last, z, a, d, params, offsets, kernels):  # pragma: 
         _call(kernels[j], (z[j, lo:hi], a[j, lo:hi], d[j, lo:hi], params, offsets[j]))
 
 
-@JIT
+@_jit
 def batch_major(first, last, backward, z, err, out, params, offsets, run_start, run_stop,
                 kernels):  # pragma: no cover - compiled
     """Tasks first..last-1 of a (b, n) layer, task = (block of ROWS samples, run s of nodes
@@ -81,7 +93,7 @@ def batch_major(first, last, backward, z, err, out, params, offsets, run_start, 
         _call(kernels[s], (backward, z, err, out, params, offsets, r0, r1, run_start[s], run_stop[s]))
 
 
-@JIT
+@_jit
 def batch_major_both(first, last, z, a, d, params, offsets, run_start, run_stop,
                      kernels):  # pragma: no cover - compiled
     """As :func:`batch_major`, calling row_block_both (f and df in one pass)."""
@@ -92,3 +104,16 @@ def batch_major_both(first, last, z, a, d, params, offsets, run_start, run_stop,
         r1 = r0 + ROWS if r0 + ROWS < b else b
         s = task - (task // runs) * runs
         _call(kernels[s], (z, a, d, params, offsets, r0, r1, run_start[s], run_stop[s]))
+
+
+@_jit
+def transpose_tiles(first, last, source, target):  # pragma: no cover - compiled
+    """target = source.T for tiles first..last-1 of TILE x TILE elements (rows of tiles first)."""
+    rows, cols = source.shape
+    tile_cols = (cols + TILE - 1) // TILE
+    for tile in range(first, last):
+        r0 = (tile // tile_cols) * TILE
+        c0 = (tile - (tile // tile_cols) * tile_cols) * TILE
+        for c in range(c0, min(c0 + TILE, cols)):  # write along target's rows, read down a tile
+            for r in range(r0, min(r0 + TILE, rows)):
+                target[c, r] = source[r, c]

@@ -94,8 +94,8 @@ def _header(formulas: Sequence[PrintedFormula], target: str, layout: str, mode: 
               "Formula ids:")
     for fid, printed in enumerate(formulas):
         consts = ", ".join(printed.constants) or "no constants"
-        lines(0, f"    {fid}: {printed.label}  ({consts})", f"        f  = {printed.formula}",
-              f"        f' = {printed.derivative}")
+        name = printed.label if target == "numba" and mode == "activation" else f"{fid}: {printed.label}"
+        lines(0, f"    {name}  ({consts})", f"        f  = {printed.formula}", f"        f' = {printed.derivative}")
     lines(0, '"""', "import math", "", "import numpy as np")
     return lines
 
@@ -148,7 +148,8 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
         lines(0, "", "", "@JIT", f"def row_block{suffix}({arguments}, params, offsets, r0, r1, k0, k1):",
               '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]):',
               f'    {doc}."""',
-              "    T = z.dtype.type", "    offs = offsets[k0:k1]", "    for r in range(r0, r1):",
+              "    T = z.dtype.type", *(["    offs = offsets[k0:k1]"] if printed.constants else []),
+              "    for r in range(r0, r1):",
               *(f"        {array}_s = {array}[r, k0:k1]" for array in arrays))
         _cpu_loops(lines, 2, printed, loops, arrays, ["num = z_s[i]", *_constant_reads(printed, "offs[i]")])
 

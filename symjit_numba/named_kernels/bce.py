@@ -61,4 +61,4 @@ def loss_both(first, last, pred, true, res, grad, params):
             res_s[i] = ((-t0*vm.log1p((-y_pred))) - y_true*vm.log(y_pred))
             grad_s[i] = ((t0/(T(1.0) - y_pred)) - (y_true/y_pred))
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

@@ -60,4 +60,4 @@ def loss_both(first, last, pred, true, res, grad, params):
             res_s[i] = (vm.softplus(y_pred) - y_pred*y_true)
             grad_s[i] = (vm.sigmoid(y_pred) - y_true)
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

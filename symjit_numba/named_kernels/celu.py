@@ -1,6 +1,6 @@
 """symjit_numba 0.1.0: generated numba kernels for one activation formula.
 
-    0: celu  (alpha)
+    celu  (alpha)
         f  = Piecewise((alpha*expm1(num/alpha), num <= 0), (num, True))
         f' = Piecewise((exp(num/alpha), num <= 0), (1, True))
 """
@@ -84,4 +84,4 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             a_s[i] = (c_alpha*vm.expm1(t0) if t1 else num)
             d_s[i] = (vm.exp(t0) if t1 else T(1.0))
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

@@ -1,6 +1,6 @@
 """symjit_numba 0.1.0: generated numba kernels for one activation formula.
 
-    0: hardswish  (no constants)
+    hardswish  (no constants)
         f  = Piecewise((0, num <= -3), (num, num >= 3), (num*(num + 3)/6, True))
         f' = Piecewise((0, num <= -3), (1, num >= 3), (num/3 + 1/2, True))
 """
@@ -35,7 +35,6 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     out = f(z), or err * df/dz if backward."""
     T = z.dtype.type
-    offs = offsets[k0:k1]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -67,7 +66,6 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     a = f(z) and d = df/dz in one pass."""
     T = z.dtype.type
-    offs = offsets[k0:k1]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         a_s = a[r, k0:k1]
@@ -79,4 +77,4 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             a_s[i] = (T(0.0) if t0 else (num if t1 else (num*(T(3.0) + num)/T(6.0))))
             d_s[i] = (T(0.0) if t0 else (T(1.0) if t1 else (T(0.5) + (num/T(3.0)))))
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

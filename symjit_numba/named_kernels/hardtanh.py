@@ -1,6 +1,6 @@
 """symjit_numba 0.1.0: generated numba kernels for one activation formula.
 
-    0: hardtanh  (max_val, min_val)
+    hardtanh  (max_val, min_val)
         f  = Piecewise((min_val, min_val >= num), (max_val, max_val <= num), (num, True))
         f' = Piecewise((0, (min_val >= num) | (max_val <= num)), (1, True))
 """
@@ -89,4 +89,4 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             a_s[i] = (c_min_val if t0 else (c_max_val if t1 else num))
             d_s[i] = (T(0.0) if (t0 or t1) else T(1.0))
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

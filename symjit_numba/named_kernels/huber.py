@@ -68,4 +68,4 @@ def loss_both(first, last, pred, true, res, grad, params):
             res_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if t2 else ((t0*t0)/T(2.0)))
             grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

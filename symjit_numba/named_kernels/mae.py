@@ -62,4 +62,4 @@ def loss_both(first, last, pred, true, res, grad, params):
             res_s[i] = abs(t0)
             grad_s[i] = (T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0))
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

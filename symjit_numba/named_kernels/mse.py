@@ -62,4 +62,4 @@ def loss_both(first, last, pred, true, res, grad, params):
             res_s[i] = (h0*h0)
             grad_s[i] = (T(2.0)*y_pred - T(2.0)*y_true)
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

@@ -1,6 +1,6 @@
 """symjit_numba 0.1.0: generated numba kernels for one activation formula.
 
-    0: selu  (alpha, scale)
+    selu  (alpha, scale)
         f  = scale*Piecewise((alpha*expm1(num), num <= 0), (num, True))
         f' = scale*Piecewise((alpha*exp(num), num <= 0), (1, True))
 """
@@ -87,4 +87,4 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             a_s[i] = c_scale*(c_alpha*vm.expm1(num) if t0 else num)
             d_s[i] = c_scale*(c_alpha*vm.exp(num) if t0 else T(1.0))
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

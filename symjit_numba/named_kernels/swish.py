@@ -1,6 +1,6 @@
 """symjit_numba 0.1.0: generated numba kernels for one activation formula.
 
-    0: swish  (beta)
+    swish  (beta)
         f  = num*sigmoid(beta*num)
         f' = beta*num*(1 - sigmoid(beta*num))*sigmoid(beta*num) + sigmoid(beta*num)
 """
@@ -88,4 +88,4 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             a_s[i] = t1*num
             d_s[i] = (t1 + t0*t1*(T(1.0) - t1))
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0

@@ -1,6 +1,6 @@
 """symjit_numba 0.1.0: generated numba kernels for one activation formula.
 
-    0: tanhshrink  (no constants)
+    tanhshrink  (no constants)
         f  = num - tanh(num)
         f' = tanh(num)**2
 """
@@ -36,7 +36,6 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     out = f(z), or err * df/dz if backward."""
     T = z.dtype.type
-    offs = offsets[k0:k1]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -68,7 +67,6 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     a = f(z) and d = df/dz in one pass."""
     T = z.dtype.type
-    offs = offsets[k0:k1]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         a_s = a[r, k0:k1]
@@ -79,4 +77,4 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             a_s[i] = (num - t0)
             d_s[i] = (t0*t0)
 
-# codegen fingerprint: 58dddc0f34cee562
+# codegen fingerprint: 5fcc0d61985023d0
