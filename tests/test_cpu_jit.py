@@ -256,6 +256,21 @@ def test_read_only_inputs_give_the_same_results(layout):
     np.testing.assert_array_equal(run_activation(layer, z, err, params), expected)
 
 
+def test_a_formula_function_without_a_c_wrapper_is_refused():
+    """The task runners call formula functions through their C wrappers: a null address must never be called."""
+    import numba
+
+    from symjit_numba.backends.cpu_jit import _Kernel
+
+    def node_block(backward, z_s, err_s, out_s, params, p):
+        out_s[:] = z_s
+
+    kernel = _Kernel(numba.njit(no_cfunc_wrapper=True)(node_block), "a test function")
+    with pytest.raises(JITCompilationError, match="without a C wrapper"):
+        kernel.address(np.dtype(np.float32))
+    assert _Kernel(numba.njit(node_block), "a test function").address(np.dtype(np.float32)) != 0
+
+
 def test_task_runners_compile_without_a_writable_cache(monkeypatch):
     """Where numba finds no writable cache location it raises at decoration: compile per process instead."""
     from symjit_numba.backends import cpu_tasks

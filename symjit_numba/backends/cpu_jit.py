@@ -156,7 +156,10 @@ class _Kernel:
     def address(self, dtype: np.dtype) -> int:
         """Where the C wrapper of the ``dtype`` version is: what the task runners call."""
         result = self(dtype).overloads[self._arguments(numba.from_dtype(dtype))]
-        return result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
+        address = result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
+        if not address:  # never call through a null pointer: e.g. a numba that stopped making C wrappers
+            raise JITCompilationError(f"numba compiled {self._what} for {dtype} without a C wrapper to call")
+        return address
 
 
 class _Addresses:
