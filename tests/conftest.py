@@ -74,3 +74,14 @@ def method(request):
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request):
     return np.dtype(request.param)
+
+
+def without_cache_location(njit):
+    """A stand-in for ``numba.njit`` that fails as numba does where it finds no writable cache location."""
+    def njit_without_cache_location(**options):
+        if options.get("cache"):
+            def decorate(function):
+                raise RuntimeError(f"cannot cache function {function.__name__!r}: no locator available for file")
+            return decorate
+        return njit(**options)
+    return njit_without_cache_location

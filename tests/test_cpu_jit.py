@@ -20,7 +20,7 @@ import pytest
 from symjit_numba import JITCompilationError, PerformanceWarning, SymbolicJITCompiler, settings
 from symjit_numba.functions import FUNCTIONS_BY_NAME
 
-from .conftest import build, run_activation
+from .conftest import build, run_activation, without_cache_location
 
 W1 = [("relu", {}), ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("swish", {"beta": 1.5}),
       ("leaky_relu", {"alpha": 0.01}), ("softplus", {}), ("mish", {})]
@@ -275,16 +275,7 @@ def test_task_runners_compile_without_a_writable_cache(monkeypatch):
     """Where numba finds no writable cache location it raises at decoration: compile per process instead."""
     from symjit_numba.backends import cpu_tasks
 
-    real_njit = cpu_tasks.njit
-
-    def njit_without_cache_location(**options):
-        if options.get("cache"):
-            def decorate(function):
-                raise RuntimeError("cannot cache function 'double': no locator available for file")
-            return decorate
-        return real_njit(**options)
-
-    monkeypatch.setattr(cpu_tasks, "njit", njit_without_cache_location)
+    monkeypatch.setattr(cpu_tasks, "njit", without_cache_location(cpu_tasks.njit))
 
     def double(x):
         return 2 * x

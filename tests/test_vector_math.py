@@ -18,6 +18,8 @@ from numba import njit, types
 
 from symjit_numba.mathlib import vector_math as vm
 
+from .conftest import without_cache_location
+
 FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc"]
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-6, np.float64: 1e-14}
@@ -308,16 +310,7 @@ def test_loop_vectorises(name, dtype):
 
 def test_compiles_without_a_writable_cache(monkeypatch):
     """Where numba finds no writable cache location it raises at decoration: compile per process instead."""
-    real_njit = vm.njit
-
-    def njit_without_cache_location(**options):
-        if options.get("cache"):
-            def decorate(function):
-                raise RuntimeError("cannot cache function 'square': no locator available for file")
-            return decorate
-        return real_njit(**options)
-
-    monkeypatch.setattr(vm, "njit", njit_without_cache_location)
+    monkeypatch.setattr(vm, "njit", without_cache_location(vm.njit))
 
     def square(x):
         return x * x

@@ -56,26 +56,34 @@ def _jit(function):
 
 
 @_jit
+def _node_task(task, b):  # pragma: no cover - compiled
+    """Node j and its elements lo..hi-1 for a task of an (n, b) layer."""
+    blocks = (b + BLOCK - 1) // BLOCK
+    j = task // blocks
+    lo = (task - j * blocks) * BLOCK
+    return j, lo, lo + BLOCK if lo + BLOCK < b else b
+
+
+@_jit
+def _row_task(task, runs, b):  # pragma: no cover - compiled
+    """Run s of nodes and its rows r0..r1-1 for a task of a (b, n) layer with ``runs`` runs."""
+    r0 = (task // runs) * ROWS
+    return task - (task // runs) * runs, r0, r0 + ROWS if r0 + ROWS < b else b
+
+
+@_jit
 def node_major(first, last, backward, z, err, out, params, offsets, kernels):  # pragma: no cover - compiled
     """Tasks first..last-1 of an (n, b) layer, task = (node j, block of BLOCK samples): node_block."""
-    nodes, b = z.shape
-    blocks = (b + BLOCK - 1) // BLOCK
     for task in range(first, last):
-        j = task // blocks
-        lo = (task - j * blocks) * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < b else b
+        j, lo, hi = _node_task(task, z.shape[1])
         _call(kernels[j], (backward, z[j, lo:hi], err[j, lo:hi], out[j, lo:hi], params, offsets[j]))
 
 
 @_jit
 def node_major_both(first, last, z, a, d, params, offsets, kernels):  # pragma: no cover - compiled
     """As :func:`node_major`, calling node_block_both (f and df in one pass)."""
-    nodes, b = z.shape
-    blocks = (b + BLOCK - 1) // BLOCK
     for task in range(first, last):
-        j = task // blocks
-        lo = (task - j * blocks) * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < b else b
+        j, lo, hi = _node_task(task, z.shape[1])
         _call(kernels[j], (z[j, lo:hi], a[j, lo:hi], d[j, lo:hi], params, offsets[j]))
 
 
@@ -84,12 +92,8 @@ def batch_major(first, last, backward, z, err, out, params, offsets, run_start, 
                 kernels):  # pragma: no cover - compiled
     """Tasks first..last-1 of a (b, n) layer, task = (block of ROWS samples, run s of nodes
     run_start[s]:run_stop[s], which all have the formula of kernels[s]): row_block."""
-    b, nodes = z.shape
-    runs = run_start.size
     for task in range(first, last):
-        r0 = (task // runs) * ROWS
-        r1 = r0 + ROWS if r0 + ROWS < b else b
-        s = task - (task // runs) * runs
+        s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
         _call(kernels[s], (backward, z, err, out, params, offsets, r0, r1, run_start[s], run_stop[s]))
 
 
@@ -97,12 +101,8 @@ def batch_major(first, last, backward, z, err, out, params, offsets, run_start, 
 def batch_major_both(first, last, z, a, d, params, offsets, run_start, run_stop,
                      kernels):  # pragma: no cover - compiled
     """As :func:`batch_major`, calling row_block_both (f and df in one pass)."""
-    b, nodes = z.shape
-    runs = run_start.size
     for task in range(first, last):
-        r0 = (task // runs) * ROWS
-        r1 = r0 + ROWS if r0 + ROWS < b else b
-        s = task - (task // runs) * runs
+        s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
         _call(kernels[s], (z, a, d, params, offsets, r0, r1, run_start[s], run_stop[s]))
 
 
