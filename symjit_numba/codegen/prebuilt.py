@@ -25,7 +25,8 @@ from .. import __version__
 from ..formulas.resolve import FormulaKey, LayerPlan
 from .source import PrintedFormula, generate_source
 
-__all__ = ["printed_formulas", "formula_module_source", "named_module", "build_table", "TABLE_FILE"]
+__all__ = ["printed_formulas", "formula_module_source", "named_module", "named_modules", "build_table",
+           "TABLE_FILE", "NAMED_KERNELS_DIR"]
 
 TABLE_FILE = Path(__file__).with_name("prebuilt.json")
 #: The named formulas' numba modules (``codegen.source``), generated from the table.
@@ -120,9 +121,10 @@ def _write() -> None:
     for old in NAMED_KERNELS_DIR.glob("*.py"):
         if old.name != "__init__.py":
             old.unlink()
-    for name, text in named_modules().items():
+    modules = named_modules()
+    for name, text in modules.items():
         (NAMED_KERNELS_DIR / name).write_text(text, encoding="utf-8")
-    print(f"wrote {len(named_modules())} modules to {NAMED_KERNELS_DIR}")
+    print(f"wrote {len(modules)} modules to {NAMED_KERNELS_DIR}")
 
 
 if __name__ == "__main__":
