@@ -6,7 +6,7 @@ Compilation. Each formula has its own module (:mod:`symjit_numba.codegen.source`
 dtype at first use and shared by every layer that uses the formula; the named formulas' modules
 ship with the package, so numba compiles them once per installation. A layer compiles nothing of
 its own: it is a table of the addresses of its nodes' formula functions, which the fixed task
-runners of :mod:`.cpu_tasks` call. W1 (8 named formulas) thus builds in about 0.15 s instead of
+runners of :mod:`.cpu_tasks` call. W1 (8 named formulas) thus builds in about 0.17 s instead of
 the 2.1 s that one generated kernel with all eight formulas took to compile in each new cache.
 
 Parallelism. The kernels are serial ``nogil`` functions over a range of tasks (a task is one node's
