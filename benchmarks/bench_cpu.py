@@ -181,49 +181,39 @@ def build_workloads(args, np, torch, seed, seed_note, threads):
                 tout_f, tout_b = torch.empty_like(tz), torch.empty_like(tz)
                 t_fwd, t_bwd = (lambda: g_fwd(tz, tout_f)), (lambda: g_bwd(tz, terr, tout_b))
         outs = {k: np.empty_like(z) for k in ("jit", "py", "seed", "copy")}
-        for direction in directions:
-            w = Workload(f"{label} {direction}" + ("" if layout == "node_major" else " (batch_major)"),
-                         z.size, z.nbytes * (2 if direction == "fwd" else 3))
-            if direction == "fwd":
-                w.functions["CPU_JIT"] = lambda: (jit.forward_kernel(z, outs["jit"], params, offsets, n, b), outs["jit"])[1]
-                w.functions["CPU_PYTHON"] = lambda: (py.forward_kernel(z, outs["py"], params, offsets, n, b), outs["py"])[1]
-                if sk is not None:
-                    w.functions["seed (g++)"] = lambda: (sk.forward(z, outs["seed"], params, offsets32), outs["seed"])[1]
-                if torch is not None:
-                    w.functions["torch"] = t_fwd
-            else:
-                w.functions["CPU_JIT"] = lambda: (jit.backward_kernel(z, err, outs["jit"], params, offsets, n, b), outs["jit"])[1]
-                w.functions["CPU_PYTHON"] = lambda: (py.backward_kernel(z, err, outs["py"], params, offsets, n, b), outs["py"])[1]
-                if sk is not None:
-                    w.functions["seed (g++)"] = lambda: (sk.backward(z, err, outs["seed"], params, offsets32), outs["seed"])[1]
-                if torch is not None:
-                    w.functions["torch"] = t_bwd
+        # Each contender's forward and backward call, returning its output (for the agreement check).
+        calls = {
+            "fwd": {"CPU_JIT": lambda: (jit.forward_kernel(z, outs["jit"], params, offsets, n, b), outs["jit"])[1],
+                    "CPU_PYTHON": lambda: (py.forward_kernel(z, outs["py"], params, offsets, n, b), outs["py"])[1]},
+            "bwd": {"CPU_JIT": lambda: (jit.backward_kernel(z, err, outs["jit"], params, offsets, n, b), outs["jit"])[1],
+                    "CPU_PYTHON": lambda: (py.backward_kernel(z, err, outs["py"], params, offsets, n, b),
+                                           outs["py"])[1]},
+        }
+        if sk is not None:
+            calls["fwd"]["seed (g++)"] = lambda: (sk.forward(z, outs["seed"], params, offsets32), outs["seed"])[1]
+            calls["bwd"]["seed (g++)"] = lambda: (sk.backward(z, err, outs["seed"], params, offsets32), outs["seed"])[1]
+        if torch is not None:
+            calls["fwd"]["torch"], calls["bwd"]["torch"] = t_fwd, t_bwd
+
+        def add(name, nbytes, functions):
+            w = Workload(name, z.size, nbytes)
+            w.functions.update(functions)
             w.functions["copy"] = lambda: np.copyto(outs["copy"], z)
             if sk is None:
                 w.missing["seed (g++)"] = seed_note or "node-major only"
             if torch is None:
                 w.missing["torch"] = "left out (--no-torch)" if args.no_torch else "not importable"
             workloads.append(w)
+
+        for direction in directions:
+            add(f"{label} {direction}" + ("" if layout == "node_major" else " (batch_major)"),
+                z.nbytes * (2 if direction == "fwd" else 3), calls[direction])
         if step:  # a training step's activation work: a = f(z), then delta = err * f'(z)
-            w = Workload(f"{label} fwd+bwd step", z.size, z.nbytes * 5)
             d = np.empty_like(z)
-            w.functions["CPU_JIT"] = lambda: (jit.forward_derivative_kernel(z, outs["jit"], d, params, offsets, n, b),
-                                              np.multiply(err, d, out=d))[1]
-            w.functions["CPU_PYTHON"] = lambda: (py.forward_kernel(z, outs["py"], params, offsets, n, b),
-                                                 py.backward_kernel(z, err, outs["py"], params, offsets, n, b),
-                                                 outs["py"])[2]
-            if sk is not None:
-                w.functions["seed (g++)"] = lambda: (sk.forward(z, outs["seed"], params, offsets32),
-                                                     sk.backward(z, err, outs["seed"], params, offsets32),
-                                                     outs["seed"])[2]
-            else:
-                w.missing["seed (g++)"] = seed_note or "node-major only"
-            if torch is not None:
-                w.functions["torch"] = lambda: (t_fwd(), t_bwd())[1]
-            else:
-                w.missing["torch"] = "left out (--no-torch)" if args.no_torch else "not importable"
-            w.functions["copy"] = lambda: np.copyto(outs["copy"], z)
-            workloads.append(w)
+            step_calls = {name: (lambda f=f, g=calls["bwd"][name]: (f(), g())[1]) for name, f in calls["fwd"].items()}
+            step_calls["CPU_JIT"] = lambda: (jit.forward_derivative_kernel(z, outs["jit"], d, params, offsets, n, b),
+                                             np.multiply(err, d, out=d))[1]
+            add(f"{label} fwd+bwd step", z.nbytes * 5, step_calls)
 
     activation("W1", w1_configs(nodes), (nodes, batch), step=True)
     activation("relu", [("relu", {})] * nodes, (nodes, batch))

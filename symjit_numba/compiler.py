@@ -57,7 +57,7 @@ class SymbolicJITCompiler:
         activation: ``forward_derivative_kernel(z, a, d, params, offset_list, n, b)`` sets
         ``a = f_j(z)`` and ``d = f_j'(z)``, so that ``delta = err * d``. loss:
         ``forward_derivative_kernel(y_pred, y_true, res, grad, params)`` sets ``res`` and ``grad``.
-        On CPU_JIT its kernel is compiled at its first call (and cached like the others).
+        On CPU_JIT its functions are compiled (or loaded from the cache) at its first call.
     calculation_method : str
         The backend actually in use.
     device_id : int

@@ -154,6 +154,9 @@ def test_every_builtin_has_a_reference_and_torch_defaults():
             assert registered[name].mode == mode
             assert dict(registered[name].defaults) == pytest.approx(defaults, rel=1e-16), name
 
+def _differing_keys(shipped: dict, fresh: dict) -> list:
+    """Keys in only one of the two, or with different values."""
+    return sorted(set(shipped) ^ set(fresh) | {k for k in set(shipped) & set(fresh) if shipped[k] != fresh[k]})
 
 
 def test_prebuilt_table_is_what_the_printer_prints():
@@ -162,7 +165,7 @@ def test_prebuilt_table_is_what_the_printer_prints():
 
     shipped = json.loads(prebuilt.TABLE_FILE.read_text(encoding="utf-8"))
     fresh = prebuilt.build_table()
-    stale = sorted(set(shipped) ^ set(fresh) | {k for k in set(shipped) & set(fresh) if shipped[k] != fresh[k]})
+    stale = _differing_keys(shipped, fresh)
     assert not stale, f"prebuilt.json is stale for {stale[:3]}...: run python -m symjit_numba.codegen.prebuilt"
     assert len(fresh) == 2 * (len(BUILTIN_ACTIVATIONS) + len(BUILTIN_LOSSES))
 
@@ -174,7 +177,7 @@ def test_shipped_named_modules_are_what_the_code_generators_produce():
     fresh = prebuilt.named_modules()
     shipped = {p.name: p.read_text(encoding="utf-8") for p in prebuilt.NAMED_KERNELS_DIR.glob("*.py")
                if p.name != "__init__.py"}
-    stale = sorted(set(shipped) ^ set(fresh) | {k for k in set(shipped) & set(fresh) if shipped[k] != fresh[k]})
+    stale = _differing_keys(shipped, fresh)
     assert not stale, f"named_kernels is stale for {stale[:3]}...: run python -m symjit_numba.codegen.prebuilt"
     assert len(fresh) == len(BUILTIN_ACTIVATIONS) + len(BUILTIN_LOSSES)
 

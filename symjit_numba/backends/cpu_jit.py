@@ -207,19 +207,18 @@ def _build_loss(plan: LayerPlan) -> Kernels:
     what = f"the loss {plan.formulas[0].label!r}"
     kernel, kernel_both = _Kernel(module.loss, what), _Kernel(module.loss_both, what)
     kernel(np.dtype(np.float32))  # now, so that failures surface in the constructor; the others at first use
-    block = module.BLOCK
 
     def run_loss(backward: bool) -> Callable[..., None]:
         def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
             size = out.size
-            _pool.run(kernel(out.dtype), -(-size // block), size, backward,
+            _pool.run(kernel(out.dtype), -(-size // BLOCK), size, backward,
                       y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params)
         return run
 
     def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
                       params: np.ndarray) -> None:
         size = res.size
-        _pool.run(kernel_both(res.dtype), -(-size // block), size,
+        _pool.run(kernel_both(res.dtype), -(-size // BLOCK), size,
                   y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params)
 
     return Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both), source=text)
@@ -234,10 +233,11 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     if plan.mode == "loss":
         return _build_loss(plan)
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
-    runs = _segments(func_ids, SEGMENT)
     kernel_layout = layout
-    if layout == "batch_major" and plan.n_nodes < SHORT_RUNS * len(runs[0]):
-        kernel_layout = "node_major"
+    if layout == "batch_major":
+        runs = _segments(func_ids, SEGMENT)
+        if plan.n_nodes < SHORT_RUNS * len(runs[0]):
+            kernel_layout = "node_major"
     modules = [_formula_module(key, "activation") for key in plan.formulas]
     block = "node_block" if kernel_layout == "node_major" else "row_block"
     kernels = [_Kernel(getattr(module, block), repr(key.label)) for key, (module, _) in zip(plan.formulas, modules)]
