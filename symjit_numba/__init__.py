@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 from .compiler import METHODS, SymbolicJITCompiler  # noqa: E402
 from .errors import (  # noqa: E402
     CompilationWarning,
+    ConfigurationError,
+    ConfigurationWarning,
     FormulaParsingError,
     InvalidDeviceIDError,
     JITCompilationError,
@@ -35,10 +37,12 @@ __all__ = [
     "available_formulas",
     "SymJITError",
     "FormulaParsingError",
+    "ConfigurationError",
     "JITCompilationError",
     "InvalidDeviceIDError",
     "KernelArgumentError",
     "CompilationWarning",
     "PerformanceWarning",
+    "ConfigurationWarning",
     "__version__",
 ]

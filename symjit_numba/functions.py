@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
-__all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "ALIASES", "sigmoid", "softplus", "ndtr", "sinc", "log1p", "expm1"]
+__all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "ALIASES", "sigmoid", "softplus", "ndtr", "sinc", "erfc",
+           "loggamma", "log1p", "expm1", "real_derivative"]
 
 
 class sigmoid(sp.Function):  # noqa: N801 - SymPy functions are lower-case, like sympy.exp
@@ -67,6 +68,64 @@ class softplus(sp.Function):  # noqa: N801
         return self.args[0].is_real
 
 
+class erfc(sp.erfc):  # noqa: N801
+    """SymPy's ``erfc`` without its rewrite of ``erfc(-x)`` as ``2 - erfc(x)``.
+
+    That identity is exact in SymPy and ruinous in floating point: ``2 - erfc(x)`` is exactly 2
+    (or 0, for ``erfc(-(-x))``) once ``erfc(x)`` is below half an ulp of 2, so ``erfc(-num)`` at
+    ``num = -10`` would be 0 instead of 2.09e-45. Every backend's ``erfc`` is accurate on the whole
+    real line, so the argument is kept as written. Only the special values are evaluated.
+    """
+
+    @classmethod
+    def eval(cls, arg: sp.Expr) -> sp.Expr | None:
+        if arg is sp.S.NaN:
+            return sp.S.NaN
+        if arg is sp.S.Infinity:
+            return sp.S.Zero
+        if arg is sp.S.NegativeInfinity:
+            return sp.Integer(2)
+        if arg.is_zero:
+            return sp.S.One
+        return None
+
+
+class loggamma(sp.Function):  # noqa: N801
+    """``log|Gamma(x)|``, the real log-gamma of C's ``lgamma`` (what every backend computes).
+
+    SymPy's ``loggamma`` is the complex principal branch, so SymPy calls ``loggamma(-0.5)``
+    complex (``1.2655 - 3.1416*I``) where the kernels compute ``lgamma(-0.5) = 1.2655``; as a
+    constant it was refused. This class is real wherever ``Gamma(x)`` is finite and non-zero, +inf
+    at the poles, and its derivative is ``digamma(x) = polygamma(0, x)`` on the whole real line
+    (``d/dx log|Gamma(x)| = Gamma'(x)/Gamma(x)`` on both signs of ``Gamma``).
+    """
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.polygamma(0, self.args[0])
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        import mpmath
+
+        x = self.args[0].evalf(prec)
+        if not x.is_Number:
+            return None
+        if x.is_Integer or (x.is_Float and float(x).is_integer()):
+            if x <= 0:
+                return sp.oo  # a pole of Gamma: lgamma is +inf there
+        with mpmath.workprec(prec):
+            value = mpmath.loggamma(mpmath.mpf(x._to_mpmath(prec)))
+            # mpmath's loggamma is the principal branch; its real part is log|Gamma(x)|.
+            return sp.Float._new(mpmath.re(value)._mpf_, prec)
+
+    def _eval_rewrite_as_gamma(self, arg: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.log(sp.Abs(sp.gamma(arg)))
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_extended_real
+
+
 class ndtr(sp.Function):  # noqa: N801
     """The standard normal CDF ``Phi(x) = erfc(-x/sqrt(2))/2``; its derivative is the normal density.
 
@@ -79,7 +138,7 @@ class ndtr(sp.Function):  # noqa: N801
         return sp.exp(-self.args[0] ** 2 / 2) / sp.sqrt(2 * sp.pi)
 
     def _eval_rewrite_as_erfc(self, arg: sp.Expr, **kwargs: object) -> sp.Expr:
-        return sp.erfc(-arg / sp.sqrt(2)) / 2
+        return erfc(-arg / sp.sqrt(2)) / 2  # this module's erfc: SymPy's would lose the lower tail
 
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return self.rewrite(sp.erfc)._eval_evalf(prec)
@@ -96,6 +155,39 @@ class sinc(sp.sinc):  # noqa: N801
         x = self.args[0]
         series = sum((-1) ** k * 2 * k * x ** (2 * k - 1) / sp.factorial(2 * k + 1) for k in range(1, 8))
         return sp.Piecewise((series, sp.Abs(x) < sp.Rational(1, 2)), (sp.cos(x) / x - sp.sin(x) / x**2, True))
+
+
+class _AbsOfReal(sp.Function):  # noqa: N801
+    """``Abs(u)`` while differentiating: ``d|u| = sign(u)*du`` for real ``u``."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.sign(self.args[0])
+
+
+class _SignOfReal(sp.Function):  # noqa: N801
+    """``sign(u)`` while differentiating: derivative 0 (SymPy's ``2*DiracDelta(u)`` counts as 0)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+
+def real_derivative(expr: sp.Expr, variable: sp.Symbol) -> sp.Expr:
+    """``d expr / d variable`` for real arguments, as the kernels compute it.
+
+    SymPy differentiates ``Abs(u)`` and ``sign(u)`` for complex ``u`` unless it can prove ``u``
+    real: ``Abs(num**a)`` or ``Abs(asin(num))`` get a derivative in ``re``/``im``, ``sign(log(num))``
+    an unevaluated ``Derivative``, none of which a kernel can compute. Every value a kernel sees is
+    real (where ``asin`` or ``log`` leave the real line, the result is NaN anyway), so ``Abs`` and
+    ``sign`` are differentiated as functions of a real argument: ``d|u| = sign(u)*du`` (0 at
+    ``u = 0``) and ``d sign(u) = 0``.
+    """
+    hidden = expr.replace(sp.Abs, _AbsOfReal).replace(sp.sign, _SignOfReal)
+    derivative = sp.diff(hidden, variable)
+    return derivative.replace(_AbsOfReal, sp.Abs).replace(_SignOfReal, sp.sign)
 
 
 @dataclass(frozen=True)
@@ -152,11 +244,11 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("acosh",    sp.acosh,     "numpy.arccosh",      "math.acosh",    "math.acosh"),
     MathFunction("atanh",    sp.atanh,     "numpy.arctanh",      "math.atanh",    "math.atanh"),
     MathFunction("erf",      sp.erf,       "special.erf",        "vm.erf",        "math.erf"),
-    MathFunction("erfc",     sp.erfc,      "special.erfc",       "vm.erfc",       "math.erfc"),
+    MathFunction("erfc",     erfc,         "special.erfc",       "vm.erfc",       "math.erfc"),
     MathFunction("ndtr",     ndtr,         "special.ndtr",       _NDTR_NUMBA,     _NDTR_CUDA),
     MathFunction("sinc",     sinc,         "numpy.sinc",         _SINC,           _SINC),
     MathFunction("gamma",    sp.gamma,     "special.gamma",      "math.gamma",    "math.gamma"),
-    MathFunction("loggamma", sp.loggamma,  "special.loggamma",   "math.lgamma",   "math.lgamma"),
+    MathFunction("loggamma", loggamma,     "special.loggamma",   "math.lgamma",   "math.lgamma"),
     MathFunction("digamma",  sp.polygamma, "special.polygamma",  "T(ss.digamma({0}))", "T(ss_digamma({0}))",
                  public=False),
     MathFunction("sigmoid",  sigmoid,      "special.sigmoid",    "vm.sigmoid",    _SIGMOID),

@@ -7,7 +7,7 @@ untouched after a refused call.
 import numpy as np
 import pytest
 
-from symjit_numba import KernelArgumentError, SymbolicJITCompiler
+from symjit_numba import ConfigurationError, KernelArgumentError, SymbolicJITCompiler
 
 from .conftest import build
 
@@ -120,9 +120,9 @@ def test_valid_call_after_refusals_still_works(layers, method):
 
 
 def test_constructor_refuses_bad_options():
-    with pytest.raises(ValueError, match="calculation_method"):
+    with pytest.raises(ConfigurationError, match="calculation_method"):
         SymbolicJITCompiler([("relu", {})], "GPU")
-    with pytest.raises(ValueError, match="layout"):
+    with pytest.raises(ConfigurationError, match="layout"):
         SymbolicJITCompiler([("relu", {})], "CPU_PYTHON", layout="column_major")
     with pytest.raises(ValueError, match="float32 or float64"):
         SymbolicJITCompiler([("relu", {})], "CPU_PYTHON").make_params(np.int32)
@@ -140,3 +140,199 @@ def test_forward_derivative_refuses_shared_outputs_and_bad_shapes(layers, losses
     params, _ = loss.make_params(np.float32)
     _refused(lambda: loss.forward_derivative_kernel(y, y, res, res, params), res, "res and grad overlap")
     _refused(lambda: loss.forward_derivative_kernel(y, y, res, grad.astype(np.float64), params), res, "grad=float64")
+
+
+# -- overlap between outputs and other arguments (issue 10, item 6) -------------------------------------------
+
+def _views(dtype=np.float32, shape=(3, 4), shift=1):
+    """Two views of one buffer, ``shift`` elements apart: the second starts inside the first."""
+    size = int(np.prod(shape))
+    buffer = np.linspace(-2, 2, size + shift).astype(dtype)
+    return buffer[:size].reshape(shape), buffer[shift:size + shift].reshape(shape)
+
+
+OVERLAPPING_CALLS = {
+    # name: (function of (layer, params, offsets) -> (kernel call, the output it must leave untouched), fragments)
+    "forward a = z shifted": (lambda L, p, o: (lambda a, z: (lambda: L.forward_kernel(z, a, p, o, 3, 4), a))(*_views()),
+                              ["output a partly overlaps input z", "pass z as a", "np.empty_like(z)"]),
+    "forward z = a shifted": (lambda L, p, o: (lambda z, a: (lambda: L.forward_kernel(z, a, p, o, 3, 4), a))(*_views()),
+                              ["output a partly overlaps input z"]),
+    "backward delta = err shifted": (
+        lambda L, p, o: (lambda d, e: (lambda: L.backward_kernel(_arrays()[0], e, d, p, o, 3, 4), d))(*_views()),
+        ["output delta partly overlaps input err"]),
+    "backward delta = z shifted": (
+        lambda L, p, o: (lambda d, z: (lambda: L.backward_kernel(z, np.ones_like(z), d, p, o, 3, 4), d))(*_views()),
+        ["output delta partly overlaps input z"]),
+    "fused d = z shifted": (
+        lambda L, p, o: (lambda d, z: (lambda: L.forward_derivative_kernel(z, _arrays()[1], d, p, o, 3, 4), d))(*_views()),
+        ["output d partly overlaps input z"]),
+    "fused a and d shifted": (
+        lambda L, p, o: (lambda a, d: (lambda: L.forward_derivative_kernel(_arrays()[0], a, d, p, o, 3, 4), a))(*_views()),
+        ["a and d overlap"]),
+    "output holds params": (
+        lambda L, p, o: (lambda a: (lambda: L.forward_kernel(_arrays()[0], a, a.reshape(-1)[:p.size], o, 3, 4), a))(
+            np.full((3, 4), 0.5, np.float32)),
+        ["output a shares memory with params"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERLAPPING_CALLS))
+def test_partly_overlapping_arrays_are_refused(layers, method, case):
+    make_call, fragments = OVERLAPPING_CALLS[case]
+    layer = layers[method]
+    params, offsets = layer.make_params(np.float32)
+    call, out = make_call(layer, params, offsets)
+    _refused(call, out, *fragments)
+
+
+def test_offsets_are_checked_in_the_array_the_kernel_reads(layers, method):
+    """int64 offsets are used as given: an output may not hold them. int32 offsets are converted (a copy)."""
+    layer = layers[method]
+    params, _ = layer.make_params(np.float32)
+    a = np.zeros((3, 4), np.float32)
+    offsets = a.reshape(-1).view(np.int64)[:3]  # zeros: valid offsets, but in the output's memory
+    _refused(lambda: layer.forward_kernel(_arrays()[0], a, params, offsets, 3, 4), a, "offset_list")
+
+
+def test_loss_refuses_partly_overlapping_arrays(losses, method):
+    loss = losses[method]
+    params, _ = loss.make_params(np.float32)
+    res, y_pred = _views(shape=(6,))
+    _refused(lambda: loss.forward_kernel(y_pred, np.zeros(6, np.float32), res, params), res,
+             "output res partly overlaps input y_pred")
+    grad, y_true = _views(shape=(6,), shift=3)
+    _refused(lambda: loss.backward_kernel(np.zeros(6, np.float32), y_true, grad, params), grad,
+             "output grad partly overlaps input y_true")
+    buffer = np.full(7, 0.5, np.float32)  # params = the last element of res
+    _refused(lambda: loss.forward_kernel(y_pred.copy(), y_pred.copy(), buffer[:6], buffer[5:6]), buffer,
+             "output res shares memory with params")
+
+
+IN_PLACE_CONFIGS = [("relu", {}), ("sigmoid", {}), ("a*tanh(b*num) + num**2", {"a": 1.5, "b": 0.5}), ("gelu", {})]
+
+
+def _in_place_layer(method, layout, runs):
+    small = method == "GPU_CUDA"  # the CUDA simulator runs one Python thread per element
+    # CPU_JIT: 64 x 600 elements, above the size where calls run on several threads
+    n, b = (8, 16) if small else (64, 600)
+    configs = [IN_PLACE_CONFIGS[(j // runs) % len(IN_PLACE_CONFIGS)] for j in range(n)]
+    return build(configs, method, layout=layout), n, b
+
+
+@pytest.mark.parametrize("layout, runs", [("node_major", 1), ("batch_major", 1), ("batch_major", 16)],
+                         ids=["node_major", "batch_major-interleaved", "batch_major-runs"])
+def test_exact_in_place_calls_give_the_results_of_separate_arrays(method, layout, runs):
+    """Every identity the docs allow, on every backend and kernel path (CPU_JIT: direct, transposed)."""
+    layer, n, b = _in_place_layer(method, layout, runs)
+    params, offsets = layer.make_params(np.float32)  # compiled when built: no first-call compile
+    shape = (n, b) if layout == "node_major" else (b, n)
+    rng = np.random.default_rng(0)
+    z, err = (rng.normal(scale=2.0, size=shape).astype(np.float32), rng.normal(size=shape).astype(np.float32))
+    a, delta, d = np.empty_like(z), np.empty_like(z), np.empty_like(z)
+    layer.forward_kernel(z, a, params, offsets, n, b)
+    layer.backward_kernel(z, err, delta, params, offsets, n, b)
+    layer.forward_derivative_kernel(z, np.empty_like(z), d, params, offsets, n, b)
+
+    x = z.copy()
+    layer.forward_kernel(x, x, params, offsets, n, b)
+    np.testing.assert_array_equal(x, a, err_msg="forward, a is z")
+    x = err.copy()
+    layer.backward_kernel(z, x, x, params, offsets, n, b)
+    np.testing.assert_array_equal(x, delta, err_msg="backward, delta is err")
+    x = z.copy()
+    layer.backward_kernel(x, err, x, params, offsets, n, b)
+    np.testing.assert_array_equal(x, delta, err_msg="backward, delta is z")
+    x, other = z.copy(), np.empty_like(z)
+    layer.forward_derivative_kernel(x, x, other, params, offsets, n, b)
+    np.testing.assert_array_equal(x, a, err_msg="fused, a is z")
+    np.testing.assert_array_equal(other, d, err_msg="fused, a is z (d)")
+    x, other = z.copy(), np.empty_like(z)
+    layer.forward_derivative_kernel(x, other, x, params, offsets, n, b)
+    np.testing.assert_array_equal(other, a, err_msg="fused, d is z (a)")
+    np.testing.assert_array_equal(x, d, err_msg="fused, d is z")
+
+
+def test_exact_in_place_loss_calls_give_the_results_of_separate_arrays(losses, method):
+    loss = losses[method]
+    params, _ = loss.make_params(np.float32)
+    size = 50 if method == "GPU_CUDA" else 40_000
+    rng = np.random.default_rng(1)
+    y_pred, y_true = rng.normal(size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)
+    res, grad = np.empty_like(y_pred), np.empty_like(y_pred)
+    loss.forward_kernel(y_pred, y_true, res, params)
+    loss.backward_kernel(y_pred, y_true, grad, params)
+    for which in ("y_pred", "y_true"):
+        for slot in ("res", "grad"):
+            p, t = y_pred.copy(), y_true.copy()
+            out = p if which == "y_pred" else t
+            kernel = loss.forward_kernel if slot == "res" else loss.backward_kernel
+            kernel(p, t, out, params)
+            np.testing.assert_array_equal(out, res if slot == "res" else grad, err_msg=f"{slot} is {which}")
+            p, t = y_pred.copy(), y_true.copy()
+            out = p if which == "y_pred" else t
+            both = (out, np.empty_like(out)) if slot == "res" else (np.empty_like(out), out)
+            loss.forward_derivative_kernel(p, t, *both, params)
+            np.testing.assert_array_equal(both[0], res, err_msg=f"fused, {slot} is {which} (res)")
+            np.testing.assert_array_equal(both[1], grad, err_msg=f"fused, {slot} is {which} (grad)")
+
+
+def test_cuda_arrays_in_place_and_overlap(layers):
+    """Device arrays: the very same array works in place; a shifted view of one device buffer is refused."""
+    from numba import cuda
+
+    layer = layers["GPU_CUDA"]
+    params, offsets = layer.make_params(np.float32)
+    z = np.linspace(-2, 2, 12).reshape(3, 4).astype(np.float32)
+    expected = np.empty_like(z)
+    layer.forward_kernel(z, expected, params, offsets, 3, 4)
+    z_device = cuda.to_device(z)
+    layer.forward_kernel(z_device, z_device, cuda.to_device(params), offsets, 3, 4)
+    np.testing.assert_allclose(z_device.copy_to_host(), expected, rtol=1e-6)
+    buffer = cuda.to_device(np.linspace(-2, 2, 13).astype(np.float32))
+    with pytest.raises(KernelArgumentError, match="partly overlaps input z"):
+        layer.forward_kernel(buffer[:12].reshape(3, 4), buffer[1:].reshape(3, 4), params, offsets, 3, 4)
+
+
+# -- offsets that would wrap around (issue 10, item 7) ----------------------------------------------------------
+
+HUGE_OFFSETS = {
+    "int64 max": np.array([0, 0, 2**63 - 1], dtype=np.int64),
+    "int64 max - 1": np.array([0, 0, 2**63 - 2], dtype=np.int64),
+    "list with int64 max": [0, 0, 2**63 - 1],
+    "uint64 above int64": np.array([0, 0, 2**63], dtype=np.uint64),
+    "uint64 max": np.array([0, 0, 2**64 - 1], dtype=np.uint64),
+    "int32 max": np.array([0, 0, 2**31 - 1], dtype=np.int32),
+    "int32 one past": np.array([0, 0, 2], dtype=np.int32),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_OFFSETS))
+def test_offsets_near_the_integer_limits_are_refused(layers, method, case):
+    layer = layers[method]  # node 2 has two constants; params holds 3
+    z, a = _arrays()
+    params, _ = layer.make_params(np.float32)
+    offsets = HUGE_OFFSETS[case]
+    start = int(np.asarray(offsets)[2])
+    _refused(lambda: layer.forward_kernel(z, a, params, offsets, 3, 4), a,
+             f"node 2 reads params[{start}:{start + 2}]", "params has 3 elements")
+
+
+def test_wrapping_offset_cannot_read_before_params(method):
+    """The reported exploit: ``a*num + b`` with params = buf[1:] and offset 2**63 - 1 read buf[0] on CPU_JIT."""
+    layer = build([("a*num + b", {"a": 2.0, "b": 1.0})], method)
+    buffer = np.array([1e30, 2.0, 1.0], dtype=np.float32)
+    z, a = np.ones((1, 4), np.float32), np.full((1, 4), SENTINEL, np.float32)
+    for offset in (2**63 - 1, 2**63 - 2):
+        _refused(lambda: layer.forward_kernel(z, a, buffer[1:], np.array([offset], np.int64), 1, 4), a,
+                 f"reads params[{offset}:{offset + 2}]")
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32, np.uint64])
+def test_valid_offsets_of_any_integer_dtype_work(layers, method, dtype):
+    layer = layers[method]
+    z, a = _arrays()
+    params, offsets = layer.make_params(np.float32)
+    expected = np.full_like(a, SENTINEL)
+    layer.forward_kernel(z, expected, params, offsets, 3, 4)
+    layer.forward_kernel(z, a, params, offsets.astype(dtype), 3, 4)
+    np.testing.assert_array_equal(a, expected)

@@ -7,8 +7,15 @@ digits) on a subsample.
 """
 
 import functools
+import json
 import math
+import os
+import platform
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import llvmlite.binding as llvm
 import mpmath
@@ -288,24 +295,64 @@ def test_float32_stays_float32(name):
     assert (types.float32,) in [sig.args for sig in function.nopython_signatures]
 
 
-def _host_has(feature):
-    return bool(llvm.get_host_cpu_features().get(feature, False))
+#: Vectorisation is checked on x86-64 machine code: any vector width (SSE xmm, AVX ymm, AVX-512 zmm).
+X86_64 = platform.machine().lower() in {"x86_64", "amd64"}
+
+#: CPU models whose code is inspected on any x86-64 host (numba compiles for them without running
+#: anything): baseline SSE2, AVX2 + FMA, and Intel AVX-512 (where LLVM prefers 256-bit vectors).
+#: model -> whether it has FMA.
+CPU_MODELS = {"x86-64": False, "haswell": True, "skylake-avx512": True}
 
 
-@pytest.mark.skipif(not _host_has("avx2"), reason="host CPU lacks AVX2")
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-@pytest.mark.parametrize("name", FUNCS)
-def test_loop_vectorises(name, dtype):
+def vectorisation_problems(name, dtype, fma):
+    """What keeps ``name``'s element loop (``dtype``) from being vectorised, on the CPU numba targets.
+
+    Packed multiplies or FMAs (``mulps``, ``vmulpd``, ``vfmadd213ps``...) on vector registers of any
+    width must appear (FMAs if the CPU has them), and no out-of-line call: numba calls libm through
+    ``movabsq $exp, %reg; callq *%reg``, and a helper that failed to inline would appear as a direct
+    call to its mangled name. Returns a list of messages, empty if vectorised.
+    """
     ty = NUMBA_TYPE[dtype]
     asm = element_loop(name, dtype).inspect_asm((ty[::1], ty[::1]))
     suffix = "ps" if dtype == np.float32 else "pd"
-    op = r"vfn?m(add|sub)\d{3}" if _host_has("fma") else r"vmul"
-    packed = re.findall(rf"\b{op}{suffix}\s[^\n]*%ymm", asm)
-    assert packed, f"no packed {suffix} arithmetic on ymm registers for {name}"
-    # No out-of-line call left (numba calls libm through `movabsq $exp, %reg; callq *%reg`; a helper
-    # that failed to inline would appear as a direct call to its mangled name).
+    op = r"vfn?m(?:add|sub)\d{3}" if fma else r"v?(?:mul|fn?m(?:add|sub)\d{3})"
+    problems = []
+    if not re.search(rf"\b{op}{suffix}\s[^\n]*%[xyz]mm", asm):
+        problems.append(f"no packed {suffix} {'FMA' if fma else 'arithmetic'} on vector registers for {name}")
     callee = re.search(r"\b(call\w*|movabs\w*)\s+\$?\w*(exp|log|tanh|erf|sigmoid|softplus)", asm)
-    assert callee is None, f"out-of-line call in the {name} loop: {callee.group(0)}"
+    if callee is not None:
+        problems.append(f"out-of-line call in the {name} loop: {callee.group(0)}")
+    return problems
+
+
+@pytest.mark.skipif(not X86_64, reason="inspects x86-64 machine code")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name", FUNCS)
+def test_loop_vectorises_on_this_cpu(name, dtype):
+    fma = bool(llvm.get_host_cpu_features().get("fma", False))
+    assert not vectorisation_problems(name, dtype, fma)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not X86_64, reason="compiles for x86-64 CPU models")
+@pytest.mark.parametrize("cpu", CPU_MODELS)
+def test_loops_vectorise_for_other_cpu_models(cpu, tmp_path_factory):
+    """The same loops compiled for CPUs this machine may not be (numba's ``NUMBA_CPU_NAME``, with no
+    host features added), in a fresh process: numba picks its target CPU once per process."""
+    script = textwrap.dedent(f"""
+        import json
+        from tests.test_vector_math import DTYPES, FUNCS, vectorisation_problems
+        print(json.dumps([p for name in FUNCS for dtype in DTYPES
+                          for p in vectorisation_problems(name, dtype, {CPU_MODELS[cpu]})]))
+    """)
+    env = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": "",
+           # numba's cache entries are per CPU model: keep them out of the package folder
+           "NUMBA_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "numba-cache-cpu-models")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    problems = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not problems, f"{cpu}: " + "; ".join(problems)
 
 
 def test_compiles_without_a_writable_cache(monkeypatch):

@@ -28,8 +28,10 @@ def main() -> None:
           "do not edit by hand. -->\n")
     print("A config may name a registered formula instead of spelling it out: `(\"leaky_relu\", {\"alpha\": 0.2})` "
           "compiles the formula below with `alpha = 0.2`. The config's constants override the defaults; a "
-          "constant the config leaves out keeps its default. Every default becomes an entry of `params` "
-          "(sorted by name), so it can be trained like any other constant.\n")
+          "constant the config leaves out is fixed at its default in the compiled code. `params` holds exactly "
+          "the constants the config lists (sorted by name), so `(\"leaky_relu\", {})` has none and "
+          "`(\"leaky_relu\", {\"alpha\": 0.01})` has one, trainable like any other constant. Also, a bare "
+          "function name is a formula: `(\"cos\", {})` means `cos(num)`.\n")
     print("Definitions follow `torch.nn.functional` where torch has the function, including the derivative at "
           "kinks (`relu'(0) = 0`, `leaky_relu'(0) = alpha`), and are written in numerically stable forms. "
           "Piecewise formulas put the argument itself in the last (`True`) branch, so NaN in gives NaN out.\n")

@@ -10,9 +10,16 @@ Layout of ``settings.cache_dir``::
                                            with the fingerprint of the code-generation sources)
     v<version>/kernels/__pycache__/        numba's own cache (``cache=True``) of compiled kernels
 
-Files are written to a temporary name and renamed into place, so two processes filling the same
-cache never see half a file. A module whose text no longer matches its digest, a plan that does
-not parse, or numba index files that fail to load are treated as missing and rebuilt.
+Many processes, one cache. Files are written to a temporary name and renamed into place (ours
+and numba's), so two processes filling the same cache never see half a file, and a process killed
+mid-write leaves at most a stray temporary file (removed after an hour by the next miss). A module
+whose text no longer matches its digest, a plan that does not parse, or numba index files that fail
+to load are treated as missing and rebuilt. numba's index names each signature's data file by
+counting the entries it read, without a lock: two processes compiling different signatures (or for
+different CPUs, on a shared disk) at once could each number theirs ``.1.nbc`` and leave an index
+pointing at the other's code. So :func:`compile_cached` compiles under an advisory file lock per
+module (``fcntl.flock``, released by the kernel if the process dies; none where there is no
+``fcntl`` or the folder is read-only), and never accepts cached code for another signature.
 :func:`compile_cached` loads numba's cached code without the registry refresh that numba's own
 lookup does first (most of a warm start otherwise).
 """
@@ -20,6 +27,7 @@ lookup does first (most of a warm start otherwise).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -30,11 +38,17 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; numba's own behaviour
+    fcntl = None
 
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.runtime import rtsys
@@ -43,16 +57,27 @@ from .. import __version__
 from ..formulas.resolve import LayerPlan
 from ..settings import settings
 
-__all__ = ["compile_cached", "load_kernel_module", "load_named_module", "plan_digest", "stamped"]
+__all__ = ["compile_cached", "load_kernel_module", "load_named_module", "module_on_disk", "plan_digest", "stamped"]
 
 _loaded: dict[str, tuple[ModuleType, str]] = {}  # plan digest -> (module, its text): equal layers share kernels
 _lock = threading.Lock()
+
+
+def _new_lock_after_fork() -> None:
+    """In a forked child: a thread of the parent may have held the lock at fork time; it never returns."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
 _scratch_dir: Path | None = None
 
 
 #: The files whose content shapes generated kernels: a change to any of them invalidates the cache.
 _CODEGEN_FILES = ("functions.py", "codegen/printer.py", "codegen/source.py", "codegen/prebuilt.json",
-                  "mathlib/vector_math.py", "mathlib/scalar_special.py")
+                  "mathlib/vector_math.py", "mathlib/scalar_special.py", "mathlib/sums.py")
 
 
 @functools.cache
@@ -99,6 +124,22 @@ def plan_digest(plan: LayerPlan, target: str, layout: str) -> str:
 
 def _module_file_name(text: str) -> str:
     return f"k_{hashlib.sha256(text.encode()).hexdigest()[:24]}.py"
+
+
+#: Temporary files older than this (seconds) belong to a process that died mid-write.
+STALE_TEMPORARY = 3600.0
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files that killed processes left in ``folder`` (ours and numba's)."""
+    limit = time.time() - STALE_TEMPORARY
+    for pattern in ("*.tmp", "*.tmp.*"):
+        for stray in folder.glob(pattern):
+            try:
+                if stray.stat().st_mtime < limit:
+                    stray.unlink()
+            except OSError:  # another process removed it first
+                pass
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -183,6 +224,8 @@ def load_kernel_module(plan: LayerPlan, target: str, layout: str,
             # inlined code from vector_math etc.: the fingerprint makes the file change with them.
             text = stamped(generate())
             path = kernels / _module_file_name(text)
+            for folder in (kernels, kernels / "__pycache__", plan_file.parent):
+                _remove_stale_temporaries(folder)
             try:
                 current = path.read_text(encoding="utf-8")
             except OSError:
@@ -196,6 +239,13 @@ def load_kernel_module(plan: LayerPlan, target: str, layout: str,
             _purge_numba_cache(path)
         _loaded[key] = module, text
         return module, text
+
+
+def module_on_disk(plan: LayerPlan, target: str, layout: str) -> bool:
+    """Whether :func:`load_kernel_module` would find this layer's module without generating it."""
+    key = plan_digest(plan, target, layout)
+    return key in _loaded or (settings.use_kernel_cache
+                              and (_kernel_dir().parent / "plans" / f"{key}.json").is_file())
 
 
 def compile_cached(dispatcher: Any, signature: tuple) -> None:
@@ -212,16 +262,54 @@ def compile_cached(dispatcher: Any, signature: tuple) -> None:
     with global_compiler_lock:  # as numba's own compile: dispatchers are not thread-safe
         if tuple(signature) in dispatcher.overloads:
             return
-        load = getattr(getattr(dispatcher, "_cache", None), "_load_overload", None)
-        if load is not None:
-            context = dispatcher.targetctx
-            try:
-                rtsys.initialize(context)
-                result = load(signature, context)
-            except Exception:  # noqa: BLE001 - unreadable or unexpected: numba's full path decides
-                result = None
-            if result is not None:
-                context.insert_user_function(result.entry_point, result.fndesc, [result.library])
-                dispatcher.add_overload(result)
-                return
-        dispatcher.compile(signature)
+        if _load_from_cache(dispatcher, signature):
+            return
+        with _cache_write_lock(dispatcher):
+            # Another process may have compiled it while we waited: numba's compile loads it then.
+            dispatcher.compile(signature)
+
+
+def _load_from_cache(dispatcher: Any, signature: tuple) -> bool:
+    """Add the cached overload for ``signature`` to ``dispatcher``, if numba's cache has it."""
+    load = getattr(getattr(dispatcher, "_cache", None), "_load_overload", None)
+    if load is None:
+        return False
+    context = dispatcher.targetctx
+    try:
+        rtsys.initialize(context)
+        result = load(signature, context)
+    except Exception:  # noqa: BLE001 - unreadable or unexpected: numba's full path decides
+        return False
+    # numba's data files do not say which key they hold: refuse code compiled for another signature.
+    if result is None or tuple(result.signature.args) != tuple(signature):
+        return False
+    context.insert_user_function(result.entry_point, result.fndesc, [result.library])
+    dispatcher.add_overload(result)
+    return True
+
+
+@contextlib.contextmanager
+def _cache_write_lock(dispatcher: Any):
+    """Hold an exclusive advisory lock on the dispatcher's module's numba cache, across processes.
+
+    No lock (numba's own behaviour) where there is no ``fcntl``, no cache, or the cache folder is
+    not writable. The kernel releases the lock of a killed process.
+    """
+    cache_path = getattr(getattr(dispatcher, "_cache", None), "cache_path", None)
+    handle = None
+    if fcntl is not None and cache_path is not None:
+        try:
+            os.makedirs(cache_path, exist_ok=True)
+            stem = Path(dispatcher.py_func.__code__.co_filename).stem
+            handle = open(os.path.join(cache_path, f"{stem}-compile.lock"), "a+b")  # noqa: SIM115 - closed below
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            if handle is not None:
+                handle.close()
+            handle = None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()

@@ -21,8 +21,13 @@ involved, so kernels may be called from any number of Python threads at once: th
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
-from collections.abc import Callable
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -31,14 +36,18 @@ import numba  # noqa: F401 - imported with the package, not inside the first con
 import numpy as np
 
 from ..codegen.source import BLOCK, ROWS
-from ..errors import JITCompilationError
+from ..errors import CompilationWarning, JITCompilationError
 from ..formulas.resolve import FormulaKey, LayerPlan
 from ..settings import settings
 from . import cpu_tasks
-from .cache import compile_cached, load_kernel_module, load_named_module
-from .kernels import Kernels, wrap_activation, wrap_loss
+from .cache import compile_cached, load_kernel_module, load_named_module, module_on_disk
+from .cpu_workers import compile_in_workers
+from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
+from .param_sums import Columns
 
 __all__ = ["build", "TaskPool", "SEGMENT"]
+
+logger = logging.getLogger("symjit_numba")
 
 METHOD = "CPU_JIT"
 #: Longest run of neighbouring same-formula nodes handled as one inner loop (batch-major layout).
@@ -56,31 +65,60 @@ class TaskPool:
 
     The calling thread runs the first range itself and waits for the others; pool threads never
     wait on the pool, so nested or concurrent calls from many Python threads cannot deadlock.
+
+    The pool holds ``settings.num_threads - 1`` threads and follows changes of the setting both ways:
+    a new size gets a new executor, and the old one is shut down once its queued ranges are done.
+    Forks: a forked child (``os.fork``, multiprocessing's default on Linux, DataLoader workers) has
+    only the thread that forked, so the parent's executor would queue ranges that no thread ever runs
+    (the child's first call would wait forever), and a lock held by another thread at fork time would
+    stay locked. After a fork the child therefore drops the executor and gets a new lock; its first
+    parallel call starts fresh threads.
     """
 
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._size = 0
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+            reference = weakref.ref(self)
 
-    def _pool(self, threads: int) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None or self._size < threads:
-                self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="symjit_numba")
-                self._size = threads
-            return self._executor
+            def after_fork_in_child() -> None:
+                pool = reference()
+                if pool is not None:
+                    pool._forget_threads()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
+
+    def _forget_threads(self) -> None:
+        """In a forked child: the parent's threads do not exist here; nor does whoever held the lock."""
+        self._lock = threading.Lock()
+        self._executor = None
+        self._size = 0
+
+    def _submit(self, workers: int, calls: list[tuple]) -> list[Future]:
+        """Submit ``calls`` to an executor of ``workers`` threads (replacing one of another size)."""
+        with self._lock:  # submitting under the lock: no executor is shut down between lookup and submit
+            if self._executor is None or self._size != workers:
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)  # its threads finish what is queued, then exit
+                self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="symjit_numba")
+                self._size = workers
+            return [self._executor.submit(*call) for call in calls]
 
     def run(self, kernel: Callable[..., None], n_tasks: int, elements: int, *args: object) -> None:
-        threads = min(settings.num_threads, n_tasks) if elements >= SERIAL_BELOW else 1
+        num_threads = settings.num_threads
+        threads = min(num_threads, n_tasks) if elements >= SERIAL_BELOW else 1
         if threads <= 1:
             kernel(0, n_tasks, *args)
             return
         bounds = [n_tasks * k // threads for k in range(threads + 1)]
-        pool = self._pool(threads - 1)
-        futures: list[Future] = [pool.submit(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, threads)]
-        kernel(bounds[0], bounds[1], *args)
-        for future in futures:
-            future.result()
+        calls = [(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, threads)]
+        futures = self._submit(num_threads - 1, calls)
+        try:
+            kernel(bounds[0], bounds[1], *args)
+        finally:  # never return (even on an error) while pool threads still write into the arrays
+            for future in futures:
+                future.result()
 
 
 _pool = TaskPool()
@@ -110,6 +148,7 @@ def _transposed(source: np.ndarray, target: np.ndarray | None = None) -> np.ndar
 #: Argument types of each compiled function, for scalar type ``t``: C-contiguous arrays, as the
 #: backend passes them (``B`` the backward flag; ``I`` an int64; ``INDEX`` an int64 vector).
 _B, _I, _INDEX = numba.boolean, numba.int64, numba.int64[::1]
+_F64, _F64_2D = numba.float64[::1], numba.float64[:, ::1]
 _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     # a formula's functions (codegen.source): (backward,) arrays, params, then where to work
     "node_block": lambda t: (_B,) + (t[::1],) * 3 + (t[::1], _I),
@@ -125,6 +164,18 @@ _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     "loss": lambda t: (_I, _I, _B) + (t[::1],) * 4,
     "loss_both": lambda t: (_I, _I) + (t[::1],) * 5,
     "transpose_tiles": lambda t: (_I, _I, t[:, ::1], t[:, ::1]),
+    # the summing kinds: the same, plus where the sums go (float64 ``partial``/``partials``, and the
+    # runners' ``columns``: where each node's or run's columns start)
+    "node_block_params": lambda t: (t[::1],) * 3 + (_I, _F64),
+    "node_block_backward_params": lambda t: (t[::1],) * 4 + (_I, _F64),
+    "row_block_params": lambda t: (t[:, ::1],) * 2 + (t[::1], _INDEX) + (_I,) * 4 + (_F64,),
+    "row_block_backward_params": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4 + (_F64,),
+    "node_major_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
+    "node_major_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
+    "batch_major_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 5 + (_F64_2D,),
+    "batch_major_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 5 + (_F64_2D,),
+    "loss_params": lambda t: (_I, _I) + (t[::1],) * 3 + (_F64_2D,),
+    "loss_backward_params": lambda t: (_I, _I) + (t[::1],) * 4 + (_F64_2D,),
 }
 
 
@@ -181,6 +232,11 @@ class _Addresses:
 _transpose = _Kernel(cpu_tasks.transpose_tiles, "a transpose")
 
 
+def _formula_plan(key: FormulaKey, mode: str) -> LayerPlan:
+    """The plan of a one-formula module: what the kernel cache knows it by."""
+    return LayerPlan(mode, (key,), (0,), ((),))
+
+
 def _formula_module(key: FormulaKey, mode: str) -> tuple[ModuleType, str]:
     """The numba module of one formula (an activation's task functions, or a loss's kernels), and its text.
 
@@ -193,7 +249,7 @@ def _formula_module(key: FormulaKey, mode: str) -> tuple[ModuleType, str]:
     if shipped is not None:
         return shipped
     try:  # SymPy runs in formula_module_source for formulas that are not named ones, on a cache miss only
-        return load_kernel_module(LayerPlan(mode, (key,), (0,), ((),)), "numba", "node_major",
+        return load_kernel_module(_formula_plan(key, mode), "numba", "node_major",
                                   lambda: formula_module_source(key, mode))
     except Exception as error:  # e.g. numba refusing a decorator option while the module is imported
         if type(error).__module__.startswith("symjit_numba"):
@@ -202,14 +258,73 @@ def _formula_module(key: FormulaKey, mode: str) -> tuple[ModuleType, str]:
                                   f"{type(error).__name__}: {str(error)[:2000]}") from error
 
 
+def _compile_ahead(keys: tuple[FormulaKey, ...], mode: str, functions: tuple[str, ...],
+                   dtypes: list[np.dtype]) -> None:
+    """Have worker processes compile the formulas no process has compiled yet (see :mod:`.cpu_workers`)."""
+    from ..codegen.prebuilt import named_module
+
+    unseen = [key for key in keys
+              if named_module(key, mode) is None and not module_on_disk(_formula_plan(key, mode), "numba", "node_major")]
+    if unseen and dtypes:
+        logger.info("compiling %d formula%s never compiled before (%s for %s): about 0.3 s each per dtype",
+                    len(unseen), "s" * (len(unseen) != 1), ", ".join(functions), ", ".join(map(str, dtypes)))
+        compile_in_workers(unseen, mode, functions, dtypes)
+
+
+class _Readiness:
+    """What a layer has compiled, per dtype; compiles the rest at first use, and says so if it is slow.
+
+    ``compile(dtype)`` compiles (or loads from the cache) everything a call in ``dtype`` needs.
+    """
+
+    #: A first call that compiles for longer than this warns (a training step is milliseconds).
+    SLOW_FIRST_CALL = 0.1
+
+    def __init__(self, compile_ahead: Callable[[list[np.dtype]], None], compile: Callable[[np.dtype], None],
+                 what: str) -> None:
+        self._compile_ahead = compile_ahead
+        self._compile = compile
+        self._what = what
+        self._ready: set[np.dtype] = set()
+
+    def warm_up(self, dtypes: Sequence[Any]) -> None:
+        """Compile (or load) every kernel of ``dtypes`` now; formulas never compiled before go to worker processes."""
+        wanted = [np.dtype(d) for d in dtypes]
+        self._compile_ahead([d for d in wanted if d not in self._ready])
+        for dtype in wanted:
+            if dtype not in self._ready:
+                self._compile(dtype)
+                self._ready.add(dtype)
+
+    def ensure(self, dtype: np.dtype) -> None:
+        """Before a call in ``dtype``: compile what it needs, if that did not happen when the layer was built."""
+        if dtype in self._ready:
+            return
+        started = time.perf_counter()
+        self.warm_up([dtype])
+        elapsed = time.perf_counter() - started
+        if elapsed > self.SLOW_FIRST_CALL:
+            warnings.warn(f"the first {dtype} call of {self._what} compiled its kernels for {dtype} ({elapsed:.1f} s); "
+                          f"call compiler.warm_up(np.{dtype}) after building it to pay this before training "
+                          "(a layer compiles float32 when it is built)", CompilationWarning, stacklevel=4)
+
+
 def _build_loss(plan: LayerPlan) -> Kernels:
-    module, text = _formula_module(plan.formulas[0], "loss")
-    what = f"the loss {plan.formulas[0].label!r}"
+    key = plan.formulas[0]
+    functions = ("loss", "loss_both")
+    module, text = _formula_module(key, "loss")
+    what = f"the loss {key.label!r}"
     kernel, kernel_both = _Kernel(module.loss, what), _Kernel(module.loss_both, what)
-    kernel(np.dtype(np.float32))  # now, so that failures surface in the constructor; the others at first use
+
+    def compile_all(dtype: np.dtype) -> None:
+        kernel(dtype), kernel_both(dtype)
+
+    readiness = _Readiness(lambda dtypes: _compile_ahead((key,), "loss", functions, dtypes), compile_all, what)
+    readiness.warm_up([np.float32])  # now, so that failures surface in the constructor
 
     def run_loss(backward: bool) -> Callable[..., None]:
         def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
+            readiness.ensure(out.dtype)
             size = out.size
             _pool.run(kernel(out.dtype), -(-size // BLOCK), size, backward,
                       y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params)
@@ -217,18 +332,22 @@ def _build_loss(plan: LayerPlan) -> Kernels:
 
     def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
                       params: np.ndarray) -> None:
+        readiness.ensure(res.dtype)
         size = res.size
         _pool.run(kernel_both(res.dtype), -(-size // BLOCK), size,
                   y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params)
 
-    return Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both), source=text)
+    return _with_param_kernels(Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both),
+                                       source=text, warm_up=readiness.warm_up), _loss_param_kernels(plan, module))
 
 
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
     """Build CPU_JIT kernels for a resolved layer; raises JITCompilationError if numba fails.
 
     Each formula's module is compiled (or loaded) once and shared by every layer that uses it; the
-    layer itself is a table of addresses for the task runners of :mod:`.cpu_tasks`.
+    layer itself is a table of addresses for the task runners of :mod:`.cpu_tasks`. Everything a
+    float32 call needs (forward, backward and the fused kernel) is compiled here; other dtypes at
+    their first call, or by ``warm_up``.
     """
     if plan.mode == "loss":
         return _build_loss(plan)
@@ -238,8 +357,10 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         runs = _segments(func_ids, SEGMENT)
         if plan.n_nodes < SHORT_RUNS * len(runs[0]):
             kernel_layout = "node_major"
-    modules = [_formula_module(key, "activation") for key in plan.formulas]
     block = "node_block" if kernel_layout == "node_major" else "row_block"
+    functions = (block, f"{block}_both")
+    _compile_ahead(plan.formulas, "activation", functions, [np.dtype(np.float32)])
+    modules = [_formula_module(key, "activation") for key in plan.formulas]
     kernels = [_Kernel(getattr(module, block), repr(key.label)) for key, (module, _) in zip(plan.formulas, modules)]
     kernels_both = [_Kernel(getattr(module, f"{block}_both"), repr(key.label))
                     for key, (module, _) in zip(plan.formulas, modules)]
@@ -259,24 +380,36 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         def n_tasks(z: np.ndarray) -> int:
             return -(-z.shape[0] // ROWS) * len(start)
 
-    float32 = np.dtype(np.float32)
-    addresses(float32), runner(float32)  # now, so that failures surface in the constructor; the others at first use
+    def compile_all(dtype: np.dtype) -> None:
+        addresses(dtype), addresses_both(dtype), runner(dtype), runner_both(dtype)
+        if kernel_layout != layout:
+            _transpose(dtype)
+
+    readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", functions, dtypes),
+                           compile_all, f"this layer ({len(plan.formulas)} formulas)")
+    readiness.warm_up([np.float32])  # now, so that failures surface in the constructor
 
     def run_forward(z, a, params, offsets):
+        readiness.ensure(z.dtype)
         _pool.run(runner(z.dtype), n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch,
                   addresses(z.dtype))
 
     def run_backward(z, err, delta, params, offsets):
+        readiness.ensure(z.dtype)
         _pool.run(runner(z.dtype), n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch,
                   addresses(z.dtype))
 
     def run_both(z, a, d, params, offsets):
+        readiness.ensure(z.dtype)
         _pool.run(runner_both(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch,
                   addresses_both(z.dtype))
 
     text = "\n\n".join(text for _, text in modules)
+    params_kernels = _param_kernels(plan, layout, kernel_layout, [module for module, _ in modules],
+                                    runs if kernel_layout == "batch_major" else None)
     if layout == kernel_layout:
-        return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both), source=text)
+        return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both),
+                                           source=text, warm_up=readiness.warm_up), params_kernels)
 
     # Batch-major arrays, node-major kernel: transpose in and out. Separate output buffers: with the
     # output aliasing an input, LLVM's runtime alias check sends the loop down its scalar version.
@@ -299,5 +432,128 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         _transposed(at, a)
         _transposed(dt, d)
 
-    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward_transposed, run_backward_transposed,
-                                            run_both_transposed), source=text)
+    return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward_transposed,
+                                                                run_backward_transposed, run_both_transposed),
+                                       source=text, warm_up=readiness.warm_up), params_kernels)
+
+
+# -- the summing kinds: parameter gradients ------------------------------------------------------------
+
+def _with_param_kernels(kernels: Kernels, extra: tuple[Callable[..., None], Callable[..., None],
+                                                        Callable[[Sequence[Any]], None]]) -> Kernels:
+    """``kernels`` with the parameter-gradient kernels, whose ``warm_up`` joins the layer's."""
+    kernels.param_backward, kernels.backward_with_params, warm_up_params = extra
+    warm_up_layer = kernels.warm_up
+
+    def warm_up(dtypes: Sequence[Any]) -> None:
+        warm_up_layer(dtypes)
+        warm_up_params(dtypes)
+
+    kernels.warm_up = warm_up
+    return kernels
+
+
+def _param_kernels(plan: LayerPlan, layout: str, kernel_layout: str, modules: list[ModuleType],
+                   runs: tuple[np.ndarray, ...] | None) -> tuple:
+    """``param_backward_kernel``, ``backward_with_params_kernel`` and their warm-up, for an activation layer.
+
+    Compiled (or loaded) at their first call or ``warm_up``, not when the layer is built: a layer
+    trained without them pays nothing. Tasks are those of the other kernels (a node's block of
+    BLOCK samples, or ROWS rows of a run of nodes), a fixed set for a shape; each writes its float64
+    sums into its own row and columns of ``partials``, added in a fixed order by :mod:`.param_sums`.
+    """
+    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
+    counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
+    block = "node_block" if kernel_layout == "node_major" else "row_block"
+    functions = (f"{block}_params", f"{block}_backward_params")
+    per_function = [[_Kernel(getattr(module, name), repr(key.label)) for key, module in zip(plan.formulas, modules)]
+                    for name in functions]
+    runners = [_Kernel(getattr(cpu_tasks, f"{kernel_layout}{suffix}"), "the task runner")
+               for suffix in ("_params", "_backward_params")]
+    if runs is None:
+        columns = Columns.per_node(counts)
+        bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        addresses = [_Addresses(kernels, func_ids) for kernels in per_function]
+        dispatch: tuple[np.ndarray, ...] = ()
+
+        def shape(z: np.ndarray) -> tuple[int, int]:  # (tasks, rows of partials)
+            blocks = -(-z.shape[1] // BLOCK)
+            return z.shape[0] * blocks, blocks
+    else:
+        start, stop, run_ids = runs
+        run_counts = counts[start]
+        columns = Columns.per_run(start, stop, run_counts)
+        bounds = np.concatenate(([0], np.cumsum(run_counts * (stop - start)))).astype(np.int64)
+        addresses = [_Addresses(kernels, run_ids) for kernels in per_function]
+        dispatch = (start, stop)
+
+        def shape(z: np.ndarray) -> tuple[int, int]:
+            row_blocks = -(-z.shape[0] // ROWS)
+            return row_blocks * len(start), row_blocks
+
+    def compile_all(dtype: np.dtype) -> None:
+        for table in addresses:
+            table(dtype)
+        for runner in runners:
+            runner(dtype)
+        if kernel_layout != layout:
+            _transpose(dtype)
+
+    readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", functions, dtypes),
+                           compile_all, f"the parameter-gradient kernels of this layer ({len(plan.formulas)} formulas)")
+
+    def run(which: int, z, err, delta, grad_params, params, offsets):
+        readiness.ensure(z.dtype)
+        tasks, rows = shape(z)
+        partials = np.empty((rows, columns.size), dtype=np.float64)
+        outputs = () if delta is None else (delta,)
+        _pool.run(runners[which](z.dtype), tasks, z.size, z, err, *outputs, params, offsets, *dispatch,
+                  addresses[which](z.dtype), bounds, partials)
+        columns.combine(partials, offsets, grad_params)
+
+    def run_params(z, err, grad_params, params, offsets):
+        if kernel_layout != layout:
+            z, err = _transposed(z), _transposed(err)
+        run(0, z, err, None, grad_params, params, offsets)
+
+    def run_backward_params(z, err, delta, grad_params, params, offsets):
+        if kernel_layout == layout:
+            return run(1, z, err, delta, grad_params, params, offsets)
+        zt, et = _transposed(z), _transposed(err)
+        dt = np.empty_like(zt)
+        run(1, zt, et, dt, grad_params, params, offsets)
+        _transposed(dt, delta)
+
+    return (*wrap_param_activation(plan, layout, run_params, run_backward_params), readiness.warm_up)
+
+
+def _loss_param_kernels(plan: LayerPlan, module: ModuleType) -> tuple:
+    """A loss's ``param_backward_kernel``, ``backward_with_params_kernel`` and their warm-up
+    (compiled at their first call or ``warm_up``); tasks of BLOCK elements, as the other loss kernels."""
+    key = plan.formulas[0]
+    functions = ("loss_params", "loss_backward_params")
+    what = f"the loss {key.label!r}"
+    kernels = [_Kernel(getattr(module, name), what) for name in functions]
+    columns = Columns.per_node(np.asarray([len(key.constants)], dtype=np.int64))
+    offsets = np.zeros(1, dtype=np.int64)
+
+    def compile_all(dtype: np.dtype) -> None:
+        for kernel in kernels:
+            kernel(dtype)
+
+    readiness = _Readiness(lambda dtypes: _compile_ahead((key,), "loss", functions, dtypes), compile_all,
+                           f"the parameter gradients of {what}")
+
+    def run(which: int, y_pred, y_true, grad, grad_params, params):
+        dtype = np.asarray(y_pred).dtype
+        readiness.ensure(dtype)
+        size = int(np.prod(np.shape(y_pred)))
+        tasks = -(-size // BLOCK)
+        partials = np.empty((tasks, columns.size), dtype=np.float64)
+        outputs = () if grad is None else (grad.reshape(-1),)
+        _pool.run(kernels[which](dtype), tasks, size, y_pred.reshape(-1), y_true.reshape(-1), *outputs, params,
+                  partials)
+        columns.combine(partials, offsets, grad_params)
+
+    return (*wrap_param_loss(plan, lambda p, t, gp, c: run(0, p, t, None, gp, c), lambda p, t, g, gp, c:
+                             run(1, p, t, g, gp, c)), readiness.warm_up)

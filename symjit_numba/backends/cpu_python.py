@@ -12,14 +12,16 @@ from collections.abc import Callable
 import numpy as np
 
 from ..formulas.resolve import BuiltFormula, LayerPlan, build_formula
-from .kernels import Kernels, wrap_activation, wrap_loss
+from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
+from .param_sums import Columns
 
 __all__ = ["build"]
 
 METHOD = "CPU_PYTHON"
 
 
-def _lambdify(built: BuiltFormula) -> tuple[Callable, Callable]:
+def _lambdify(built: BuiltFormula, exprs: tuple | None = None) -> tuple[Callable, ...]:
+    """numpy functions of (variables..., constants...) for ``exprs`` (default: f and df)."""
     import sympy as sp
 
     from ..functions import FUNCTIONS
@@ -33,12 +35,10 @@ def _lambdify(built: BuiltFormula) -> tuple[Callable, Callable]:
     special["numpy_heaviside"] = lambda x, at_zero=0.5: np.heaviside(x, at_zero)
     modules = [special, "numpy"]
     arguments = [*built.variables, *built.constants]
-    built = BuiltFormula(built.key, *(e.replace(sp.Heaviside, heaviside) for e in (built.expr, built.derivative)),
-                         built.variables, built.constants)
     # No cse=True: it turns shared conditions into plain symbols, which SymPy's numpy printer then
     # mishandles inside Heaviside; this backend is the reference, so it stays literal.
-    return (sp.lambdify(arguments, built.expr, modules=modules),
-            sp.lambdify(arguments, built.derivative, modules=modules))
+    return tuple(sp.lambdify(arguments, e.replace(sp.Heaviside, heaviside), modules=modules)
+                 for e in ((built.expr, built.derivative) if exprs is None else exprs))
 
 
 def _node_selectors(plan: LayerPlan) -> list[tuple[int, np.ndarray]]:
@@ -48,7 +48,9 @@ def _node_selectors(plan: LayerPlan) -> list[tuple[int, np.ndarray]]:
 
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
     """Build CPU_PYTHON kernels for a resolved layer (see :mod:`symjit_numba.backends`)."""
-    functions = [_lambdify(build_formula(key, plan.mode)) for key in plan.formulas]
+    built = [build_formula(key, plan.mode) for key in plan.formulas]
+    functions = [_lambdify(b) for b in built]
+    param_kernels = _param_kernels(plan, layout, built)
     if plan.mode == "loss":
         f, df = functions[0]
         n_constants = len(plan.formulas[0].constants)
@@ -66,7 +68,8 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
             run_loss(f)(y_pred, y_true, res, params)
             run_loss(df)(y_pred, y_true, grad, params)
 
-        return Kernels(METHOD, *wrap_loss(plan, run_loss(f), run_loss(df), run_loss_both))
+        return Kernels(METHOD, *wrap_loss(plan, run_loss(f), run_loss(df), run_loss_both),
+                       param_backward=param_kernels[0], backward_with_params=param_kernels[1])
 
     selectors = _node_selectors(plan)
     counts = [len(key.constants) for key in plan.formulas]
@@ -100,7 +103,67 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         evaluate(0, z, params, offsets, a, None)
         evaluate(1, z, params, offsets, d, None)
 
-    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both))
+    return Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both),
+                   param_backward=param_kernels[0], backward_with_params=param_kernels[1])
+
+
+def _param_kernels(plan: LayerPlan, layout: str, built: list[BuiltFormula]) -> tuple[Callable[..., None], ...]:
+    """``param_backward_kernel`` and ``backward_with_params_kernel``: numpy terms in the arrays'
+    dtype, as the compiled kernels compute them, summed in float64 (numpy's pairwise sums along the
+    batch), then combined into ``grad_params`` as every backend does (:mod:`.param_sums`)."""
+    counts = [len(key.constants) for key in plan.formulas]
+    derivatives: dict[int, tuple[Callable, ...]] = {}  # lambdified at first use
+
+    def constant_derivatives(fid: int) -> tuple[Callable, ...]:
+        if fid not in derivatives:
+            derivatives[fid] = _lambdify(built[fid], built[fid].constant_derivatives) if counts[fid] else ()
+        return derivatives[fid]
+
+    if plan.mode == "loss":
+        f, df = _lambdify(built[0])
+        columns = Columns.per_node(np.asarray(counts, dtype=np.int64))
+        no_offsets = np.zeros(1, dtype=np.int64)
+
+        def run_loss(y_pred, y_true, grad, grad_params, params):
+            sums = np.zeros((1, columns.size))
+            with np.errstate(all="ignore"):
+                constants = [np.broadcast_to(c, y_pred.shape) for c in params[:counts[0]]]
+                for i, derivative in enumerate(constant_derivatives(0)):
+                    terms = np.broadcast_to(derivative(y_pred, y_true, *constants), y_pred.shape)
+                    sums[0, i] = np.sum(terms, dtype=np.float64)
+                if grad is not None:  # after the sums: grad may be y_pred itself
+                    grad[...] = df(y_pred, y_true, *constants)
+            columns.combine(sums, no_offsets, grad_params)
+
+        return wrap_param_loss(plan, lambda p, t, gp, c: run_loss(p, t, None, gp, c), run_loss)
+
+    selectors = _node_selectors(plan)
+    node_counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
+    columns = Columns.per_node(node_counts)
+    first_column = np.concatenate(([0], np.cumsum(node_counts)[:-1])).astype(np.int64)
+    node_axis = 0 if layout == "node_major" else 1
+    df_functions = [_lambdify(b)[1] for b in built]
+
+    def run(z, err, delta, grad_params, params, offsets):
+        sums = np.zeros((1, columns.size))
+        with np.errstate(all="ignore"):
+            for fid, nodes in selectors:
+                if nodes.size == 0:
+                    continue
+                inputs = np.take(z, nodes, axis=node_axis)
+                errors = np.take(err, nodes, axis=node_axis)
+                constants = [np.broadcast_to(np.expand_dims(params[offsets[nodes] + i], 1 - node_axis), inputs.shape)
+                             for i in range(counts[fid])]
+                for i, derivative in enumerate(constant_derivatives(fid)):
+                    terms = errors * np.broadcast_to(derivative(inputs, *constants), inputs.shape)
+                    sums[0, first_column[nodes] + i] = np.sum(terms, axis=1 - node_axis, dtype=np.float64)
+                if delta is not None:  # after the sums: delta may be z or err itself
+                    index = (nodes, slice(None)) if node_axis == 0 else (slice(None), nodes)
+                    delta[index] = errors * df_functions[fid](inputs, *constants)
+        columns.combine(sums, offsets, grad_params)
+
+    return wrap_param_activation(plan, layout, lambda z, err, gp, params, offsets: run(z, err, None, gp, params, offsets),
+                                 run)
 
 
 def _unshared(inputs: tuple[np.ndarray, ...], outputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:

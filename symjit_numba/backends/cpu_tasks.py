@@ -22,7 +22,8 @@ from numba.extending import intrinsic
 
 from ..codegen.source import BLOCK, ROWS
 
-__all__ = ["node_major", "node_major_both", "batch_major", "batch_major_both", "transpose_tiles", "TILE"]
+__all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "batch_major",
+           "batch_major_both", "batch_major_params", "batch_major_backward_params", "transpose_tiles", "TILE"]
 
 #: Side of the square tiles of :func:`transpose_tiles`.
 TILE = 64
@@ -104,6 +105,52 @@ def batch_major_both(first, last, z, a, d, params, offsets, run_start, run_stop,
     for task in range(first, last):
         s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
         _call(kernels[s], (z, a, d, params, offsets, r0, r1, run_start[s], run_stop[s]))
+
+
+# The summing kinds (param_backward, backward_with_params): each task writes its float64 sums into
+# its own slot of ``partials`` (row: the task's block of samples; columns[k]:columns[k + 1]: node
+# or run k's), whatever thread runs it; param_sums adds the slots in a fixed order afterwards.
+
+@_jit
+def node_major_params(first, last, z, err, params, offsets, kernels, columns,
+                      partials):  # pragma: no cover - compiled
+    """As :func:`node_major`, calling node_block_params: task (j, block) sums into
+    partials[block, columns[j]:columns[j + 1]]."""
+    for task in range(first, last):
+        j, lo, hi = _node_task(task, z.shape[1])
+        _call(kernels[j], (z[j, lo:hi], err[j, lo:hi], params, offsets[j],
+                           partials[lo // BLOCK, columns[j]:columns[j + 1]]))
+
+
+@_jit
+def node_major_backward_params(first, last, z, err, delta, params, offsets, kernels, columns,
+                               partials):  # pragma: no cover - compiled
+    """As :func:`node_major_params`, calling node_block_backward_params (delta too, in one pass)."""
+    for task in range(first, last):
+        j, lo, hi = _node_task(task, z.shape[1])
+        _call(kernels[j], (z[j, lo:hi], err[j, lo:hi], delta[j, lo:hi], params, offsets[j],
+                           partials[lo // BLOCK, columns[j]:columns[j + 1]]))
+
+
+@_jit
+def batch_major_params(first, last, z, err, params, offsets, run_start, run_stop, kernels, columns,
+                       partials):  # pragma: no cover - compiled
+    """As :func:`batch_major`, calling row_block_params: task (rows r0..r1-1, run s) sums into
+    partials[r0 // ROWS, columns[s]:columns[s + 1]]."""
+    for task in range(first, last):
+        s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
+        _call(kernels[s], (z, err, params, offsets, r0, r1, run_start[s], run_stop[s],
+                           partials[r0 // ROWS, columns[s]:columns[s + 1]]))
+
+
+@_jit
+def batch_major_backward_params(first, last, z, err, delta, params, offsets, run_start, run_stop, kernels, columns,
+                                partials):  # pragma: no cover - compiled
+    """As :func:`batch_major_params`, calling row_block_backward_params (delta too, in one pass)."""
+    for task in range(first, last):
+        s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
+        _call(kernels[s], (z, err, delta, params, offsets, r0, r1, run_start[s], run_stop[s],
+                           partials[r0 // ROWS, columns[s]:columns[s + 1]]))
 
 
 @_jit

@@ -23,9 +23,10 @@ from .. import __version__
 from ..errors import InvalidDeviceIDError, JITCompilationError
 from ..formulas.resolve import LayerPlan
 from .cache import load_kernel_module
-from .kernels import Kernels, wrap_activation, wrap_loss
+from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
+from .param_sums import Columns
 
-__all__ = ["build", "check_device", "is_available"]
+__all__ = ["build", "check_device", "gpu_count", "is_available"]
 
 METHOD = "GPU_CUDA"
 THREADS_PER_BLOCK = 256
@@ -48,12 +49,32 @@ def is_available() -> bool:
         return False
 
 
+def gpu_count() -> int:
+    """The number of GPUs numba.cuda can see (``CUDA_VISIBLE_DEVICES`` decides); 0 without CUDA.
+
+    numba's CUDA simulator reports one.
+    """
+    if not is_available():
+        return 0
+    try:
+        return len(_cuda().gpus)
+    except Exception:  # noqa: BLE001 - a broken driver install has no usable GPU
+        return 0
+
+
 def check_device(device_id: int) -> None:
-    """Raise InvalidDeviceIDError unless ``device_id`` names a visible GPU."""
-    count = len(_cuda().gpus)
+    """Raise InvalidDeviceIDError unless ``device_id`` is 0 or names a visible GPU.
+
+    0, the default, is always accepted: without a GPU, GPU_CUDA falls back (or raises
+    JITCompilationError) instead, and CPU backends ignore the id.
+    """
+    if device_id == 0:
+        return
+    count = gpu_count()
     if not 0 <= device_id < count:
-        raise InvalidDeviceIDError(f"device_id={device_id} but {count} GPU(s) are visible "
-                                   f"(valid ids: 0..{count - 1})")
+        valid = "only 0, the default, which CPU backends ignore" if count <= 1 else f"0 to {count - 1}"
+        raise InvalidDeviceIDError(f"device_id={device_id} but numba.cuda sees {count} GPU{'s' * (count != 1)} "
+                                   f"(CUDA_VISIBLE_DEVICES decides which); valid ids: {valid}")
 
 
 def _simulator_math():
@@ -176,8 +197,10 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
                        int(np.prod(outputs[0].shape)))
             return run
 
+        param_backward, backward_with_params = _summing_kernels(plan, layout, module, launch, func_ids)
         return Kernels(METHOD, *wrap_loss(plan, run_loss(module.forward), run_loss(module.backward),
-                                          run_loss(module.both), allow_cuda=True), source=text)
+                                          run_loss(module.both), allow_cuda=True), source=text,
+                       param_backward=param_backward, backward_with_params=backward_with_params)
 
     def run_activation(kernel: Any, n_inputs: int) -> Any:
         def run(*arrays_params_offsets):
@@ -185,6 +208,69 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
             launch(kernel, arrays[:n_inputs], arrays[n_inputs:], [params, offsets, func_ids], int(np.prod(arrays[0].shape)))
         return run
 
+    param_backward, backward_with_params = _summing_kernels(plan, layout, module, launch, func_ids)
     return Kernels(METHOD, *wrap_activation(plan, layout, run_activation(module.forward, 1),
                                             run_activation(module.backward, 2), run_activation(module.both, 1),
-                                            allow_cuda=True), source=text)
+                                            allow_cuda=True), source=text,
+                   param_backward=param_backward, backward_with_params=backward_with_params)
+
+
+#: Threads per block of the summing kernels under the CUDA simulator (which runs each as a Python
+#: thread); on a GPU, codegen's CUDA_THREADS.
+SIMULATOR_THREADS = 16
+
+
+def _summing_kernels(plan: LayerPlan, layout: str, module: Any, launch: _Launcher,
+                     func_ids: np.ndarray) -> tuple[Any, Any]:
+    """``param_backward_kernel`` and ``backward_with_params_kernel``: the module's summing kernels write
+    per-block float64 partial sums (one block per node and chunk of CUDA_CHUNK samples, or per chunk of
+    a loss), then its ``combine`` kernel adds them in a fixed order into ``grad_params``: no atomics."""
+    from ..codegen.source import CUDA_CHUNK, CUDA_THREADS
+
+    cuda = launch.cuda
+    counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
+    columns = Columns.per_node(counts)
+    with cuda.gpus[launch.device_id]:
+        bounds = cuda.to_device(np.concatenate(([0], np.cumsum(counts))).astype(np.int64))
+    threads = SIMULATOR_THREADS if _simulating() else CUDA_THREADS
+    loss = plan.mode == "loss"
+    no_offsets = np.zeros(1, dtype=np.int64)
+
+    def run(kernel: Any, inputs: list[Any], outputs: list[Any], grad_params: Any, params: Any,
+            offsets: np.ndarray) -> None:
+        shape = tuple(inputs[0].shape)
+        if loss:
+            size = int(np.prod(shape))
+            tasks = chunks = -(-size // CUDA_CHUNK)
+            inputs, outputs = [_flat(a) for a in inputs], [_flat(a) for a in outputs]
+        else:
+            n, b = shape if layout == "node_major" else shape[::-1]
+            chunks = -(-b // CUDA_CHUNK)
+            tasks = n * chunks
+        order, starts, targets = columns.plan(offsets)
+        with cuda.gpus[launch.device_id]:
+            partials = cuda.device_array((chunks, max(1, columns.size)), np.float64)
+            device_inputs = [launch.device_array(a) for a in inputs]
+            device_outputs = [cuda.device_array(out.shape, out.dtype) if isinstance(out, np.ndarray)
+                              else _as_device_array(out) for out in outputs]
+            extra = [params] if loss else [params, offsets, func_ids, bounds]
+            if tasks:
+                kernel[min(MAX_BLOCKS, tasks), threads](*device_inputs, *device_outputs, partials,
+                                                        *[launch.device_array(e) for e in extra])
+            for out, device_out in zip(outputs, device_outputs):
+                if isinstance(out, np.ndarray):
+                    device_out.copy_to_host(out)
+            if targets.size:
+                grad = launch.device_array(grad_params)  # copied in: entries no node owns stay as they are
+                module.combine[_grid(targets.size)](partials, *(cuda.to_device(a) for a in (order, starts, targets)),
+                                                    grad)
+                if isinstance(grad_params, np.ndarray):
+                    grad.copy_to_host(grad_params)
+
+    if loss:
+        return (wrap_param_loss(plan, lambda p, t, gp, c: run(module.param_backward, [p, t], [], gp, c, no_offsets),
+                                lambda p, t, g, gp, c: run(module.backward_with_params, [p, t], [g], gp, c, no_offsets),
+                                allow_cuda=True))
+    return wrap_param_activation(
+        plan, layout, lambda z, e, gp, c, o: run(module.param_backward, [z, e], [], gp, c, o),
+        lambda z, e, d, gp, c, o: run(module.backward_with_params, [z, e], [d], gp, c, o), allow_cuda=True)

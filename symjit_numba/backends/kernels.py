@@ -8,16 +8,16 @@ seed's signatures, and ``forward_derivative_kernel`` (value and derivative in on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..formulas.resolve import LayerPlan
-from .validation import check_activation_call, check_loss_call
+from .validation import check_activation_call, check_grad_params, check_loss_call
 
-__all__ = ["Kernels", "wrap_activation", "wrap_loss"]
+__all__ = ["Kernels", "wrap_activation", "wrap_loss", "wrap_param_activation", "wrap_param_loss"]
 
 #: ``run(inputs..., output, params, offsets)``; offsets already checked and int64.
 Runner = Callable[..., None]
@@ -32,6 +32,11 @@ class Kernels:
     backward: Callable[..., None]
     both: Callable[..., None]
     source: str | None = None
+    #: ``warm_up(dtypes)`` compiles (or loads) every kernel for those dtypes now, not at first use.
+    warm_up: Callable[[Sequence[Any]], None] = lambda dtypes: None
+    #: The parameter-gradient kernels (:func:`wrap_param_activation`, :func:`wrap_param_loss`).
+    param_backward: Callable[..., None] | None = None
+    backward_with_params: Callable[..., None] | None = None
 
 
 def wrap_activation(plan: LayerPlan, layout: str, run_forward: Runner, run_backward: Runner, run_both: Runner,
@@ -66,21 +71,102 @@ def wrap_loss(plan: LayerPlan, run_forward: Runner, run_backward: Runner, run_bo
     """Public loss kernels around ``run_forward(y_pred, y_true, res, params)``,
     ``run_backward(y_pred, y_true, grad, params)`` and ``run_both(y_pred, y_true, res, grad, params)``."""
     n_constants = len(plan.formulas[0].constants)
+    config_values = {np.dtype(t): np.asarray(plan.values[0] or (0.0,), dtype=t) for t in (np.float32, np.float64)}
 
-    def forward_kernel(y_pred: Any, y_true: Any, res: Any, params: Any) -> None:
-        """res = L(y_pred, y_true), element-wise, in place; the constants are params[0:k], sorted by name."""
+    def or_config_values(params: Any, y_pred: Any) -> Any:
+        """``params``, or the config's values in ``y_pred``'s dtype (the seed's call without params)."""
+        if params is not None:
+            return params
+        return config_values.get(np.dtype(getattr(y_pred, "dtype", np.float64)), config_values[np.dtype(np.float64)])
+
+    def forward_kernel(y_pred: Any, y_true: Any, res: Any, params: Any = None) -> None:
+        """res = L(y_pred, y_true), element-wise, in place; the constants are params[0:k], sorted by
+        name (the config's values if params is omitted)."""
+        params = or_config_values(params, y_pred)
         check_loss_call(n_constants, {"y_pred": y_pred, "y_true": y_true, "res": res}, params, allow_cuda=allow_cuda)
         run_forward(y_pred, y_true, res, params)
 
-    def backward_kernel(y_pred: Any, y_true: Any, grad: Any, params: Any) -> None:
-        """grad = dL/dy_pred, element-wise, in place; the constants are params[0:k], sorted by name."""
+    def backward_kernel(y_pred: Any, y_true: Any, grad: Any, params: Any = None) -> None:
+        """grad = dL/dy_pred, element-wise, in place; the constants are params[0:k], sorted by name
+        (the config's values if params is omitted)."""
+        params = or_config_values(params, y_pred)
         check_loss_call(n_constants, {"y_pred": y_pred, "y_true": y_true, "grad": grad}, params, allow_cuda=allow_cuda)
         run_backward(y_pred, y_true, grad, params)
 
-    def forward_derivative_kernel(y_pred: Any, y_true: Any, res: Any, grad: Any, params: Any) -> None:
+    def forward_derivative_kernel(y_pred: Any, y_true: Any, res: Any, grad: Any, params: Any = None) -> None:
         """res = L(y_pred, y_true) and grad = dL/dy_pred in one pass, element-wise, in place."""
+        params = or_config_values(params, y_pred)
         check_loss_call(n_constants, {"y_pred": y_pred, "y_true": y_true, "res": res, "grad": grad}, params,
                         allow_cuda=allow_cuda, outputs=2)
         run_both(y_pred, y_true, res, grad, params)
 
     return forward_kernel, backward_kernel, forward_derivative_kernel
+
+
+def _needed_entries(constants_per_node: np.ndarray, offsets: np.ndarray) -> int:
+    """One past the last ``params`` entry any node's constants occupy (0 without constants)."""
+    owners = constants_per_node > 0
+    return int((offsets[owners] + constants_per_node[owners]).max()) if owners.any() else 0
+
+
+def wrap_param_activation(plan: LayerPlan, layout: str, run_param_backward: Runner, run_backward_with_params: Runner,
+                          *, allow_cuda: bool = False) -> tuple[Callable[..., None], ...]:
+    """Public parameter-gradient kernels around ``run_param_backward(z, err, grad_params, params, offsets)``
+    and ``run_backward_with_params(z, err, delta, grad_params, params, offsets)``."""
+    constants_per_node = np.asarray(plan.constants_per_node(), dtype=np.int64)
+
+    def param_backward_kernel(z: Any, err: Any, grad_params: Any, params: Any, offset_list: Any, n: int,
+                              b: int) -> None:
+        """grad_params[offset_list[j] + i] = sum over the batch of err * df_j/dc_i(z), for each node j and
+        each of its constants c_i (float64 sums, deterministic); entries no node owns are left as they are."""
+        dtype, offsets = check_activation_call(layout, constants_per_node, {"z": z, "err": err}, params, offset_list,
+                                               n, b, allow_cuda=allow_cuda, outputs=0)
+        check_grad_params(grad_params, dtype, _needed_entries(constants_per_node, offsets),
+                          {"z": z, "err": err, "params": params, "offset_list": offsets}, allow_cuda=allow_cuda)
+        run_param_backward(z, err, grad_params, params, offsets)
+
+    def backward_with_params_kernel(z: Any, err: Any, delta: Any, grad_params: Any, params: Any, offset_list: Any,
+                                    n: int, b: int) -> None:
+        """delta = err * f_j'(z), and grad_params as :func:`param_backward_kernel` sets it, in one pass."""
+        dtype, offsets = check_activation_call(layout, constants_per_node, {"z": z, "err": err, "delta": delta},
+                                               params, offset_list, n, b, allow_cuda=allow_cuda)
+        check_grad_params(grad_params, dtype, _needed_entries(constants_per_node, offsets),
+                          {"z": z, "err": err, "delta": delta, "params": params, "offset_list": offsets},
+                          allow_cuda=allow_cuda)
+        run_backward_with_params(z, err, delta, grad_params, params, offsets)
+
+    return param_backward_kernel, backward_with_params_kernel
+
+
+def wrap_param_loss(plan: LayerPlan, run_param_backward: Runner, run_backward_with_params: Runner,
+                    *, allow_cuda: bool = False) -> tuple[Callable[..., None], ...]:
+    """Public parameter-gradient kernels of a loss around ``run_param_backward(y_pred, y_true, grad_params,
+    params)`` and ``run_backward_with_params(y_pred, y_true, grad, grad_params, params)``."""
+    n_constants = len(plan.formulas[0].constants)
+    config_values = {np.dtype(t): np.asarray(plan.values[0] or (0.0,), dtype=t) for t in (np.float32, np.float64)}
+
+    def or_config_values(params: Any, y_pred: Any) -> Any:
+        if params is not None:
+            return params
+        return config_values.get(np.dtype(getattr(y_pred, "dtype", np.float64)), config_values[np.dtype(np.float64)])
+
+    def param_backward_kernel(y_pred: Any, y_true: Any, grad_params: Any, params: Any = None) -> None:
+        """grad_params[i] = the sum over all elements of dL/dc_i (float64 sums, deterministic), for each
+        constant c_i of the loss (sorted by name; the config's values if params is omitted)."""
+        params = or_config_values(params, y_pred)
+        dtype = check_loss_call(n_constants, {"y_pred": y_pred, "y_true": y_true}, params, allow_cuda=allow_cuda,
+                                outputs=0)
+        check_grad_params(grad_params, dtype, n_constants, {"y_pred": y_pred, "y_true": y_true, "params": params},
+                          allow_cuda=allow_cuda)
+        run_param_backward(y_pred, y_true, grad_params, params)
+
+    def backward_with_params_kernel(y_pred: Any, y_true: Any, grad: Any, grad_params: Any, params: Any = None) -> None:
+        """grad = dL/dy_pred, element-wise, and grad_params as :func:`param_backward_kernel` sets it, in one pass."""
+        params = or_config_values(params, y_pred)
+        dtype = check_loss_call(n_constants, {"y_pred": y_pred, "y_true": y_true, "grad": grad}, params,
+                                allow_cuda=allow_cuda)
+        check_grad_params(grad_params, dtype, n_constants,
+                          {"y_pred": y_pred, "y_true": y_true, "grad": grad, "params": params}, allow_cuda=allow_cuda)
+        run_backward_with_params(y_pred, y_true, grad, grad_params, params)
+
+    return param_backward_kernel, backward_with_params_kernel

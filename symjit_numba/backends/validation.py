@@ -3,10 +3,18 @@
 Each check raises :class:`~symjit_numba.errors.KernelArgumentError` (a ``ValueError``) whose message
 names the argument and says what to fix. Arrays are described through :class:`ArrayInfo`, so the
 same checks serve numpy arrays and CUDA arrays (``__cuda_array_interface__``) alike.
+
+Overlap. An output may be the very same array as an input (same first byte and shape: every array
+is C-contiguous and of one dtype by then), which every kernel supports: each element's inputs are
+read before its outputs are written, and CPU_PYTHON copies an input that two outputs overlap. Any
+other sharing of memory between an output and another argument (inputs, the other output,
+``params``, ``offset_list``) is refused: a shifted view would read values the same call already
+overwrote, on some backends and not others.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
@@ -15,7 +23,7 @@ import numpy as np
 
 from ..errors import KernelArgumentError
 
-__all__ = ["ArrayInfo", "describe", "check_activation_call", "check_loss_call", "FLOAT_DTYPES"]
+__all__ = ["ArrayInfo", "describe", "check_activation_call", "check_loss_call", "check_grad_params", "FLOAT_DTYPES"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -28,11 +36,52 @@ class ArrayInfo:
     dtype: np.dtype
     c_contiguous: bool
     writeable: bool
-    address: int = 0  # first byte; with nbytes, what two outputs must not share
+    address: int = 0  # first byte (0: unknown, overlap not checked)
+    nbytes: int = 0  # with address, the memory it spans (C-contiguous)
 
 
-def _nbytes(info: ArrayInfo) -> int:
-    return int(np.prod(info.shape, dtype=np.int64)) * info.dtype.itemsize
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def _overlap(a: ArrayInfo, b: ArrayInfo) -> bool:
+    """True if the two (C-contiguous) arrays share a byte; False if either address is unknown."""
+    if not (a.address and b.address):
+        return False
+    return a.address < b.address + b.nbytes and b.address < a.address + a.nbytes
+
+
+def _same_array(a: ArrayInfo, b: ArrayInfo) -> bool:
+    """Exactly the same elements: same first byte, shape and dtype (both are C-contiguous)."""
+    return a.address == b.address and a.shape == b.shape and a.dtype == b.dtype
+
+
+def check_overlap(arrays: dict[str, ArrayInfo], inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
+    """Refuse an output that shares memory with any other argument, except an input that is the very
+    same array (the documented in-place call, e.g. ``forward_kernel(z, z, ...)``).
+
+    ``arrays`` also holds the read-only arguments that are neither (``params``, ``offset_list``);
+    read-only arguments may share memory with each other.
+    """
+    for k, out in enumerate(outputs):
+        for other, info in arrays.items():
+            if other == out or (other in outputs and outputs.index(other) < k):
+                continue
+            if not _overlap(arrays[out], info):
+                continue
+            if other in outputs:
+                raise KernelArgumentError(f"{out} and {other} overlap in memory; the kernel writes both, "
+                                          "so give each its own array")
+            if other not in inputs:
+                raise KernelArgumentError(f"output {out} shares memory with {other}, which the kernel reads while "
+                                          f"it writes {out}: give {out} its own array")
+            if not _same_array(arrays[out], info):
+                raise KernelArgumentError(
+                    f"output {out} partly overlaps input {other} (views of one buffer at different positions "
+                    f"or shapes): the result would depend on the order of writes. In-place use is allowed "
+                    f"only with the very same array (pass {other} as {out}); otherwise give {out} its own "
+                    f"array (np.empty_like({other}))")
+            # The very same array: in place, which every kernel supports.
 
 
 def _cuda_info(interface: dict) -> ArrayInfo:
@@ -42,23 +91,31 @@ def _cuda_info(interface: dict) -> ArrayInfo:
     contiguous = strides is None or tuple(strides) == tuple(
         int(np.prod(shape[i + 1:], dtype=np.int64)) * dtype.itemsize for i in range(len(shape)))
     address, readonly = interface.get("data", (0, False))
-    return ArrayInfo(shape, dtype, contiguous or int(np.prod(shape)) <= 1, not readonly, int(address or 0))
+    size = math.prod(shape)
+    return ArrayInfo(shape, dtype, contiguous or size <= 1, not readonly, int(address or 0), size * dtype.itemsize)
 
 
 def _is_numba_device_array(array: Any) -> bool:
     return all(hasattr(array, attribute) for attribute in ("copy_to_host", "shape", "dtype", "strides"))
 
 
+def _simulator_address(array: Any) -> int:
+    """The host memory behind a CUDA-simulator array (a numpy array in ``_ary``), else 0 (unknown)."""
+    host = getattr(array, "_ary", None)
+    return host.__array_interface__["data"][0] if isinstance(host, np.ndarray) else 0
+
+
 def describe(name: str, array: Any, *, allow_cuda: bool = False) -> ArrayInfo:
     """Describe ``array`` or refuse it (a CPU backend takes numpy arrays only)."""
     if isinstance(array, np.ndarray):
         return ArrayInfo(array.shape, array.dtype, array.flags.c_contiguous, array.flags.writeable,
-                         array.__array_interface__["data"][0])
+                         array.__array_interface__["data"][0], array.nbytes)
     if allow_cuda and hasattr(array, "__cuda_array_interface__"):
         return _cuda_info(array.__cuda_array_interface__)
     if allow_cuda and _is_numba_device_array(array):  # the CUDA simulator's arrays have no interface
-        info = {"shape": array.shape, "typestr": np.dtype(array.dtype).str, "strides": array.strides}
-        return _cuda_info(info)  # address unknown (0): overlap is not checked
+        info = {"shape": array.shape, "typestr": np.dtype(array.dtype).str, "strides": array.strides,
+                "data": (_simulator_address(array), False)}
+        return _cuda_info(info)
     wanted = "a numpy array or a CUDA array" if allow_cuda else "a numpy array"
     raise KernelArgumentError(f"{name} must be {wanted}, got {type(array).__name__}")
 
@@ -76,39 +133,53 @@ def _check_float_arrays(arrays: dict[str, ArrayInfo], outputs: tuple[str, ...]) 
     for name in outputs:
         if not arrays[name].writeable:
             raise KernelArgumentError(f"{name} is read-only; the kernel writes its result there")
-    for k, first_out in enumerate(outputs):
-        for second_out in outputs[k + 1:]:
-            a, b = arrays[first_out], arrays[second_out]
-            if a.address and b.address and a.address < b.address + _nbytes(b) and b.address < a.address + _nbytes(a):
-                raise KernelArgumentError(f"{first_out} and {second_out} overlap in memory; the kernel writes "
-                                          "both, so give each its own array")
     return first
 
 
-def _check_count(name: str, value: Any, expected: int, meaning: str) -> None:
+def _check_count(name: str, value: Any, expected: int, noun: str, array: str, axis: int, layout: str) -> None:
+    """``value`` must be the integer ``expected``: how many ``noun``-s ``array.shape[axis]`` holds."""
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise KernelArgumentError(f"{name} must be an integer ({meaning}), got {type(value).__name__}")
+        raise KernelArgumentError(f"{name} must be an integer (the number of {noun}s), got {type(value).__name__}")
     if int(value) != expected:
-        raise KernelArgumentError(f"{name}={value} but the arrays hold {expected} {meaning}")
+        where = f"{array}.shape[{axis}] in layout={layout!r}"
+        raise KernelArgumentError(f"{name}={value} but the arrays hold {_plural(expected, noun)} "
+                                  f"({'the batch size is ' if noun == 'sample' else ''}{where})")
+
+
+#: Largest offset an int64 holds: an unsigned offset above it cannot be converted.
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 def check_offsets(offset_list: Any, n_nodes: int, constants_per_node: np.ndarray, params_size: int) -> np.ndarray:
-    """Return the offsets as a contiguous int64 array, after checking every node's range is in params."""
+    """Return the offsets as a contiguous int64 array, after checking every node's range is in params.
+
+    Node j reads ``params[offset_list[j] : offset_list[j] + count_j]``. The check cannot wrap around
+    for any integer dtype: offsets are compared with ``params_size - count_j`` (small numbers), never
+    added to the counts, and unsigned offsets above the int64 range are refused before conversion.
+    """
     offsets = offset_list if isinstance(offset_list, np.ndarray) else np.asarray(offset_list)
     if offsets.ndim != 1 or offsets.shape[0] != n_nodes:
         raise KernelArgumentError(f"offset_list must be 1-D with one offset per node ({n_nodes}), "
                                   f"got shape {offsets.shape}")
     if offsets.dtype.kind not in "iu":
-        raise KernelArgumentError(f"offset_list must hold integers, got dtype {offsets.dtype}")
-    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    if n_nodes and offsets.min() < 0:
+        raise KernelArgumentError(f"offset_list must hold integers (int64, int32, or unsigned), got dtype {offsets.dtype}")
+    if n_nodes == 0:
+        return np.ascontiguousarray(offsets, dtype=np.int64)
+    if offsets.dtype.kind == "i" and offsets.min() < 0:
         node = int(np.argmin(offsets))
-        raise KernelArgumentError(f"offset_list[{node}] = {offsets[node]} is negative")
-    ends = offsets + constants_per_node
-    if n_nodes and ends.max() > params_size:
-        node = int(np.argmax(ends > params_size))
+        raise KernelArgumentError(f"offset_list[{node}] = {int(offsets[node])} is negative")
+    if offsets.dtype.kind == "u" and offsets.dtype.itemsize >= 8 and offsets.max() > _INT64_MAX:
+        bad = offsets > _INT64_MAX
+    else:
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)  # exact: every value fits
+        last_start = params_size - constants_per_node  # int64, small: where each node may start at most
+        bad = offsets > last_start
+    if bad.any():
+        node = int(np.argmax(bad))
+        start = int(offsets[node])  # Python ints from here: no wrap-around in the message either
+        end = start + int(constants_per_node[node])
         raise KernelArgumentError(
-            f"node {node} reads params[{offsets[node]}:{ends[node]}] but params has {params_size} elements "
+            f"node {node} reads params[{start}:{end}] but params has {_plural(params_size, 'element')} "
             "(make params with compiler.make_params(), or check offset_list)")
     return offsets
 
@@ -118,11 +189,13 @@ def _check_arrays(arrays: dict[str, Any], params: Any, allow_cuda: bool,
     """Describe the arrays and params; check dtypes, layout, writeable outputs and equal shapes."""
     infos = {name: describe(name, a, allow_cuda=allow_cuda) for name, a in arrays.items()}
     infos["params"] = describe("params", params, allow_cuda=allow_cuda)
-    dtype = _check_float_arrays(infos, tuple(arrays)[-outputs:])
+    names = tuple(arrays)
+    dtype = _check_float_arrays(infos, names[len(names) - outputs:])  # outputs may be 0
     first_name, first = next(iter(infos.items()))
     for name in arrays:
         if infos[name].shape != first.shape:
             raise KernelArgumentError(f"{name} has shape {infos[name].shape} but {first_name} has {first.shape}")
+    check_overlap(infos, names[:len(names) - outputs], names[len(names) - outputs:])
     return infos, dtype
 
 
@@ -140,15 +213,20 @@ def check_activation_call(layout: str, constants_per_node: np.ndarray, arrays: d
         raise KernelArgumentError(f"{first_name} must be 2-D ({'nodes, batch' if layout == 'node_major' else 'batch, nodes'}), "
                                   f"got shape {first.shape}")
     nodes, batch = first.shape if layout == "node_major" else first.shape[::-1]
+    node_axis = 0 if layout == "node_major" else 1
     if nodes != n_nodes:
-        axis = 0 if layout == "node_major" else 1
-        raise KernelArgumentError(f"this compiler has {n_nodes} nodes but {first_name}.shape[{axis}] = {nodes} "
-                                  f"(layout={layout!r})")
-    _check_count("n", n, nodes, "nodes")
-    _check_count("b", b, batch, "batch rows")
+        raise KernelArgumentError(f"this compiler has {_plural(n_nodes, 'node')} but "
+                                  f"{first_name}.shape[{node_axis}] = {nodes} (layout={layout!r})")
+    _check_count("n", n, nodes, "node", first_name, node_axis, layout)
+    _check_count("b", b, batch, "sample", first_name, 1 - node_axis, layout)
     if len(infos["params"].shape) != 1:
         raise KernelArgumentError(f"params must be 1-D, got shape {infos['params'].shape}")
     offsets = check_offsets(offset_list, n_nodes, constants_per_node, infos["params"].shape[0])
+    held = describe("offset_list", offsets)  # the caller's memory unless converted: read while outputs are written
+    for name in tuple(arrays)[len(arrays) - outputs:]:
+        if _overlap(infos[name], held):
+            raise KernelArgumentError(f"output {name} shares memory with offset_list, which the kernel reads "
+                                      f"while it writes {name}: give {name} its own array")
     return dtype, offsets
 
 
@@ -157,6 +235,34 @@ def check_loss_call(n_constants: int, arrays: dict[str, Any], params: Any, *, al
     """Check a loss kernel call (``y_pred``, ``y_true``, then the ``outputs``); return the dtype."""
     infos, dtype = _check_arrays(arrays, params, allow_cuda, outputs)
     if len(infos["params"].shape) != 1 or infos["params"].shape[0] < n_constants:
-        raise KernelArgumentError(f"params must be 1-D with at least {n_constants} elements (the loss's constants "
-                                  f"sorted by name), got shape {infos['params'].shape}")
+        raise KernelArgumentError(f"params must be 1-D with at least {_plural(n_constants, 'element')} (the loss's "
+                                  f"constants sorted by name), got shape {infos['params'].shape}")
     return dtype
+
+
+def check_grad_params(grad_params: Any, dtype: np.dtype, needed: int, others: dict[str, Any], *,
+                      allow_cuda: bool = False) -> None:
+    """Check the ``grad_params`` output of a parameter-gradient kernel.
+
+    It must be a writable, C-contiguous 1-D array of the call's ``dtype`` with at least ``needed``
+    elements (every entry a node's constants occupy), sharing no memory with ``others`` (every
+    other argument of the call: the kernel reads them, or writes them too, while it writes it).
+    """
+    info = describe("grad_params", grad_params, allow_cuda=allow_cuda)
+    if len(info.shape) != 1:
+        raise KernelArgumentError(f"grad_params must be 1-D like params (np.zeros_like(params)), got shape {info.shape}")
+    if info.dtype != dtype:
+        raise KernelArgumentError(f"grad_params has dtype {info.dtype} but the other arrays have {dtype}; "
+                                  "give it the dtype of params (np.zeros_like(params))")
+    if not info.c_contiguous:
+        raise KernelArgumentError("grad_params must be C-contiguous (use np.ascontiguousarray(grad_params))")
+    if not info.writeable:
+        raise KernelArgumentError("grad_params is read-only; the kernel writes the constants' gradients there")
+    if info.shape[0] < needed:
+        raise KernelArgumentError(f"grad_params has {_plural(info.shape[0], 'element')} but the nodes' constants "
+                                  f"occupy params[0:{needed}]: make it like params (np.zeros_like(params))")
+    for name, array in others.items():
+        if array is not None and _overlap(info, describe(name, array, allow_cuda=allow_cuda)):
+            raise KernelArgumentError(f"grad_params shares memory with {name}, which the kernel reads or writes "
+                                      "while it writes grad_params: give grad_params its own array "
+                                      "(np.zeros_like(params))")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..formulas.resolve import FormulaKey, LayerPlan
-from .source import PrintedFormula, generate_source
+from .source import BLOCKS, PrintedFormula, generate_source
 
 __all__ = ["printed_formulas", "formula_module_source", "named_module", "named_modules", "build_table",
            "TABLE_FILE", "NAMED_KERNELS_DIR"]
@@ -32,7 +32,6 @@ TABLE_FILE = Path(__file__).with_name("prebuilt.json")
 #: The named formulas' numba modules (``codegen.source``), generated from the table.
 NAMED_KERNELS_DIR = Path(__file__).resolve().parent.parent / "named_kernels"
 _TARGETS = ("numba", "cuda")
-_BLOCKS = ("forward", "backward", "both")
 
 
 def _entry_name(key: FormulaKey, mode: str, target: str) -> str:
@@ -56,9 +55,10 @@ def printed_formulas(plan: LayerPlan, target: str) -> list[PrintedFormula]:
     printed = []
     for key in plan.formulas:
         entry = _table().get(_entry_name(key, plan.mode, target))
-        if entry is not None:
+        if entry is not None and set(entry.get("blocks", ())) == {"+".join(computes) for computes in BLOCKS}:
             printed.append(PrintedFormula(key.label, key.constants, entry["formula"], entry["derivative"],
-                                          *(tuple(entry[which]) for which in _BLOCKS)))
+                                          {block: tuple(lines) for block, lines in entry["blocks"].items()},
+                                          tuple(entry["constant_derivatives"])))
         else:
             from ..formulas.resolve import build_formula
             from .printer import print_formula
@@ -79,22 +79,39 @@ def formula_module_source(key: FormulaKey, mode: str) -> str:
                            "node_major", __version__)
 
 
+def _shipped_variants() -> list[tuple[str, FormulaKey, str]]:
+    """(module name, key, mode) of each shipped variant of the built-in named formulas.
+
+    Two variants of a formula with constants: every default left out of the config (fixed values,
+    e.g. ``("selu", {})``, module ``selu``) and every default listed (trainable, module
+    ``selu_listed``); configs that list some of them compile their own module at first use.
+    """
+    from ..formulas.registry import builtin_formulas
+    from ..formulas.resolve import named_formula_key
+
+    variants = []
+    for named in builtin_formulas():
+        variants.append((named.name, named_formula_key(named), named.mode))
+        if named.defaults:
+            variants.append((f"{named.name}_listed", named_formula_key(named, tuple(named.defaults)), named.mode))
+    return variants
+
+
 def build_table() -> dict[str, dict]:
     """The table for the built-in named formulas, freshly derived and printed (needs SymPy)."""
-    from ..formulas.registry import builtin_formulas
     from ..formulas.resolve import build_formula
     from .printer import print_formula
 
     table = {}
-    for named in builtin_formulas():
-        key = FormulaKey(named.formula, tuple(sorted(named.defaults)), named.name)
-        built = build_formula(key, named.mode)
+    for module, key, mode in _shipped_variants():
+        built = build_formula(key, mode)
         for target in _TARGETS:
             printed = print_formula(built, target)
-            table[_entry_name(key, named.mode, target)] = {
+            table[_entry_name(key, mode, target)] = {
                 "formula": printed.formula, "derivative": printed.derivative,
-                **{which: list(getattr(printed, which)) for which in _BLOCKS},
-                **({"module": named.name} if target == "numba" else {}),
+                "constant_derivatives": list(printed.constant_derivatives),
+                "blocks": {block: list(lines) for block, lines in printed.blocks.items()},
+                **({"module": module} if target == "numba" else {}),
             }
     return table
 
@@ -102,13 +119,8 @@ def build_table() -> dict[str, dict]:
 def named_modules() -> dict[str, str]:
     """File name -> text of each named formula's shipped numba module, generated from the table."""
     from ..backends.cache import stamped
-    from ..formulas.registry import builtin_formulas
 
-    modules = {}
-    for named in builtin_formulas():
-        key = FormulaKey(named.formula, tuple(sorted(named.defaults)), named.name)
-        modules[f"{named.name}.py"] = stamped(formula_module_source(key, named.mode))
-    return modules
+    return {f"{module}.py": stamped(formula_module_source(key, mode)) for module, key, mode in _shipped_variants()}
 
 
 def _write() -> None:

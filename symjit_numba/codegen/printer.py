@@ -5,10 +5,18 @@ would write a kernel by hand:
 
 * every literal is ``T(...)``, where ``T`` is the kernel's element type (``z.dtype.type``), so a
   float32 kernel does its arithmetic in float32 (a bare ``0.5`` would promote it to float64);
-* small integer powers become multiplications and ``x**0.5`` becomes ``math.sqrt(x)``;
+* small integer powers become multiplications and ``x**0.5`` becomes ``math.sqrt(x)`` (``x**-0.5``
+  becomes ``1/math.sqrt(x)``): a power of exactly 1/2 *is* the square root in the formula language,
+  NaN for every negative ``x`` including ``-inf`` (where C's ``pow`` would give ``+inf``);
+* every compound operand is parenthesised unless its text is already one parenthesised unit
+  (:func:`_is_unit`), so operator precedence never depends on how a sub-expression printed;
 * ``Piecewise`` becomes nested conditional expressions, which LLVM turns into vector selects;
 * common subexpressions (``sympy.cse``) are computed once, as ``t0 = ...`` statements;
 * functions come from the target's column of :data:`symjit_numba.functions.FUNCTIONS`.
+
+A formula the printer cannot express raises :class:`~symjit_numba.JITCompilationError`, so the
+compiler falls back to the next backend (CPU_PYTHON prints with SymPy's own printer) as it does
+for any other compile failure.
 """
 
 from __future__ import annotations
@@ -18,15 +26,84 @@ from collections.abc import Mapping, Sequence
 
 import sympy as sp
 
-from ..errors import FormulaParsingError
+from ..errors import JITCompilationError
 from ..formulas.resolve import BuiltFormula
 from ..functions import FUNCTIONS_BY_SYMPY
-from .source import PrintedFormula
+from .source import BLOCKS, PrintedFormula
 
 __all__ = ["KernelPrinter", "TARGETS", "print_formula"]
 
 TARGETS = ("numba", "cuda")
-_SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|T\([-+0-9.eE]+\)|T\(math\.(inf|nan)\)|-?T\(math\.inf\)")
+_SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|T\([-+0-9.eE]+\)|T\(-?math\.(inf|nan)\)")
+_CALLEE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+
+
+def _is_unit(text: str) -> bool:
+    """Whether ``text`` is one operand whatever surrounds it: a name, a literal, a call, or an
+    expression in parentheses that enclose all of it.
+
+    A text that merely *starts* with ``(`` is not enough: ``(a + b)*(c + d)`` does, yet ``**``
+    applied to it would bind to ``(c + d)`` alone. Printed text holds no strings, so counting
+    parentheses is exact.
+    """
+    callee = _CALLEE.match(text)
+    rest = text[callee.end():] if callee else text
+    if not rest:
+        return bool(callee)
+    if not rest.startswith("("):
+        return False
+    depth = 0
+    for position, ch in enumerate(rest):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return position == len(rest) - 1  # the first "(" closes at the very end
+    return False
+
+
+class _Quotient(sp.Function):  # noqa: N801
+    """``numerator/denominator`` as one node, so that common-subexpression elimination cannot
+    share a reciprocal between products: ``sin(x)/x + sinh(x)/x`` is ``(sin(x) + sinh(x))*(1/x)``
+    to ``sympy.cse`` (one ``x**-1`` factor), and ``1/x`` is inf for a subnormal ``x`` where each
+    quotient is finite. A division costs a little more than a multiplication; a wrong inf costs more."""
+
+    nargs = 2
+
+
+def _denominator(factor: sp.Basic) -> sp.Basic | None:
+    """What ``factor`` of a product divides by (``x`` for ``x**-1``, ``2`` for ``1/2``), or None."""
+    if isinstance(factor, sp.Pow) and factor.exp.is_Number and factor.exp < 0:
+        return factor.base**-factor.exp
+    if isinstance(factor, sp.Rational) and not factor.is_Integer and factor.p == 1:
+        return sp.Integer(factor.q)
+    return None
+
+
+def _product(factors: list[sp.Basic]) -> sp.Basic:
+    # Unevaluated: SymPy would distribute a number over a sum (Mul(2, x + 1) is 2*x + 2).
+    return factors[0] if len(factors) == 1 else sp.Mul(*factors, evaluate=False) if factors else sp.S.One
+
+
+def _quotients(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with every product that has a denominator written as one :class:`_Quotient`."""
+    if not expr.args or isinstance(expr, sp.Symbol):
+        return expr
+    args = [_quotients(a) for a in expr.args]
+    if isinstance(expr, sp.Mul):
+        denominators = [d for d in map(_denominator, args) if d is not None]
+        if denominators:
+            numerators = [a for a in args if _denominator(a) is None]
+            # A constant divisor (2*sqrt(pi) in gelu') is a multiplication by its reciprocal, as
+            # one literal: a division per element costs several multiplications. (Done here, in
+            # every backend alike, rather than by a fast-math flag that also rewrites 1/x.)
+            constant = sp.Mul(*(d for d in denominators if d.is_number))
+            reciprocal = float(1 / constant) if constant != 1 else 1.0
+            if constant != 1 and 1e-30 < abs(reciprocal) < 1e30:
+                numerators.append(sp.Float(reciprocal))
+                denominators = [d for d in denominators if not d.is_number]
+            if not denominators:
+                return _product(numerators)
+            return _Quotient(_product(numerators), _product(denominators))
+    return expr.func(*args) if args != list(expr.args) else expr
 
 
 class KernelPrinter:
@@ -59,7 +136,8 @@ class KernelPrinter:
             One printed expression per input expression.
         """
         self.statements = []
-        replacements, reduced = sp.cse(list(exprs), symbols=sp.numbered_symbols("t"), order="none")
+        exprs = [_quotients(e) for e in exprs]
+        replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), order="none")
         for symbol, value in replacements:
             self.names[symbol] = symbol.name
             self.statements.append(f"{symbol.name} = {self.print(value)}")
@@ -74,6 +152,8 @@ class KernelPrinter:
             return self.literal(expr)
         if isinstance(expr, sp.Add):
             return self.add(expr)
+        if isinstance(expr, _Quotient):
+            return f"({self.wrap(expr.args[0])}/{self.wrap(expr.args[1])})"
         if isinstance(expr, sp.Mul):
             return self.mul(expr)
         if isinstance(expr, sp.Pow):
@@ -86,14 +166,14 @@ class KernelPrinter:
             return self.function(expr)
         if isinstance(expr, (sp.core.relational.Relational, sp.logic.boolalg.Boolean)):
             return self.condition(expr)  # a condition that CSE made into a temporary
-        raise FormulaParsingError(f"cannot print {expr} ({type(expr).__name__}) for the {self.target} target")
+        raise JITCompilationError(f"cannot print {expr} ({type(expr).__name__}) for the {self.target} target")
 
     def literal(self, value: sp.Basic) -> str:
         number = float(value)
         if number != number:
             return "T(math.nan)"
         if number in (float("inf"), float("-inf")):
-            return "T(math.inf)" if number > 0 else "-T(math.inf)"
+            return "T(math.inf)" if number > 0 else "T(-math.inf)"  # one operand, as a base of ** too
         return f"T({number!r})"
 
     def add(self, expr: sp.Add) -> str:
@@ -101,14 +181,14 @@ class KernelPrinter:
         text = self.print(terms[0])
         for term in terms[1:]:
             if term.could_extract_minus_sign():
-                text += f" - {self.wrap(-term, sp.Add)}"
+                text += f" - {self.wrap(-term)}"
             else:
                 text += f" + {self.print(term)}"
         return f"({text})"
 
     def mul(self, expr: sp.Mul) -> str:
         if expr.could_extract_minus_sign():
-            return f"(-{self.wrap(-expr, sp.Add)})"
+            return f"(-{self.wrap(_quotients(-expr))})"
         numerator, denominator = [], []
         for factor in expr.args:
             if isinstance(factor, sp.Pow) and factor.exp.is_Number and factor.exp < 0:
@@ -117,28 +197,29 @@ class KernelPrinter:
                 denominator.append(sp.Integer(factor.q))
             else:
                 numerator.append(factor)
-        top = "*".join(self.wrap(f, sp.Add) for f in numerator) if numerator else "T(1)"
+        top = "*".join(self.wrap(f) for f in numerator) if numerator else "T(1)"
         if not denominator:
             return top
-        bottom = "*".join(self.wrap(f, (sp.Add, sp.Mul)) for f in denominator)
+        bottom = "*".join(self.wrap(f) for f in denominator)
         if len(denominator) > 1:
             bottom = f"({bottom})"
         return f"({top}/{bottom})"
 
-    def wrap(self, expr: sp.Basic, kinds: type | tuple[type, ...]) -> str:
+    def wrap(self, expr: sp.Basic) -> str:
+        """``expr`` printed as one operand: in parentheses unless its text already is one unit."""
         text = self.print(expr)
-        return f"({text})" if isinstance(expr, kinds) and not text.startswith("(") else text
+        return text if _is_unit(text) else f"({text})"
 
     def pow(self, base: sp.Basic, exponent: sp.Basic) -> str:
-        if exponent == sp.S.Half:
-            return f"math.sqrt({self.print(base)})"
-        if exponent == -sp.S.Half:
-            return f"(T(1)/math.sqrt({self.print(base)}))"
+        # By value, so that a Float 0.5 (from "num**0.5") is the square root as Rational 1/2 is.
+        if exponent.is_Number and abs(float(exponent)) == 0.5:
+            root = f"math.sqrt({self.print(base)})"
+            return root if exponent > 0 else f"(T(1)/{root})"
         if exponent.is_Integer and 1 <= abs(int(exponent)) <= 4:
             b = self.simple(self.print(base))
             product = "*".join([b] * abs(int(exponent)))
             return f"({product})" if exponent > 0 else f"(T(1)/({product}))"
-        return f"({self.wrap(base, (sp.Add, sp.Mul, sp.Pow))}**{self.wrap(exponent, (sp.Add, sp.Mul, sp.Pow))})"
+        return f"({self.wrap(base)}**{self.wrap(exponent)})"
 
     def piecewise(self, expr: sp.Piecewise) -> str:
         text = "T(math.nan)"  # SymPy's value where no condition holds
@@ -163,7 +244,12 @@ class KernelPrinter:
             return "(" + joiner.join(self.condition(c) for c in cond.args) + ")"
         if isinstance(cond, sp.Not):
             return f"(not {self.condition(cond.args[0])})"
-        raise FormulaParsingError(f"cannot print the condition {cond}")
+        if isinstance(cond, sp.ITE):
+            # SymPy folds a Piecewise inside a comparison (num < Piecewise(...)) into ITE(a, b, c):
+            # "b if a else c", a select like any Piecewise.
+            a, b, c = (self.condition(arg) for arg in cond.args)
+            return f"({b} if {a} else {c})"
+        raise JITCompilationError(f"cannot print the condition {cond} for the {self.target} target")
 
     def fold(self, expr: sp.Basic) -> str:
         template = getattr(FUNCTIONS_BY_SYMPY[type(expr)], self.target)
@@ -176,11 +262,11 @@ class KernelPrinter:
     def function(self, expr: sp.Function) -> str:
         row = FUNCTIONS_BY_SYMPY.get(type(expr))
         if row is None:
-            raise FormulaParsingError(f"no {self.target} implementation of {type(expr).__name__}")
+            raise JITCompilationError(f"no {self.target} implementation of {type(expr).__name__}")
         implementation = getattr(row, self.target)
         if isinstance(expr, sp.polygamma):
             if expr.args[0] != 0:
-                raise FormulaParsingError(f"only polygamma(0, x) (digamma) is implemented, not {expr}")
+                raise JITCompilationError(f"only polygamma(0, x) (digamma) is implemented, not {expr}")
             expr = sp.Function("digamma")(expr.args[1])
         if isinstance(expr, sp.Heaviside) and len(expr.args) == 2:
             return implementation.replace("T(0.5)", f"T({float(expr.args[1])!r})").format(
@@ -201,15 +287,19 @@ class KernelPrinter:
 
 
 def print_formula(built: BuiltFormula, target: str) -> PrintedFormula:
-    """Print a parsed formula and its derivative as kernel statements for ``target``.
+    """Print a parsed formula and its derivatives as kernel statements for ``target``.
 
-    Three blocks: f alone, df alone (each with its own common subexpressions, for kernels that
-    compute one of them) and f with df (sharing theirs, for kernels that compute both).
+    One block per entry of :data:`~symjit_numba.codegen.source.BLOCKS` (the distinct sets of
+    quantities the kernel kinds compute: f alone, df alone, f with df, the df/dc of every constant,
+    df with them...), each with its own common subexpressions, shared among its quantities.
     """
     names: dict[sp.Symbol, str] = {v: v.name for v in built.variables}
     names.update({c: f"c_{c.name}" for c in built.constants})
-    printed = []
-    for exprs in ([built.expr], [built.derivative], [built.expr, built.derivative]):
-        statements, results = KernelPrinter(target, names).block(exprs)
-        printed.append((*statements, *results))
-    return PrintedFormula(built.key.label, built.key.constants, str(built.expr), str(built.derivative), *printed)
+    quantities = {"f": [built.expr], "df": [built.derivative], "dc": list(built.constant_derivatives)}
+    blocks = {}
+    for computes in BLOCKS:
+        exprs = [e for quantity in computes for e in quantities[quantity]]
+        statements, results = KernelPrinter(target, names).block(exprs) if exprs else ([], [])
+        blocks["+".join(computes)] = (*statements, *results)
+    return PrintedFormula(built.key.label, built.key.constants, str(built.expr), str(built.derivative), blocks,
+                          tuple(map(str, built.constant_derivatives)))

@@ -1,15 +1,25 @@
 """Emit the source text of a kernel module: readable Python for ``numba.njit`` or ``numba.cuda.jit``.
 
+What a module holds comes from one table, :data:`KINDS`: each kernel kind says which quantities
+it computes per element (f, df = df/dnum, and dc = df/dc for each constant), whether it multiplies
+them by the incoming gradient ``err``, which arrays it writes, and whether it sums (``dc``: the
+parameter gradients). Every emitter below (CPU activation, CPU loss, CUDA activation, CUDA loss)
+walks that table, so a new kind is one entry there.
+
 A CPU activation module holds *one* formula: functions that compute one task of a layer (a node's
 block of the batch, or a block of rows of a run of nodes), each a homogeneous loop over contiguous
 elements, which LLVM can vectorise. The formula-independent task runners of
 :mod:`symjit_numba.backends.cpu_tasks` call the right one for each task through its address, so
 a formula is compiled once and reused by every layer that uses it. A CPU loss module (one
-formula too) runs its own range of tasks.
+formula too) runs its own range of tasks. A summing kind writes each task's sums (float64) into
+its own slot of a buffer of partial sums; the backend adds the slots in a fixed order afterwards
+(:mod:`symjit_numba.backends.param_sums`), so the result never depends on the number of threads.
+
 The CUDA module runs one thread per element (grid-stride) and switches on the formula id per
-element; neighbouring threads share a node, so a warp rarely diverges.
-Each module computes f, err * df (df for a loss), and f with df in one pass (the ``*_both`` /
-``both`` kernels, whose statements share common subexpressions).
+element; neighbouring threads share a node, so a warp rarely diverges. Its summing kernels run one
+block per (node, chunk of samples): each thread sums in float64, the block adds its threads' sums
+in a fixed tree order into the partial-sum buffer, and ``combine`` adds the chunks in order: no
+atomics, the same bits on every run.
 
 Its input is :class:`PrintedFormula` (plain strings), so this module needs no SymPy: the printed
 forms come from :mod:`.printer` or, for the named formulas, from the table in :mod:`.prebuilt`.
@@ -18,20 +28,98 @@ Print ``compiler.source()`` to see what a config compiles to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-__all__ = ["PrintedFormula", "generate_source", "BLOCK", "ROWS"]
+__all__ = ["PrintedFormula", "KernelKind", "KINDS", "BLOCKS", "generate_source", "block_results", "BLOCK", "ROWS",
+           "CUDA_CHUNK", "CUDA_THREADS"]
 
 #: Elements of one node handled by one task (node-major layout and losses).
 BLOCK = 8192
 #: Rows (samples) handled by one task in the batch-major layout.
 ROWS = 64
+#: Threads per block of the CUDA summing kernels (a power of two: their sums add in a tree).
+CUDA_THREADS = 256
+#: Samples of one node (or loss elements) summed by one CUDA block of the summing kernels.
+CUDA_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class KernelKind:
+    """One kind of kernel: what it reads, computes, writes and sums, for both modes.
+
+    Attributes
+    ----------
+    name : str
+        The kind's name: the CUDA kernel's name, and the key of its printed block's use.
+    public : str
+        The compiler attribute that exposes it.
+    computes : tuple of str
+        Per element, in order: ``"f"`` (the value), ``"df"`` (d/dnum; d/dy_pred for a loss) and
+        ``"dc"`` (d/dc for each constant, in the order of ``params``).
+    chain : bool
+        Activation mode: every quantity is multiplied by the incoming gradient ``err`` (an input).
+        A loss has no incoming gradient (it is the end of the chain).
+    writes : mapping of mode to tuple of str
+        The element-wise output arrays, one per ``"f"``/``"df"`` quantity, in order. ``"dc"`` is
+        summed over all elements (of a node) into ``grad_params`` instead.
+    cpu : str
+        The suffix of the CPU function that computes it (``node_block<cpu>``, ``row_block<cpu>``,
+        ``loss<cpu>``). Two kinds with the same suffix share one function and one compilation; its
+        ``backward`` flag selects the second (their one output is named ``out`` there).
+    doc : str
+        What it does, for docstrings.
+    """
+
+    name: str
+    public: str
+    computes: tuple[str, ...]
+    chain: bool
+    writes: Mapping[str, tuple[str, ...]]
+    cpu: str
+    doc: str
+
+    @property
+    def reduces(self) -> bool:
+        return "dc" in self.computes
+
+    @property
+    def block(self) -> str:
+        """The name of the printed block of statements it uses (kinds computing the same share one)."""
+        return "+".join(self.computes)
+
+    def inputs(self, mode: str) -> tuple[str, ...]:
+        return ("z", *(("err",) if self.chain else ())) if mode == "activation" else ("pred", "true")
+
+
+#: The kernel kinds, for every backend. The order is the order of the functions in a module.
+KINDS: tuple[KernelKind, ...] = (
+    KernelKind("forward", "forward_kernel", ("f",), False, {"activation": ("a",), "loss": ("res",)}, "",
+               "f"),
+    KernelKind("backward", "backward_kernel", ("df",), True, {"activation": ("delta",), "loss": ("grad",)}, "",
+               "err * df"),
+    KernelKind("both", "forward_derivative_kernel", ("f", "df"), False,
+               {"activation": ("a", "d"), "loss": ("res", "grad")}, "_both", "f and df in one pass"),
+    KernelKind("param_backward", "param_backward_kernel", ("dc",), True, {"activation": (), "loss": ()}, "_params",
+               "the sums of err * df/dc for each constant c"),
+    KernelKind("backward_with_params", "backward_with_params_kernel", ("df", "dc"), True,
+               {"activation": ("delta",), "loss": ("grad",)}, "_backward_params",
+               "err * df, and the sums of err * df/dc, in one pass"),
+)
+KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
+#: The printed blocks a formula needs: one per distinct ``computes`` of :data:`KINDS`.
+BLOCKS: tuple[tuple[str, ...], ...] = tuple(dict.fromkeys(kind.computes for kind in KINDS))
+
+
+def block_results(computes: Sequence[str], n_constants: int) -> int:
+    """How many results a printed block of ``computes`` ends with."""
+    return sum(n_constants if quantity == "dc" else 1 for quantity in computes)
 
 
 @dataclass(frozen=True)
 class PrintedFormula:
-    """One formula and its derivative printed for one target: kernel statements, no SymPy objects.
+    """One formula and its derivatives printed for one target: kernel statements, no SymPy objects.
 
     Attributes
     ----------
@@ -41,21 +129,28 @@ class PrintedFormula:
         The constants' names, in the order of the node's ``params``; read as ``c_<name>``.
     formula, derivative : str
         SymPy's text of f and of df/dnum (df/dy_pred for a loss), for the module docstring.
-    forward, backward : tuple of str
-        Statements computing f, and df, for one element from ``num`` (``y_pred``, ``y_true``) and
-        the ``c_<name>`` constants; the last entry is the result expression.
-    both : tuple of str
-        Statements computing f and df together, sharing their common subexpressions; the last two
-        entries are f and df.
+    blocks : mapping of str to tuple of str
+        For each entry of :data:`BLOCKS` (keyed ``"+".join(computes)``, e.g. ``"f+df"``): statements
+        computing those quantities for one element from ``num`` (``y_pred``, ``y_true``) and the
+        ``c_<name>`` constants, sharing their common subexpressions; the last
+        :func:`block_results` entries are the results, in order (``dc``: one per constant).
+    constant_derivatives : tuple of str
+        SymPy's text of df/dc for each constant, for the module docstring.
     """
 
     label: str
     constants: tuple[str, ...]
     formula: str
     derivative: str
-    forward: tuple[str, ...]
-    backward: tuple[str, ...]
-    both: tuple[str, ...]
+    blocks: Mapping[str, tuple[str, ...]] = field(hash=False)
+    constant_derivatives: tuple[str, ...] = ()
+
+    def block(self, computes: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The statements and the results of the block computing ``computes``."""
+        statements = self.blocks["+".join(computes)]
+        count = block_results(computes, len(self.constants))
+        cut = len(statements) - count
+        return list(statements[:cut]), list(statements[cut:])
 
 
 class _Lines:
@@ -69,16 +164,50 @@ class _Lines:
         return "\n".join(self.lines) + "\n"
 
 
-def _element(lines: _Lines, indent: int, printed: PrintedFormula, which: str, reads: Sequence[str],
-             stores: Sequence[str]) -> None:
-    """Statements computing one element: read the inputs, compute, store the result(s).
+def _stores(kind: KernelKind, printed: PrintedFormula, outputs: Sequence[str], at: str, err: str | None,
+            sums: Sequence[str]) -> list[str]:
+    """One store template per result of ``kind``'s block (``{}`` is the result).
 
-    ``which`` is ``"forward"`` (f), ``"backward"`` (df) or ``"both"`` (f and df, sharing their
-    common subexpressions); ``stores`` has one template per result.
+    ``outputs`` names the element-wise outputs (indexed ``[at]``), ``err`` the incoming gradient's
+    element (None: not multiplied), ``sums`` one accumulation template per constant (``{}`` is the
+    term to add).
     """
-    statements = getattr(printed, which)
-    results = statements[-len(stores):]
-    lines(indent, *reads, *statements[:-len(stores)], *(store.format(r) for store, r in zip(stores, results)))
+    factor = "" if err is None else f"{err} * "
+    stores, written = [], iter(outputs)
+    for quantity in kind.computes:
+        if quantity == "dc":
+            stores.extend(template.format(f"{factor}{{}}") for template in sums)
+        else:
+            stores.append(f"{next(written)}[{at}] = {factor}{{}}")
+    return stores
+
+
+def _operand(text: str) -> str:
+    """``text`` as one operand of a product: ``err * (t0*t1)`` multiplies by the result as a whole,
+    so every kind rounds a result the same way (a name, call or parenthesised text is one already)."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*(\[[^\]]*\])?", text):
+        return text
+    depth, start = 0, text.find("(")
+    if start < 0 or not re.fullmatch(r"[A-Za-z_0-9.]*", text[:start]):
+        return f"({text})"
+    for position in range(start, len(text)):
+        depth += (text[position] == "(") - (text[position] == ")")
+        if depth == 0:
+            return text if position == len(text) - 1 else f"({text})"
+    return f"({text})"
+
+
+def _element(lines: _Lines, indent: int, printed: PrintedFormula, kind: KernelKind, reads: Sequence[str],
+             stores: Sequence[str]) -> None:
+    """Statements computing one element of ``kind``: read the inputs, compute, store the results."""
+    statements, results = printed.block(kind.computes)
+    if not results:  # e.g. the parameter gradients of a formula without constants: nothing to do
+        lines(indent, "pass")
+        return
+    filled = [store.replace("{}", _operand(result) if "* {}" in store else result, 1)
+              for store, result in zip(stores, results)]
+    # Sums before element writes: an output may be an input itself (delta = err, in place).
+    lines(indent, *reads, *statements, *sorted(filled, key=lambda line: "] = " in line))
 
 
 def _constant_reads(printed: PrintedFormula, base: str) -> list[str]:
@@ -96,122 +225,217 @@ def _header(formulas: Sequence[PrintedFormula], target: str, layout: str, mode: 
         consts = ", ".join(printed.constants) or "no constants"
         name = printed.label if target == "numba" and mode == "activation" else f"{fid}: {printed.label}"
         lines(0, f"    {name}  ({consts})", f"        f  = {printed.formula}", f"        f' = {printed.derivative}")
+        for constant, text in zip(printed.constants, printed.constant_derivatives):
+            lines(0, f"        df/d{constant} = {text}")
     lines(0, '"""', "import math", "", "import numpy as np")
     return lines
 
 
 _CPU_PREAMBLE = (
     "from numba import njit", "", "from symjit_numba.mathlib import scalar_special as ss",
-    "from symjit_numba.mathlib import vector_math as vm", "",
+    "from symjit_numba.mathlib import sums", "from symjit_numba.mathlib import vector_math as vm", "",
     "# Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.",
     "JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True)",
 )
 
-#: The CPU activation kernels of one formula: name -> (arguments, docstring, loops). In the loops,
-#: ``{x}`` stands for the element slice of array x; a loop is (condition or None, which, stores).
-_CPU_ACTIVATION_KERNELS = {
-    "": ("backward, z, err, out", "out = f(z), or err * df/dz if backward",
-         (("backward", "backward", ["{out}[i] = {err}[i] * {}"]), (None, "forward", ["{out}[i] = {}"]))),
-    "_both": ("z, a, d", "a = f(z) and d = df/dz in one pass", ((None, "both", ["{a}[i] = {}", "{d}[i] = {}"]),)),
-}
-_CPU_LOSS_KERNELS = {
-    "loss": ("backward, pred, true, out", "out = L(pred, true), or dL/dpred if backward",
-             (("backward", "backward", ["{out}[i] = {}"]), (None, "forward", ["{out}[i] = {}"]))),
-    "loss_both": ("pred, true, res, grad", "res = L(pred, true) and grad = dL/dpred in one pass",
-                  ((None, "both", ["{res}[i] = {}", "{grad}[i] = {}"]),)),
-}
+
+def _cpu_functions(mode: str) -> dict[str, list[KernelKind]]:
+    """CPU function suffix -> the kinds it computes (two: selected by its ``backward`` flag)."""
+    functions: dict[str, list[KernelKind]] = {}
+    for kind in KINDS:
+        functions.setdefault(kind.cpu, []).append(kind)
+    return functions
 
 
-def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, loops, arrays: Sequence[str],
-               reads: Sequence[str]) -> None:
-    """One element loop per entry of ``loops``, over the slices ``<array>_s`` of ``arrays``."""
-    names = {array: f"{array}_s" for array in arrays}
-    for k, (condition, which, stores) in enumerate(loops):
-        if condition is not None:
-            lines(indent, f"if {condition}:")
-        elif k:
-            lines(indent, "else:")
-        inner = indent + (len(loops) > 1)
-        lines(inner, f"for i in range({names[arrays[0]]}.size):")
-        _element(lines, inner + 1, printed, which, reads, [store.format("{}", **names) for store in stores])
+def _cpu_signature(kinds: list[KernelKind], mode: str) -> tuple[list[str], list[list[str]], str]:
+    """The function's array arguments, each kind's output names there, and its docstring text."""
+    flagged = len(kinds) > 1
+    outputs = [["out"] * len(kind.writes[mode]) if flagged else list(kind.writes[mode]) for kind in kinds]
+    arrays = list(dict.fromkeys([*(a for kind in kinds for a in kind.inputs(mode)), *(a for outs in outputs for a in outs)]))
+    names = {"f": "L(pred, true)" if mode == "loss" else "f(z)", "df": "dL/dpred" if mode == "loss" else "df/dz"}
+
+    def describe(kind: KernelKind, outs: list[str]) -> str:
+        err = "err * " if kind.chain and mode == "activation" else ""
+        parts = [f"{out} = {err}{names[q]}" for out, q in zip(outs, (q for q in kind.computes if q != "dc"))]
+        if kind.reduces:
+            parts.append(f"partial = the float64 sums of {err}d{'L' if mode == 'loss' else 'f'}/dc per constant c")
+        return " and ".join(parts)
+
+    docs = [describe(kind, outs) for kind, outs in zip(kinds, outputs)]
+    doc = f"{docs[0]}, or {docs[1]} if backward" if flagged else docs[0] + (" in one pass" if len(docs[0].split(" and ")) > 1 else "")
+    return (["backward"] if flagged else []) + arrays, outputs, doc
+
+
+def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, kinds: list[KernelKind],
+               outputs: list[list[str]], size: str, reads: Sequence[str], err: str | None,
+               sums: Sequence[str]) -> None:
+    """One element loop per kind (under ``if backward:``/``else:`` for two), over ``size`` elements."""
+    branches = [("if backward:", kinds[1], outputs[1]), ("else:", kinds[0], outputs[0])] if len(kinds) > 1 \
+        else [(None, kinds[0], outputs[0])]
+    for condition, kind, outs in branches:
+        if condition:
+            lines(indent, condition)
+        inner = indent + (condition is not None)
+        lines(inner, f"for i in range({size}):")
+        _element(lines, inner + 1, printed, kind, reads,
+                 _stores(kind, printed, [f"{o}_s" for o in outs], "i", err if kind.chain else None, sums))
+
+
+def _accumulators(printed: PrintedFormula) -> list[str]:
+    return [f"g_{name}" for name in printed.constants]
 
 
 def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
     lines(0, *_CPU_PREAMBLE)
-    for suffix, (arguments, doc, loops) in _CPU_ACTIVATION_KERNELS.items():
-        arrays = [a for a in arguments.split(", ") if a != "backward"]
-        sliced = ", ".join(a if a == "backward" else f"{a}_s" for a in arguments.split(", "))
-        lines(0, "", "", "@JIT", f"def node_block{suffix}({sliced}, params, p):",
+    g = _accumulators(printed)
+    for suffix, kinds in _cpu_functions("activation").items():
+        arguments, outputs, doc = _cpu_signature(kinds, "activation")
+        reduces = kinds[0].reduces
+        arrays = [a for a in arguments if a != "backward"]
+        sliced = ", ".join(a if a == "backward" else f"{a}_s" for a in arguments)
+        partial = ", partial" if reduces else ""
+        lines(0, "", "", "@JIT", f"def node_block{suffix}({sliced}, params, p{partial}):",
               f'    """One node\'s block of the batch (node-major; constants at params[p:]): {doc}."""',
               "    T = z_s.dtype.type", *(f"    {read}" for read in _constant_reads(printed, "p")))
-        _cpu_loops(lines, 1, printed, loops, arrays, ["num = z_s[i]"])
-        lines(0, "", "", "@JIT", f"def row_block{suffix}({arguments}, params, offsets, r0, r1, k0, k1):",
+        if reduces:
+            lines(1, *(f"{a} = 0.0" for a in g))
+        _cpu_loops(lines, 1, printed, kinds, outputs, "z_s.size", ["num = z_s[i]"], "err_s[i]",
+                   [f"{a} = sums.add({a}, {{}})" for a in g])
+        if reduces:
+            lines(1, *(f"partial[{i}] = {a}" for i, a in enumerate(g)))
+        lines(0, "", "", "@JIT", f"def row_block{suffix}({', '.join(arguments)}, params, offsets, r0, r1, k0, k1{partial}):",
               '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]):',
-              f'    {doc}."""',
-              "    T = z.dtype.type", *(["    offs = offsets[k0:k1]"] if printed.constants else []),
-              "    for r in range(r0, r1):",
-              *(f"        {array}_s = {array}[r, k0:k1]" for array in arrays))
-        _cpu_loops(lines, 2, printed, loops, arrays, ["num = z_s[i]", *_constant_reads(printed, "offs[i]")])
+              f'    {doc}' + (";\n    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]." if reduces else "."
+                             ) + '"""',
+              "    T = z.dtype.type", *(["    offs = offsets[k0:k1]"] if printed.constants else []))
+        if reduces and g:
+            lines(1, "m = k1 - k0", *(f"{a} = partial[{i} * m:{i + 1} * m]" for i, a in enumerate(g)),
+                  *(f"{a}[:] = 0.0" for a in g))
+        lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
+        _cpu_loops(lines, 2, printed, kinds, outputs, "z_s.size", ["num = z_s[i]", *_constant_reads(printed, "offs[i]")],
+                   "err_s[i]", [f"{a}[i] += np.float64({{}})" for a in g])
 
 
 def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
     lines(0, *_CPU_PREAMBLE, "", f"BLOCK = {BLOCK}")
-    for name, (arguments, doc, loops) in _CPU_LOSS_KERNELS.items():
-        arrays = [a for a in arguments.split(", ") if a != "backward"]
-        lines(0, "", "", "@JIT", f"def {name}(first, last, {arguments}, params):",
+    g = _accumulators(printed)
+    for suffix, kinds in _cpu_functions("loss").items():
+        arguments, outputs, doc = _cpu_signature(kinds, "loss")
+        reduces = kinds[0].reduces
+        arrays = [a for a in arguments if a != "backward"]
+        lines(0, "", "", "@JIT", f"def loss{suffix}(first, last, {', '.join(arguments)}, params{', partials' if reduces else ''}):",
               '    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:',
-              f'    {doc}."""',
-              "    T = pred.dtype.type", "    for task in range(first, last):", "        lo = task * BLOCK",
-              "        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size", *(f"        {array}_s = {array}[lo:hi]" for array in arrays))
-        lines(2, *_constant_reads(printed, "0"))
-        _cpu_loops(lines, 2, printed, loops, arrays, ["y_pred = pred_s[i]", "y_true = true_s[i]"])
+              f'    {doc}' + (" (task t's sums in partials[t])." if reduces else ".") + '"""',
+              "    T = pred.dtype.type", *(f"    {read}" for read in _constant_reads(printed, "0")),
+              "    for task in range(first, last):", "        lo = task * BLOCK",
+              "        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size",
+              *(f"        {array}_s = {array}[lo:hi]" for array in arrays))
+        if reduces:
+            lines(2, *(f"{a} = 0.0" for a in g))
+        _cpu_loops(lines, 2, printed, kinds, outputs, "pred_s.size", ["y_pred = pred_s[i]", "y_true = true_s[i]"], None,
+                   [f"{a} = sums.add({a}, {{}})" for a in g])
+        if reduces:
+            lines(2, *(f"partials[task, {i}] = {a}" for i, a in enumerate(g)))
 
 
-_CUDA_PREAMBLE = ("from numba import cuda", "", "from symjit_numba.mathlib import scalar_special as ss", "",
-                  "ss_digamma = cuda.jit(device=True)(ss.digamma.py_func)", "")
+_CUDA_PREAMBLE = ("from numba import cuda, float64", "", "from symjit_numba.mathlib import scalar_special as ss", "",
+                  "ss_digamma = cuda.jit(device=True)(ss.digamma.py_func)", "",
+                  f"THREADS = {CUDA_THREADS}  # most threads per block of the summing kernels",
+                  f"CHUNK = {CUDA_CHUNK}  # samples of one node summed by one block")
 
 
-#: The CUDA kernels: name -> (which, arrays, stores); ``{at}`` is the element's index.
-_CUDA_ACTIVATION_KERNELS = {
-    "forward": ("forward", "z, a", ["a[{at}] = {}"]),
-    "backward": ("backward", "z, err, delta", ["delta[{at}] = err[{at}] * {}"]),
-    "both": ("both", "z, a, d", ["a[{at}] = {}", "d[{at}] = {}"]),
-}
-_CUDA_LOSS_KERNELS = {
-    "forward": ("forward", "pred, true, out", ["out[{at}] = {}"]),
-    "backward": ("backward", "pred, true, out", ["out[{at}] = {}"]),
-    "both": ("both", "pred, true, res, grad", ["res[{at}] = {}", "grad[{at}] = {}"]),
-}
+def _cuda_tree_sum(lines: _Lines, indent: int, width: str) -> None:
+    """Add the block's per-thread sums ``sums[c, tid]`` into ``sums[c, 0]``, in a fixed tree order."""
+    lines(indent, "cuda.syncthreads()", "half = threads // 2", "while half > 0:", "    if tid < half:",
+          f"        for c in range({width}):", "            sums[c, tid] += sums[c, tid + half]",
+          "    cuda.syncthreads()", "    half //= 2")
 
 
 def _cuda_activation(lines: _Lines, formulas: Sequence[PrintedFormula], layout: str) -> None:
     lines(0, *_CUDA_PREAMBLE)
     rows, cols = ("n, b", "j, i") if layout == "node_major" else ("b, n", "i, j")
-    for name, (which, arrays, stores) in _CUDA_ACTIVATION_KERNELS.items():
-        lines(0, "", "@cuda.jit", f"def {name}({arrays}, params, offsets, func_ids):",
-              f'    """One thread per element (grid-stride); layout {layout}."""',
-              "    T = z.dtype.type", f"    {rows} = z.shape", "    start = cuda.grid(1)",
-              "    stride = cuda.gridsize(1)", "    for index in range(start, n * b, stride):")
-        if layout == "node_major":
-            lines(2, "j = index // b", "i = index - j * b")
-        else:
-            lines(2, "i = index // n", "j = index - i * n")
-        lines(2, "p = offsets[j]", f"num = z[{cols}]")
+    width = max([1] + [len(p.constants) for p in formulas])
+    for kind in KINDS:
+        inputs, outputs = kind.inputs("activation"), kind.writes["activation"]
+        err = f"err[{cols}]" if kind.chain else None
+        if not kind.reduces:
+            lines(0, "", "@cuda.jit", f"def {kind.name}({', '.join((*inputs, *outputs))}, params, offsets, func_ids):",
+                  f'    """{kind.doc}: one thread per element (grid-stride); layout {layout}."""',
+                  "    T = z.dtype.type", f"    {rows} = z.shape", "    start = cuda.grid(1)",
+                  "    stride = cuda.gridsize(1)", "    for index in range(start, n * b, stride):")
+            if layout == "node_major":
+                lines(2, "j = index // b", "i = index - j * b")
+            else:
+                lines(2, "i = index // n", "j = index - i * n")
+            lines(2, "p = offsets[j]", f"num = z[{cols}]")
+            for fid, printed in enumerate(formulas):
+                lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
+                _element(lines, 3, printed, kind, _constant_reads(printed, "p"),
+                         _stores(kind, printed, outputs, cols, err, []))
+            continue
+        g = [f"g{c}" for c in range(width)]
+        lines(0, "", "@cuda.jit",
+              f"def {kind.name}({', '.join((*inputs, *outputs))}, partials, params, offsets, func_ids, columns):",
+              f'    """{kind.doc}; layout {layout}. One block per (node j, chunk of CHUNK samples): each thread',
+              "    sums its samples' terms in float64, the block adds them in a fixed tree order and writes",
+              '    partials[chunk, columns[j] + c] for each constant c of node j."""',
+              "    T = z.dtype.type", f"    {rows} = z.shape", "    chunks = partials.shape[0]",
+              f"    sums = cuda.shared.array(({width}, THREADS), float64)", "    tid = cuda.threadIdx.x",
+              "    threads = cuda.blockDim.x  # a power of two, at most THREADS",
+              "    for task in range(cuda.blockIdx.x, n * chunks, cuda.gridDim.x):",
+              "        j = task // chunks", "        lo = (task - j * chunks) * CHUNK",
+              "        hi = lo + CHUNK if lo + CHUNK < b else b", "        p = offsets[j]",
+              "        " + " = ".join(g) + " = 0.0",
+              "        for i in range(lo + tid, hi, threads):", f"            num = z[{cols}]")
         for fid, printed in enumerate(formulas):
-            lines(2, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
-            _element(lines, 3, printed, which, _constant_reads(printed, "p"),
-                     [store.format("{}", at=cols) for store in stores])
+            lines(3, f"{'if' if fid == 0 else 'elif'} func_ids[j] == {fid}:  # {printed.label}")
+            _element(lines, 4, printed, kind, _constant_reads(printed, "p"),
+                     _stores(kind, printed, outputs, cols, err, [f"{a} += float64({{}})" for a in g]))
+        lines(2, *(f"sums[{c}, tid] = {a}" for c, a in enumerate(g)))
+        _cuda_tree_sum(lines, 2, str(width))
+        lines(2, "if tid == 0:", "    for c in range(columns[j + 1] - columns[j]):",
+              "        partials[task - j * chunks, columns[j] + c] = sums[c, 0]", "cuda.syncthreads()")
+    _cuda_combine(lines)
+
+
+def _cuda_combine(lines: _Lines) -> None:
+    lines(0, "", "@cuda.jit", "def combine(partials, order, starts, targets, grad):",
+          '    """The fixed-order second pass of the summing kernels: grad[targets[s]] = the sum of the columns',
+          '    order[starts[s]:starts[s + 1]] of partials (rows in order), in float64; one thread per target."""',
+          "    for s in range(cuda.grid(1), targets.size, cuda.gridsize(1)):", "        total = 0.0",
+          "        for k in range(starts[s], starts[s + 1]):", "            for row in range(partials.shape[0]):",
+          "                total += partials[row, order[k]]", "        grad[targets[s]] = total")
 
 
 def _cuda_loss(lines: _Lines, printed: PrintedFormula) -> None:
     lines(0, *_CUDA_PREAMBLE)
-    for name, (which, arrays, stores) in _CUDA_LOSS_KERNELS.items():
-        lines(0, "", "@cuda.jit", f"def {name}({arrays}, params):",
-              '    """One thread per element (grid-stride) over flat arrays."""', "    T = pred.dtype.type",
-              "    start = cuda.grid(1)", "    stride = cuda.gridsize(1)",
-              "    for i in range(start, pred.size, stride):")
-        _element(lines, 2, printed, which, ["y_pred = pred[i]", "y_true = true[i]", *_constant_reads(printed, "0")],
-                 [store.format("{}", at="i") for store in stores])
+    width = max(1, len(printed.constants))
+    for kind in KINDS:
+        inputs, outputs = kind.inputs("loss"), kind.writes["loss"]
+        reads = ["y_pred = pred[i]", "y_true = true[i]", *_constant_reads(printed, "0")]
+        doc = kind.doc.replace("err * ", "")  # a loss has no incoming gradient
+        if not kind.reduces:
+            lines(0, "", "@cuda.jit", f"def {kind.name}({', '.join((*inputs, *outputs))}, params):",
+                  f'    """{doc}: one thread per element (grid-stride) over flat arrays."""', "    T = pred.dtype.type",
+                  "    start = cuda.grid(1)", "    stride = cuda.gridsize(1)",
+                  "    for i in range(start, pred.size, stride):")
+            _element(lines, 2, printed, kind, reads, _stores(kind, printed, outputs, "i", None, []))
+            continue
+        g = [f"g{c}" for c in range(width)]
+        lines(0, "", "@cuda.jit", f"def {kind.name}({', '.join((*inputs, *outputs))}, partials, params):",
+              f'    """{doc}: one block per chunk of CHUNK elements of the flat arrays; each thread sums',
+              '    in float64, the block adds them in a fixed tree order into partials[chunk, c]."""',
+              "    T = pred.dtype.type", "    sums = cuda.shared.array(({}, THREADS), float64)".format(width),
+              "    tid = cuda.threadIdx.x", "    threads = cuda.blockDim.x  # a power of two, at most THREADS",
+              "    for chunk in range(cuda.blockIdx.x, partials.shape[0], cuda.gridDim.x):",
+              "        lo = chunk * CHUNK", "        hi = lo + CHUNK if lo + CHUNK < pred.size else pred.size",
+              "        " + " = ".join(g) + " = 0.0", "        for i in range(lo + tid, hi, threads):")
+        _element(lines, 3, printed, kind, reads, _stores(kind, printed, outputs, "i", None, [f"{a} += float64({{}})" for a in g]))
+        lines(2, *(f"sums[{c}, tid] = {a}" for c, a in enumerate(g)))
+        _cuda_tree_sum(lines, 2, str(width))
+        lines(2, "if tid == 0:", f"    for c in range({len(printed.constants)}):", "        partials[chunk, c] = sums[c, 0]",
+              "cuda.syncthreads()")
+    _cuda_combine(lines)
 
 
 def generate_source(formulas: Sequence[PrintedFormula], mode: str, target: str, layout: str, version: str) -> str:

@@ -155,7 +155,9 @@ class _Translator:
             raise self.fail("the second argument of Heaviside (its value at 0) must be a number", node)
         constructor = sp.sqrt if name == "sqrt" else function.sympy
         if all(a.is_Number for a in args):
-            return self.numeric(constructor(*args, evaluate=False), node)
+            # Unevaluated, so that gamma(1e9) is not computed exactly; Heaviside has no evalf
+            # (Heaviside(2) would stay a symbol), and its exact value is cheap.
+            return self.numeric(constructor(*args, evaluate=name == "Heaviside"), node)
         if name in ("Max", "Min"):
             flat = [a for arg in args for a in (arg.args if isinstance(arg, function.sympy) else (arg,))]
             if len(flat) > MAX_MINMAX_ARGUMENTS:

@@ -307,8 +307,12 @@ def _gamma64(x):
     finite = np.isfinite(x)
     is_int = finite & (x == np.floor(x))
 
-    # -inf and non-positive integers (including +-0) have no value: math.gamma raises ValueError.
-    out[(x == -np.inf) | (is_int & (x <= 0.0))] = np.nan
+    # -inf and negative integers have no value (C's tgamma returns NaN; math.gamma raises
+    # ValueError). At +-0, C's tgamma returns +-inf, the limit from that side, and so do numba's
+    # math.gamma and CUDA's: every backend agrees on it.
+    out[(x == -np.inf) | (is_int & (x < 0.0))] = np.nan
+    zero = x == 0.0
+    out[zero] = np.copysign(np.inf, x[zero])
 
     table = is_int & (x > 0.0) & (x <= _GAMMA_MAX_INTEGRAL)
     out[table] = _GAMMA_INTEGRAL[x[table].astype(np.intp) - 1]
@@ -550,8 +554,9 @@ def gamma(x):
     Returns
     -------
     numpy.ndarray or numpy scalar
-        ``Gamma(x)`` with the dtype of ``x`` (float64 for integer input).  Non-positive integers
-        (including ``+-0``) and ``-inf`` give NaN, where ``math.gamma`` raises ``ValueError``;
+        ``Gamma(x)`` with the dtype of ``x`` (float64 for integer input).  ``+-0`` give ``+-inf``
+        (as C's ``tgamma``); negative integers and ``-inf`` give NaN, where ``math.gamma`` raises
+        ``ValueError``;
         results too large for the dtype give ``+inf`` (``x > ~171.62`` in float64); for very
         negative non-integers the result underflows to a signed zero.  NaN propagates.
 

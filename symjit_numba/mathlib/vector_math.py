@@ -39,8 +39,11 @@ How they are written
   ``ninf`` here and delete the NaN/inf handling), with ``error_model="numpy"`` (no zero-division check
   branches) and ``forceinline=True`` (LLVM ``alwaysinline``: without inlining there is no
   vectorisation).  The compensated steps (``hi - k*LN2_HI`` etc.) are written so that contracting
-  ``a*b + c`` into an FMA can only make them more accurate; ``arcp`` turns ``a/b`` into
-  ``a*(1/b)``, which costs at most one extra rounding and is accounted for in the accuracy tests.
+  ``a*b + c`` into an FMA can only make them more accurate.  ``contract`` is the only flag:
+  ``arcp`` let LLVM compute ``1/sqrt(x)`` in float32 with the ``rsqrt`` estimate plus a Newton step
+  (NaN at 0 and inf, -inf for a subnormal ``x``) and reuse one reciprocal for ``a/x + b/x`` (inf for a
+  subnormal ``x``); ``afn`` let it expand ``pow(x, 1.5)`` as ``x*sqrt(x)`` (NaN at -inf, where
+  ``pow`` gives inf).  Neither bought measurable speed in the W1 benchmark.
 
 Accuracy (measured over the whole domain, see ``tests/test_vector_math.py`` and
 ``benchmarks/accuracy_vector_math.py``): relative error a few ulp at most, i.e. well below 1e-6 for
@@ -85,9 +88,11 @@ __all__ = [
 # (``evaluate`` is public too, for plain-Python use on arrays; it is not a kernel function.)
 
 #: fastmath flags the generated kernels are compiled with (and that these functions are verified under).
-#: Deliberately without ``nnan``/``ninf``/``nsz``/``reassoc``: NaN/inf/-0.0 handling and the
-#: compensated (Cody-Waite, hi/lo) steps below rely on IEEE semantics.
-FASTMATH_FLAGS = frozenset({"contract", "arcp", "afn"})
+#: Only FMA contraction, which changes nothing but rounding (and only for the better): every other
+#: flag changes results at special values.  ``nnan``/``ninf``/``nsz``/``reassoc`` would break the
+#: NaN/inf/-0.0 handling and the compensated (Cody-Waite, hi/lo) steps below; ``arcp`` and ``afn``
+#: make ``1/sqrt`` (float32 ``rsqrt``), shared reciprocals and ``pow`` wrong at 0, subnormals and inf.
+FASTMATH_FLAGS = frozenset({"contract"})
 
 _JIT_OPTIONS = {
     "fastmath": set(FASTMATH_FLAGS),

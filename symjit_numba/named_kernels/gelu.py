@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from symjit_numba.mathlib import scalar_special as ss
+from symjit_numba.mathlib import sums
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -18,12 +19,12 @@ JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model=
 
 @JIT
 def node_block(backward, z_s, err_s, out_s, params, p):
-    """One node's block of the batch (node-major; constants at params[p:]): out = f(z), or err * df/dz if backward."""
+    """One node's block of the batch (node-major; constants at params[p:]): out = f(z), or out = err * df/dz if backward."""
     T = z_s.dtype.type
     if backward:
         for i in range(z_s.size):
             num = z_s[i]
-            out_s[i] = err_s[i] * ((num*math.sqrt(T(2.0))*vm.exp((-((num*num)/T(2.0))))/(T(2.0)*math.sqrt(T(3.141592653589793)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+            out_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
     else:
         for i in range(z_s.size):
             num = z_s[i]
@@ -33,7 +34,7 @@ def node_block(backward, z_s, err_s, out_s, params, p):
 @JIT
 def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
-    out = f(z), or err * df/dz if backward."""
+    out = f(z), or out = err * df/dz if backward."""
     T = z.dtype.type
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
@@ -42,7 +43,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                out_s[i] = err_s[i] * ((num*math.sqrt(T(2.0))*vm.exp((-((num*num)/T(2.0))))/(T(2.0)*math.sqrt(T(3.141592653589793)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+                out_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
@@ -57,7 +58,7 @@ def node_block_both(z_s, a_s, d_s, params, p):
         num = z_s[i]
         t0 = (T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
         a_s[i] = t0*num
-        d_s[i] = (t0 + (num*math.sqrt(T(2.0))*vm.exp((-((num*num)/T(2.0))))/(T(2.0)*math.sqrt(T(3.141592653589793)))))
+        d_s[i] = (t0 + T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))))
 
 
 @JIT
@@ -73,6 +74,51 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             num = z_s[i]
             t0 = (T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
             a_s[i] = t0*num
-            d_s[i] = (t0 + (num*math.sqrt(T(2.0))*vm.exp((-((num*num)/T(2.0))))/(T(2.0)*math.sqrt(T(3.141592653589793)))))
+            d_s[i] = (t0 + T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))))
 
-# codegen fingerprint: 5fcc0d61985023d0
+
+@JIT
+def node_block_params(z_s, err_s, params, p, partial):
+    """One node's block of the batch (node-major; constants at params[p:]): partial = the float64 sums of err * df/dc per constant c."""
+    T = z_s.dtype.type
+    for i in range(z_s.size):
+        pass
+
+
+@JIT
+def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
+    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
+    partial = the float64 sums of err * df/dc per constant c;
+    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    T = z.dtype.type
+    for r in range(r0, r1):
+        z_s = z[r, k0:k1]
+        err_s = err[r, k0:k1]
+        for i in range(z_s.size):
+            pass
+
+
+@JIT
+def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
+    """One node's block of the batch (node-major; constants at params[p:]): delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass."""
+    T = z_s.dtype.type
+    for i in range(z_s.size):
+        num = z_s[i]
+        delta_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+
+
+@JIT
+def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, partial):
+    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
+    delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
+    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    T = z.dtype.type
+    for r in range(r0, r1):
+        z_s = z[r, k0:k1]
+        err_s = err[r, k0:k1]
+        delta_s = delta[r, k0:k1]
+        for i in range(z_s.size):
+            num = z_s[i]
+            delta_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+
+# codegen fingerprint: 899bafc1f6322bb5

@@ -1,9 +1,9 @@
 """symjit_numba 0.1.0: generated numba kernels, mode=loss, layout=node_major.
 
 Formula ids:
-    0: huber  (delta)
-        f  = Piecewise((delta*(-delta/2 + Abs(y_pred - y_true)), delta <= Abs(y_pred - y_true)), ((y_pred - y_true)**2/2, True))
-        f' = Piecewise((delta*sign(y_pred - y_true), delta <= Abs(y_pred - y_true)), (y_pred - y_true, True))
+    0: huber  (no constants)
+        f  = Piecewise((1.0*Abs(y_pred - y_true) - 0.5, Abs(y_pred - y_true) >= 1.0), ((y_pred - y_true)**2/2, True))
+        f' = Piecewise((1.0*sign(y_pred - y_true), Abs(y_pred - y_true) >= 1.0), (y_pred - y_true, True))
 """
 import math
 
@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from symjit_numba.mathlib import scalar_special as ss
+from symjit_numba.mathlib import sums
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -22,7 +23,7 @@ BLOCK = 8192
 @JIT
 def loss(first, last, backward, pred, true, out, params):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
-    out = L(pred, true), or dL/dpred if backward."""
+    out = L(pred, true), or out = dL/dpred if backward."""
     T = pred.dtype.type
     for task in range(first, last):
         lo = task * BLOCK
@@ -30,20 +31,19 @@ def loss(first, last, backward, pred, true, out, params):
         pred_s = pred[lo:hi]
         true_s = true[lo:hi]
         out_s = out[lo:hi]
-        c_delta = params[0 + 0]
         if backward:
             for i in range(pred_s.size):
                 y_pred = pred_s[i]
                 y_true = true_s[i]
                 t0 = (y_pred - y_true)
-                out_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if c_delta <= abs(t0) else t0)
+                out_s[i] = (T(1.0)*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if abs(t0) >= T(1.0) else t0)
         else:
             for i in range(pred_s.size):
                 y_pred = pred_s[i]
                 y_true = true_s[i]
                 t0 = (y_pred - y_true)
                 t1 = abs(t0)
-                out_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if c_delta <= t1 else ((t0*t0)/T(2.0)))
+                out_s[i] = ((T(1.0)*t1 - T(0.5)) if t1 >= T(1.0) else T(0.5)*(t0*t0))
 
 
 @JIT
@@ -58,14 +58,45 @@ def loss_both(first, last, pred, true, res, grad, params):
         true_s = true[lo:hi]
         res_s = res[lo:hi]
         grad_s = grad[lo:hi]
-        c_delta = params[0 + 0]
         for i in range(pred_s.size):
             y_pred = pred_s[i]
             y_true = true_s[i]
             t0 = (y_pred - y_true)
             t1 = abs(t0)
-            t2 = c_delta <= t1
-            res_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if t2 else ((t0*t0)/T(2.0)))
-            grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
+            t2 = t1 >= T(1.0)
+            res_s[i] = ((T(1.0)*t1 - T(0.5)) if t2 else T(0.5)*(t0*t0))
+            grad_s[i] = (T(1.0)*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
 
-# codegen fingerprint: 5fcc0d61985023d0
+
+@JIT
+def loss_params(first, last, pred, true, params, partials):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    partial = the float64 sums of dL/dc per constant c (task t's sums in partials[t])."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        for i in range(pred_s.size):
+            pass
+
+
+@JIT
+def loss_backward_params(first, last, pred, true, grad, params, partials):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    grad = dL/dpred and partial = the float64 sums of dL/dc per constant c in one pass (task t's sums in partials[t])."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        grad_s = grad[lo:hi]
+        for i in range(pred_s.size):
+            y_pred = pred_s[i]
+            y_true = true_s[i]
+            t0 = (y_pred - y_true)
+            grad_s[i] = (T(1.0)*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if abs(t0) >= T(1.0) else t0)
+
+# codegen fingerprint: 899bafc1f6322bb5

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from symjit_numba.mathlib import scalar_special as ss
+from symjit_numba.mathlib import sums
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -22,7 +23,7 @@ BLOCK = 8192
 @JIT
 def loss(first, last, backward, pred, true, out, params):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
-    out = L(pred, true), or dL/dpred if backward."""
+    out = L(pred, true), or out = dL/dpred if backward."""
     T = pred.dtype.type
     for task in range(first, last):
         lo = task * BLOCK
@@ -34,19 +35,19 @@ def loss(first, last, backward, pred, true, out, params):
             for i in range(pred_s.size):
                 y_pred = pred_s[i]
                 y_true = true_s[i]
-                t0 = ((y_pred/T(2.0)) - (y_true/T(2.0)))
+                t0 = (T(0.5)*y_pred - (y_true/T(2.0)))
                 t1 = math.sinh(t0)
                 t2 = (y_pred - y_true)
                 t3 = abs(t2)
                 t4 = (T(1) if t2 > T(0) else (T(-1) if t2 < T(0) else t2))
-                out_s[i] = ((T(2.0)*t1*math.cosh(t0)/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - T(2.0)*t4*vm.sigmoid((-T(2.0)*t3))))
+                out_s[i] = (((T(2.0)*t1*math.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
         else:
             for i in range(pred_s.size):
                 y_pred = pred_s[i]
                 y_true = true_s[i]
                 t0 = abs((y_pred - y_true))
-                h0 = math.sinh(((y_pred/T(2.0)) - (y_true/T(2.0))))
-                out_s[i] = (vm.log1p(T(2.0)*(h0*h0)) if t0 < T(1.0) else (t0 + vm.softplus((-T(2.0)*t0)) - T(0.6931471805599453)))
+                h0 = math.sinh((T(0.5)*y_pred - (y_true/T(2.0))))
+                out_s[i] = (vm.log1p(T(2.0)*(h0*h0)) if t0 < T(1.0) else (t0 + vm.softplus((-(T(2.0)*t0))) - T(0.6931471805599453)))
 
 
 @JIT
@@ -64,15 +65,51 @@ def loss_both(first, last, pred, true, res, grad, params):
         for i in range(pred_s.size):
             y_pred = pred_s[i]
             y_true = true_s[i]
-            t0 = ((y_pred/T(2.0)) - (y_true/T(2.0)))
+            t0 = (T(0.5)*y_pred - (y_true/T(2.0)))
             t1 = math.sinh(t0)
             t2 = T(2.0)*(t1*t1)
             t3 = (y_pred - y_true)
             t4 = abs(t3)
             t5 = t4 < T(1.0)
-            t6 = (-T(2.0)*t4)
+            t6 = (-(T(2.0)*t4))
             t7 = (T(1) if t3 > T(0) else (T(-1) if t3 < T(0) else t3))
             res_s[i] = (vm.log1p(t2) if t5 else (t4 + vm.softplus(t6) - T(0.6931471805599453)))
-            grad_s[i] = ((T(2.0)*t1*math.cosh(t0)/(T(1.0) + t2)) if t5 else (t7 - T(2.0)*t7*vm.sigmoid(t6)))
+            grad_s[i] = (((T(2.0)*t1*math.cosh(t0))/(T(1.0) + t2)) if t5 else (t7 - (T(2.0)*t7*vm.sigmoid(t6))))
 
-# codegen fingerprint: 5fcc0d61985023d0
+
+@JIT
+def loss_params(first, last, pred, true, params, partials):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    partial = the float64 sums of dL/dc per constant c (task t's sums in partials[t])."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        for i in range(pred_s.size):
+            pass
+
+
+@JIT
+def loss_backward_params(first, last, pred, true, grad, params, partials):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    grad = dL/dpred and partial = the float64 sums of dL/dc per constant c in one pass (task t's sums in partials[t])."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        grad_s = grad[lo:hi]
+        for i in range(pred_s.size):
+            y_pred = pred_s[i]
+            y_true = true_s[i]
+            t0 = (T(0.5)*y_pred - (y_true/T(2.0)))
+            t1 = math.sinh(t0)
+            t2 = (y_pred - y_true)
+            t3 = abs(t2)
+            t4 = (T(1) if t2 > T(0) else (T(-1) if t2 < T(0) else t2))
+            grad_s[i] = (((T(2.0)*t1*math.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
+
+# codegen fingerprint: 899bafc1f6322bb5

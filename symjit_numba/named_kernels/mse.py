@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from symjit_numba.mathlib import scalar_special as ss
+from symjit_numba.mathlib import sums
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -22,7 +23,7 @@ BLOCK = 8192
 @JIT
 def loss(first, last, backward, pred, true, out, params):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
-    out = L(pred, true), or dL/dpred if backward."""
+    out = L(pred, true), or out = dL/dpred if backward."""
     T = pred.dtype.type
     for task in range(first, last):
         lo = task * BLOCK
@@ -34,7 +35,7 @@ def loss(first, last, backward, pred, true, out, params):
             for i in range(pred_s.size):
                 y_pred = pred_s[i]
                 y_true = true_s[i]
-                out_s[i] = (T(2.0)*y_pred - T(2.0)*y_true)
+                out_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
         else:
             for i in range(pred_s.size):
                 y_pred = pred_s[i]
@@ -60,6 +61,37 @@ def loss_both(first, last, pred, true, res, grad, params):
             y_true = true_s[i]
             h0 = (y_pred - y_true)
             res_s[i] = (h0*h0)
-            grad_s[i] = (T(2.0)*y_pred - T(2.0)*y_true)
+            grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
 
-# codegen fingerprint: 5fcc0d61985023d0
+
+@JIT
+def loss_params(first, last, pred, true, params, partials):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    partial = the float64 sums of dL/dc per constant c (task t's sums in partials[t])."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        for i in range(pred_s.size):
+            pass
+
+
+@JIT
+def loss_backward_params(first, last, pred, true, grad, params, partials):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    grad = dL/dpred and partial = the float64 sums of dL/dc per constant c in one pass (task t's sums in partials[t])."""
+    T = pred.dtype.type
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        grad_s = grad[lo:hi]
+        for i in range(pred_s.size):
+            y_pred = pred_s[i]
+            y_true = true_s[i]
+            grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
+
+# codegen fingerprint: 899bafc1f6322bb5

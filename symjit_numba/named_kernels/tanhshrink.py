@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from symjit_numba.mathlib import scalar_special as ss
+from symjit_numba.mathlib import sums
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -18,7 +19,7 @@ JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model=
 
 @JIT
 def node_block(backward, z_s, err_s, out_s, params, p):
-    """One node's block of the batch (node-major; constants at params[p:]): out = f(z), or err * df/dz if backward."""
+    """One node's block of the batch (node-major; constants at params[p:]): out = f(z), or out = err * df/dz if backward."""
     T = z_s.dtype.type
     if backward:
         for i in range(z_s.size):
@@ -34,7 +35,7 @@ def node_block(backward, z_s, err_s, out_s, params, p):
 @JIT
 def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
-    out = f(z), or err * df/dz if backward."""
+    out = f(z), or out = err * df/dz if backward."""
     T = z.dtype.type
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
@@ -77,4 +78,51 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             a_s[i] = (num - t0)
             d_s[i] = (t0*t0)
 
-# codegen fingerprint: 5fcc0d61985023d0
+
+@JIT
+def node_block_params(z_s, err_s, params, p, partial):
+    """One node's block of the batch (node-major; constants at params[p:]): partial = the float64 sums of err * df/dc per constant c."""
+    T = z_s.dtype.type
+    for i in range(z_s.size):
+        pass
+
+
+@JIT
+def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
+    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
+    partial = the float64 sums of err * df/dc per constant c;
+    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    T = z.dtype.type
+    for r in range(r0, r1):
+        z_s = z[r, k0:k1]
+        err_s = err[r, k0:k1]
+        for i in range(z_s.size):
+            pass
+
+
+@JIT
+def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
+    """One node's block of the batch (node-major; constants at params[p:]): delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass."""
+    T = z_s.dtype.type
+    for i in range(z_s.size):
+        num = z_s[i]
+        h0 = vm.tanh(num)
+        delta_s[i] = err_s[i] * (h0*h0)
+
+
+@JIT
+def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, partial):
+    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
+    delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
+    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    T = z.dtype.type
+    for r in range(r0, r1):
+        z_s = z[r, k0:k1]
+        err_s = err[r, k0:k1]
+        delta_s = delta[r, k0:k1]
+        for i in range(z_s.size):
+            num = z_s[i]
+            h0 = vm.tanh(num)
+            delta_s[i] = err_s[i] * (h0*h0)
+
+# codegen fingerprint: 899bafc1f6322bb5

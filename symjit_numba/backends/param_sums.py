@@ -1,0 +1,81 @@
+"""Deterministic sums of the parameter-gradient kernels: from per-task partial sums to ``grad_params``.
+
+A summing kernel (``param_backward``, ``backward_with_params``; see ``KINDS`` in
+:mod:`symjit_numba.codegen.source`) splits its work into a fixed set of tasks that depends on the
+shape alone, never on the number of threads. Each task writes its float64 sums into its own slot
+of a buffer ``partials`` (rows: task groups, e.g. a node's blocks of samples; columns: (node,
+constant) pairs). The second pass here adds the rows of each column in order, then the columns
+whose constant lives at the same ``params`` entry (tied constants: several nodes reading one
+entry get the sum of their gradients), in column order, and writes each such entry of
+``grad_params`` once. Every step has a fixed order, so the result has the same bits whatever
+``settings.num_threads``; every step is float64, so 1M float32 terms sum to within ~1e-10 relative.
+
+:class:`Columns` says which (node, constant) each column is, and turns the live ``offset_list``
+into the second pass's plan (cached: offsets rarely change between calls).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["Columns"]
+
+
+class Columns:
+    """The columns of a partial-sum buffer: column ``e`` holds node ``nodes[e]``'s sums for its
+    constant number ``constants[e]``, so it belongs in ``grad_params[offsets[nodes[e]] + constants[e]]``."""
+
+    def __init__(self, nodes: np.ndarray, constants: np.ndarray) -> None:
+        self.nodes = np.asarray(nodes, dtype=np.int64)
+        self.constants = np.asarray(constants, dtype=np.int64)
+        self._plan: tuple[bytes, tuple[np.ndarray, ...]] | None = None
+
+    @classmethod
+    def per_node(cls, counts: np.ndarray) -> Columns:
+        """Node after node, each node's constants in order (``counts[j]`` constants for node j)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        nodes = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+        return cls(nodes, np.arange(nodes.size, dtype=np.int64) - np.repeat(starts, counts))
+
+    @classmethod
+    def per_run(cls, start: np.ndarray, stop: np.ndarray, counts: np.ndarray) -> Columns:
+        """Run after run of nodes ``start[s]:stop[s]`` (``counts[s]`` constants each), each run
+        constant-major: all its nodes' first constants, then all their second ones..."""
+        nodes, constants = [], []
+        for s in range(len(start)):
+            for c in range(int(counts[s])):
+                nodes.append(np.arange(start[s], stop[s], dtype=np.int64))
+                constants.append(np.full(stop[s] - start[s], c, dtype=np.int64))
+        if not nodes:
+            return cls(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return cls(np.concatenate(nodes), np.concatenate(constants))
+
+    @property
+    def size(self) -> int:
+        return int(self.nodes.size)
+
+    def needed(self, offsets: np.ndarray) -> int:
+        """How many entries ``grad_params`` needs: one past the last entry a column goes to."""
+        return int((offsets[self.nodes] + self.constants).max()) + 1 if self.size else 0
+
+    def plan(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The second pass for ``offsets``: ``grad[targets[s]]`` = the sum of columns
+        ``order[starts[s]:starts[s + 1]]``; returns (order, starts, targets), int64."""
+        key = offsets.tobytes()
+        if self._plan is None or self._plan[0] != key:
+            where = offsets[self.nodes] + self.constants if self.size else np.zeros(0, np.int64)
+            order = np.argsort(where, kind="stable").astype(np.int64)  # ties stay in column order
+            ranked = where[order]
+            first = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1]))) if self.size else order
+            starts = np.append(first, self.size).astype(np.int64)
+            self._plan = (key, (order, starts, ranked[first].astype(np.int64)))
+        return self._plan[1]
+
+    def combine(self, partials: np.ndarray, offsets: np.ndarray, grad: np.ndarray) -> None:
+        """The second pass on the host: ``partials`` (rows, columns), float64, into ``grad``."""
+        order, starts, targets = self.plan(offsets)
+        if not targets.size:
+            return
+        columns = np.add.reduce(partials, axis=0) if partials.shape[0] else np.zeros(self.size)  # rows in order
+        grad[targets] = np.add.reduceat(columns[order], starts[:-1])  # tied columns in column order

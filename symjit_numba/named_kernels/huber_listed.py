@@ -1,0 +1,117 @@
+"""symjit_numba 0.1.0: generated numba kernels, mode=loss, layout=node_major.
+
+Formula ids:
+    0: huber  (delta)
+        f  = Piecewise((delta*(-delta/2 + Abs(y_pred - y_true)), delta <= Abs(y_pred - y_true)), ((y_pred - y_true)**2/2, True))
+        f' = Piecewise((delta*sign(y_pred - y_true), delta <= Abs(y_pred - y_true)), (y_pred - y_true, True))
+        df/ddelta = Piecewise((-delta + Abs(y_pred - y_true), delta <= Abs(y_pred - y_true)), (0, True))
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from symjit_numba.mathlib import scalar_special as ss
+from symjit_numba.mathlib import sums
+from symjit_numba.mathlib import vector_math as vm
+
+# Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
+JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True)
+
+BLOCK = 8192
+
+
+@JIT
+def loss(first, last, backward, pred, true, out, params):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    out = L(pred, true), or out = dL/dpred if backward."""
+    T = pred.dtype.type
+    c_delta = params[0 + 0]
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        out_s = out[lo:hi]
+        if backward:
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                t0 = (y_pred - y_true)
+                out_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if c_delta <= abs(t0) else t0)
+        else:
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                t0 = (y_pred - y_true)
+                t1 = abs(t0)
+                out_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if c_delta <= t1 else T(0.5)*(t0*t0))
+
+
+@JIT
+def loss_both(first, last, pred, true, res, grad, params):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    res = L(pred, true) and grad = dL/dpred in one pass."""
+    T = pred.dtype.type
+    c_delta = params[0 + 0]
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        res_s = res[lo:hi]
+        grad_s = grad[lo:hi]
+        for i in range(pred_s.size):
+            y_pred = pred_s[i]
+            y_true = true_s[i]
+            t0 = (y_pred - y_true)
+            t1 = abs(t0)
+            t2 = c_delta <= t1
+            res_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if t2 else T(0.5)*(t0*t0))
+            grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
+
+
+@JIT
+def loss_params(first, last, pred, true, params, partials):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    partial = the float64 sums of dL/dc per constant c (task t's sums in partials[t])."""
+    T = pred.dtype.type
+    c_delta = params[0 + 0]
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        g_delta = 0.0
+        for i in range(pred_s.size):
+            y_pred = pred_s[i]
+            y_true = true_s[i]
+            t0 = abs((y_pred - y_true))
+            g_delta = sums.add(g_delta, ((t0 - c_delta) if c_delta <= t0 else T(0.0)))
+        partials[task, 0] = g_delta
+
+
+@JIT
+def loss_backward_params(first, last, pred, true, grad, params, partials):
+    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
+    grad = dL/dpred and partial = the float64 sums of dL/dc per constant c in one pass (task t's sums in partials[t])."""
+    T = pred.dtype.type
+    c_delta = params[0 + 0]
+    for task in range(first, last):
+        lo = task * BLOCK
+        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
+        pred_s = pred[lo:hi]
+        true_s = true[lo:hi]
+        grad_s = grad[lo:hi]
+        g_delta = 0.0
+        for i in range(pred_s.size):
+            y_pred = pred_s[i]
+            y_true = true_s[i]
+            t0 = (y_pred - y_true)
+            t1 = abs(t0)
+            t2 = c_delta <= t1
+            g_delta = sums.add(g_delta, ((t1 - c_delta) if t2 else T(0.0)))
+            grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
+        partials[task, 0] = g_delta
+
+# codegen fingerprint: 899bafc1f6322bb5

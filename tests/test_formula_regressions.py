@@ -1,0 +1,282 @@
+"""Regression tests for issue 10: formulas that computed wrong numbers without an error, or were refused.
+
+Each defect found by differential fuzzing is kept here, on every backend (GPU_CUDA under the
+simulator) and in float32 and float64. References are independent of the library: mpmath at 50
+digits for finite values, and the exact mathematical (IEEE) value at the special points (0,
+subnormals, +-inf), written out by hand. The forward, backward and fused (``forward_derivative``)
+kernels are all checked, since the defects did not hit all three alike.
+"""
+
+import math
+import warnings
+
+import mpmath as mp
+import numpy as np
+import pytest
+import sympy as sp
+
+from symjit_numba import JITCompilationError, PerformanceWarning, SymbolicJITCompiler, settings
+from symjit_numba.formulas.resolve import FormulaKey, build_formula
+
+from .conftest import BACKENDS, build
+
+mp.mp.dps = 50
+INF, NAN = math.inf, math.nan
+
+_COMPILERS: dict = {}
+
+
+def compiler_for(formula, constants, method):
+    """One compiler per (formula, constants, backend), shared by both dtypes (compiling is the slow part)."""
+    key = (formula, tuple(sorted(constants.items())), method)
+    if key not in _COMPILERS:
+        _COMPILERS[key] = build([(formula, constants)], method)
+    return _COMPILERS[key]
+
+
+def evaluate(formula, constants, method, xs, dtype):
+    """f and f' at ``xs`` from the forward, backward and fused kernels: three (f, df) pairs."""
+    compiler = compiler_for(formula, constants, method)
+    z = np.asarray([xs], dtype=dtype)
+    params, offsets = compiler.make_params(dtype)
+    n, b = z.shape
+    a, d = np.full_like(z, 12345.0), np.full_like(z, 12345.0)
+    a2, d2 = np.full_like(z, 12345.0), np.full_like(z, 12345.0)
+    with np.errstate(all="ignore"):
+        compiler.forward_kernel(z, a, params, offsets, n, b)
+        compiler.backward_kernel(z, np.ones_like(z), d, params, offsets, n, b)
+        compiler.forward_derivative_kernel(z, a2, d2, params, offsets, n, b)
+    return (a[0], d[0]), (a2[0], d2[0])
+
+
+def expected(value, dtype):
+    """An exact reference (a float, or an mpmath number) rounded to ``dtype``, as the ideal kernel would."""
+    with np.errstate(over="ignore", under="ignore"):
+        return dtype.type(float(value)) if not isinstance(value, float) else dtype.type(value)
+
+
+def assert_matches(got, want, dtype, what):
+    """``got`` equals ``want`` (already rounded to ``dtype``) to a few ulp; NaN, +-inf and 0 exactly."""
+    rtol = 2e-6 if dtype == np.float32 else 1e-13
+    tiny = 4 * np.finfo(dtype).smallest_subnormal
+    for g, w in zip(np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)):
+        if math.isnan(w):
+            assert math.isnan(g), f"{what}: got {g!r}, want NaN"
+        elif math.isinf(w):
+            assert g == w, f"{what}: got {g!r}, want {w!r}"
+        else:
+            assert abs(g - w) <= rtol * abs(w) + tiny, f"{what}: got {g!r}, want {w!r}"
+
+
+def check(formula, constants, method, dtype, points):
+    """``points``: (x, f(x), f'(x)) with exact or mpmath references."""
+    xs = [p[0] for p in points]
+    want_f = [expected(p[1], dtype) for p in points]
+    want_df = [expected(p[2], dtype) for p in points]
+    for kernels, (f, df) in zip(("forward/backward", "fused"), evaluate(formula, constants, method, xs, dtype)):
+        assert_matches(f, want_f, dtype, f"{method} {dtype} {kernels} f = {formula} at {xs}")
+        assert_matches(df, want_df, dtype, f"{method} {dtype} {kernels} f' of {formula} at {xs}")
+
+
+def at(x, dtype):
+    """``x`` as the kernel sees it (rounded to ``dtype``), as an exact mpmath number."""
+    return mp.mpf(float(dtype.type(x)))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Lost parentheses around a power's base (or exponent) that prints starting with "("
+# ---------------------------------------------------------------------------------------------
+
+POWERS = [
+    # formula, constants, f(x, **c), f'(x, **c) in mpmath, points (well conditioned)
+    ("((num + 1)*(num + 2))**1.5", {},
+     lambda x: ((x + 1) * (x + 2)) ** 1.5, lambda x: 1.5 * ((x + 1) * (x + 2)) ** 0.5 * (2 * x + 3), [0.5, 2.0, 3.5]),
+    ("((num + 1)*(num + 2))**a", {"a": 0.7},
+     lambda x, a: ((x + 1) * (x + 2)) ** a, lambda x, a: a * ((x + 1) * (x + 2)) ** (a - 1) * (2 * x + 3), [0.5, 2.0]),
+    ("(Max(num, 1)*(num + 2))**2.5", {},
+     lambda x: (x * (x + 2)) ** 2.5, lambda x: 2.5 * (x * (x + 2)) ** 1.5 * (2 * x + 2), [1.5, 3.0]),
+    ("(sigmoid(num)*(num + 2))**1.25", {},
+     lambda x: (x + 2) ** 1.25 / (1 + mp.exp(-x)) ** 1.25,
+     lambda x: mp.diff(lambda t: (t + 2) ** 1.25 / (1 + mp.exp(-t)) ** 1.25, x), [-1.0, 0.5, 2.0]),
+    ("2**((num + 1)*(num - 2))", {},
+     lambda x: 2 ** ((x + 1) * (x - 2)), lambda x: 2 ** ((x + 1) * (x - 2)) * mp.log(2) * (2 * x - 1), [0.5, 1.5]),
+    ("(Piecewise((num, num > 0), (1, True))*(num + 2))**num", {},
+     lambda x: (x * (x + 2)) ** x, lambda x: mp.diff(lambda t: (t * (t + 2)) ** t, x), [0.5, 1.5]),
+]
+
+
+@pytest.mark.parametrize("formula, constants, f, df, xs", POWERS, ids=[p[0] for p in POWERS])
+def test_compound_base_and_exponent_of_a_power(formula, constants, f, df, xs, method, dtype):
+    points = [(x, f(at(x, dtype), **constants), df(at(x, dtype), **constants)) for x in xs]
+    check(formula, constants, method, dtype, points)
+
+
+@pytest.mark.parametrize("text, unit", [
+    ("num", True), ("T(1.5)", True), ("T(-math.inf)", True), ("math.sqrt(num)", True), ("(a + b)", True),
+    ("((a + b)*(c + d))", True), ("(a + b)*(c + d)", False), ("math.sin(a)*b", False), ("a*b", False),
+    ("(a if c else b)", True), ("-a", False), ("(a)(b)", False),
+])
+def test_a_text_is_one_operand_only_if_its_parentheses_enclose_all_of_it(text, unit):
+    from symjit_numba.codegen.printer import _is_unit
+
+    assert _is_unit(text) is unit
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. 1/sqrt and derivatives with a square root at 0, subnormals and inf (float32 rsqrt)
+# ---------------------------------------------------------------------------------------------
+
+def _inverse_sqrt_points(dtype):
+    sub = 1e-40 if dtype == np.float32 else 1e-310  # subnormal in the dtype
+    x = at(sub, dtype)
+    return [(0.0, INF, -INF), (sub, 1 / mp.sqrt(x), -0.5 * x ** -1.5), (INF, 0.0, -0.0), (4.0, 0.5, -1 / mp.mpf(16))]
+
+
+SQRT_CASES = [
+    ("1/sqrt(num)", _inverse_sqrt_points),
+    ("sqrt(num)", lambda dtype: [(0.0, 0.0, INF), (INF, INF, 0.0), (4.0, 2.0, 0.25)]),
+    ("asin(num)", lambda dtype: [(1.0, mp.pi / 2, INF), (-1.0, -mp.pi / 2, INF), (0.5, mp.asin(0.5), 1 / mp.sqrt(0.75))]),
+    ("acosh(num)", lambda dtype: [(1.0, 0.0, INF), (INF, INF, 0.0), (2.0, mp.acosh(2), 1 / mp.sqrt(3))]),
+]
+
+
+@pytest.mark.parametrize("formula, points", SQRT_CASES, ids=[c[0] for c in SQRT_CASES])
+def test_square_roots_at_zero_subnormals_and_inf(formula, points, method, dtype):
+    check(formula, {}, method, dtype, points(dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. erfc(-u) kept as written: SymPy's 2 - erfc(u) loses the tail
+# ---------------------------------------------------------------------------------------------
+
+def test_erfc_of_a_negated_argument_stays_one_erfc():
+    built = build_formula(FormulaKey("erfc(-num) + erfc(0.5 - num)", (), "t"), "activation")
+    assert all(not term.is_Number for term in built.expr.args), built.expr  # no "4 - erfc(num) - ..."
+
+
+@pytest.mark.parametrize("formula, f, df, xs64, xs32", [
+    ("erfc(-num)", lambda x: mp.erfc(-x), lambda x: 2 * mp.exp(-x * x) / mp.sqrt(mp.pi), [-10.0, -3.0, 2.0], [-5.0, -3.0, 2.0]),
+    ("erfc(0.5 - num)", lambda x: mp.erfc(0.5 - x), lambda x: 2 * mp.exp(-(0.5 - x) ** 2) / mp.sqrt(mp.pi),
+     [-20.0, -2.0, 1.0], [-8.0, -2.0, 1.0]),
+])
+def test_erfc_keeps_its_lower_tail(formula, f, df, xs64, xs32, method, dtype):
+    xs = xs32 if dtype == np.float32 else xs64
+    check(formula, {}, method, dtype, [(x, f(at(x, dtype)), df(at(x, dtype))) for x in xs])
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Shared reciprocals: a/x + b/x must not become (a + b)*(1/x), inf for a subnormal x
+# ---------------------------------------------------------------------------------------------
+
+def test_quotients_at_subnormals_do_not_share_a_reciprocal(method, dtype):
+    sub = 1e-39 if dtype == np.float32 else 1e-310
+    (f, _), (f2, _) = evaluate("sin(num)/num + sinh(num)/num", {}, method, [sub, -sub, 0.5], dtype)
+    want = [2.0, 2.0, expected(mp.sin(0.5) / 0.5 + mp.sinh(0.5) / 0.5, dtype)]
+    assert_matches(f, want, dtype, "forward")
+    assert_matches(f2, want, dtype, "fused")
+
+
+def test_the_printer_divides_where_the_formula_divides():
+    from symjit_numba.codegen.printer import KernelPrinter
+
+    built = build_formula(FormulaKey("a/num + b/num", ("a", "b"), "t"), "activation")
+    names = {built.variables[0]: "num", **{c: f"c_{c.name}" for c in built.constants}}
+    statements, (result,) = KernelPrinter("numba", names).block([built.expr])
+    assert not statements and "(c_a/num)" in result and "(c_b/num)" in result, (statements, result)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. x**0.5 is sqrt on every backend; gamma(+-0) = +-inf (C tgamma)
+# ---------------------------------------------------------------------------------------------
+
+POWER_CONVENTIONS = [
+    # f = x**0.5 = sqrt(x): NaN for every negative x, -inf included; f' = 0.5/sqrt(x)
+    ("num**0.5", [(-INF, NAN, NAN), (-1.0, NAN, NAN), (0.0, 0.0, INF), (4.0, 2.0, 0.25), (INF, INF, 0.0)]),
+    ("num**(1/2)", [(-INF, NAN, NAN), (4.0, 2.0, 0.25)]),
+    ("sqrt(num)", [(-INF, NAN, NAN), (4.0, 2.0, 0.25)]),
+    # x**-0.5 = 1/sqrt(x); f' = -0.5*x**-1.5 (IEEE pow: 0 at -inf)
+    ("num**-0.5", [(-INF, NAN, 0.0), (-1.0, NAN, NAN), (0.0, INF, -INF), (4.0, 0.5, -1 / 16)]),
+    # Any other power is IEEE pow: (-inf)**1.5 = inf; its derivative 1.5*x**0.5 is a square root
+    ("num**1.5", [(-INF, INF, NAN), (-1.0, NAN, NAN), (0.0, 0.0, 0.0), (4.0, 8.0, 3.0)]),
+    ("num**-1.5", [(-INF, 0.0, -0.0), (4.0, 0.125, -1.5 / 32)]),
+]
+
+
+@pytest.mark.parametrize("formula, points", POWER_CONVENTIONS, ids=[c[0] for c in POWER_CONVENTIONS])
+def test_every_backend_holds_the_documented_power_conventions(formula, points, method, dtype):
+    check(formula, {}, method, dtype, points)
+
+
+def test_gamma_at_signed_zero_is_signed_inf(method, dtype):
+    (f, _), (f2, _) = evaluate("gamma(num)", {}, method, [0.0, -0.0, -1.0, 0.5], dtype)
+    want = [INF, -INF, NAN, expected(mp.sqrt(mp.pi), dtype)]
+    assert_matches(f, want, dtype, "forward")
+    assert_matches(f2, want, dtype, "fused")
+
+
+def test_the_numpy_gamma_and_the_simulator_stand_in_agree_with_c_tgamma():
+    from symjit_numba.backends.gpu_cuda import _simulator_math
+    from symjit_numba.mathlib import numpy_special
+
+    for gamma in (numpy_special.gamma, _simulator_math().gamma):
+        for dtype in (np.float32, np.float64):
+            got = gamma(np.array([0.0, -0.0, -2.0], dtype=dtype))
+            assert got[0] == INF and got[1] == -INF and np.isnan(got[2]), (gamma, dtype, got)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Valid formulas that were refused
+# ---------------------------------------------------------------------------------------------
+
+LGAMMA_HALF = mp.re(mp.loggamma(-0.5))  # log|Gamma(-1/2)| = log(2*sqrt(pi))
+
+ACCEPTED = [
+    ("Heaviside(2)*num", {}, lambda x: x, lambda x: 1, [-1.5, 0.5]),
+    ("Heaviside(0)*num + Heaviside(-3)", {}, lambda x: x / 2, lambda x: mp.mpf(0.5), [-1.5, 0.5]),
+    ("Heaviside(0, 1)*num", {}, lambda x: x, lambda x: 1, [-1.5, 0.5]),
+    ("Piecewise((1, num < Piecewise((0.1, num <= a), (a, True))), (2, True))", {"a": 0.5},
+     lambda x, a: 1 if x < (0.1 if x <= a else a) else 2, lambda x, a: 0, [-0.3, 0.05, 0.3, 0.45, 0.7, 2.0]),
+    ("Abs(num**a)", {"a": 1.5}, lambda x, a: x**a, lambda x, a: a * x ** (a - 1), [0.25, 2.0]),
+    ("Abs(asin(num))", {}, lambda x: abs(mp.asin(x)), lambda x: mp.sign(x) / mp.sqrt(1 - x * x), [-0.7, -0.3, 0.3, 0.7]),
+    ("Abs(log(num))", {}, lambda x: abs(mp.log(x)), lambda x: mp.sign(mp.log(x)) / x, [0.5, 2.0]),
+    ("sign(log(num))", {}, lambda x: mp.sign(mp.log(x)), lambda x: 0, [0.5, 2.0]),
+    ("loggamma(-0.5)*num", {}, lambda x: LGAMMA_HALF * x, lambda x: LGAMMA_HALF, [-1.0, 3.0]),
+    ("loggamma(num)", {}, lambda x: mp.re(mp.loggamma(x)), lambda x: mp.digamma(x), [-2.5, -0.5, 0.5, 3.0]),
+]
+
+
+@pytest.mark.parametrize("formula, constants, f, df, xs", ACCEPTED, ids=[a[0] for a in ACCEPTED])
+def test_formulas_with_a_real_value_and_derivative_are_accepted(formula, constants, f, df, xs, method, dtype):
+    points = [(x, mp.mpf(f(at(x, dtype), **constants)), mp.mpf(df(at(x, dtype), **constants))) for x in xs]
+    check(formula, constants, method, dtype, points)
+
+
+@pytest.mark.parametrize("formula", ["Abs(num**a)", "Abs(asin(num))", "sign(log(num))", "Abs(num**0.5)"])
+def test_derivatives_of_abs_and_sign_need_no_complex_parts(formula):
+    built = build_formula(FormulaKey(formula, ("a",) if "a" in formula else (), formula), "activation")
+    assert not built.derivative.has(sp.re, sp.im, sp.Derivative, sp.conjugate), built.derivative
+
+
+@pytest.mark.parametrize("method", ["CPU_JIT", "GPU_CUDA"])
+def test_a_formula_the_printer_cannot_print_falls_back_to_cpu_python(method, monkeypatch):
+    from symjit_numba.codegen import printer
+
+    # A printer without its cos row stands for any formula the printer cannot express.
+    table = {k: v for k, v in printer.FUNCTIONS_BY_SYMPY.items() if k is not sp.cos}
+    monkeypatch.setattr(printer, "FUNCTIONS_BY_SYMPY", table)
+    formula = "cos(num)*0.625 + num/8"  # never compiled before, so the printer really runs
+    with settings.override(warning_level="warn"), pytest.warns(PerformanceWarning):
+        compiler = SymbolicJITCompiler([(formula, {})], method)
+    assert compiler.calculation_method == "CPU_PYTHON"
+    with settings.override(warning_level="error"), pytest.raises(JITCompilationError):
+        SymbolicJITCompiler([(formula + " + 0", {})], method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        z = np.array([[0.5, -2.0]])
+        a, _ = evaluate(formula, {}, "CPU_PYTHON", z[0], np.dtype(np.float64))[0]
+    assert_matches(a, [expected(mp.cos(x) * 0.625 + x / 8, np.dtype(np.float64)) for x in z[0]],
+                   np.dtype(np.float64), "fallback")
+
+
+def test_all_backends_are_covered():
+    assert set(BACKENDS) == {"CPU_PYTHON", "CPU_JIT", "GPU_CUDA"}
