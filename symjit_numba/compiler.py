@@ -10,7 +10,7 @@ import numpy as np
 
 from .backends import FALLBACKS, Kernels, cpu_jit, load_backend  # noqa: F401 - CPU_JIT is the default
 from .errors import ConfigurationError, FormulaParsingError, InvalidDeviceIDError, JITCompilationError
-from .formulas.registry import builtin_formulas, lookup, register_formula
+from .formulas.registry import MODES, builtin_formulas, lookup, register_formula
 from .formulas.resolve import LayerPlan, resolve_configs
 from .settings import settings
 
@@ -18,7 +18,6 @@ __all__ = ["SymbolicJITCompiler", "METHODS", "LAYOUTS"]
 
 METHODS = ("CPU_JIT", "GPU_CUDA", "CPU_PYTHON")
 LAYOUTS = ("node_major", "batch_major")
-MODES = ("activation", "loss")
 
 Config = tuple[str, dict[str, float]]
 
@@ -346,4 +345,11 @@ def _rebuild(cls: type, definition: dict[str, Any],
             raise FormulaParsingError(f"the unpickled compiler uses the formula {name!r} = {formula!r} "
                                       f"({mode}, defaults {defaults}), but this process has {name!r} registered as "
                                       f"{known.formula!r} ({known.mode}, defaults {dict(known.defaults)})")
+    if definition["device_id"] != 0:
+        try:
+            _check_device_id(definition["device_id"])
+        except InvalidDeviceIDError as error:  # the sender's GPU is not here: as a missing GPU, fall back
+            settings.fall_back(f"{definition['calculation_method']} on device {definition['device_id']}",
+                               "device 0", error)
+            definition = {**definition, "device_id": 0}
     return cls(**definition)

@@ -18,7 +18,7 @@ import sympy as sp
 from symjit_numba import JITCompilationError, PerformanceWarning, SymbolicJITCompiler, settings
 from symjit_numba.formulas.resolve import FormulaKey, build_formula
 
-from .conftest import BACKENDS, build
+from .conftest import build
 
 mp.mp.dps = 50
 INF, NAN = math.inf, math.nan
@@ -276,7 +276,3 @@ def test_a_formula_the_printer_cannot_print_falls_back_to_cpu_python(method, mon
         a, _ = evaluate(formula, {}, "CPU_PYTHON", z[0], np.dtype(np.float64))[0]
     assert_matches(a, [expected(mp.cos(x) * 0.625 + x / 8, np.dtype(np.float64)) for x in z[0]],
                    np.dtype(np.float64), "fallback")
-
-
-def test_all_backends_are_covered():
-    assert set(BACKENDS) == {"CPU_PYTHON", "CPU_JIT", "GPU_CUDA"}

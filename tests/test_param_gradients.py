@@ -280,3 +280,14 @@ def test_grad_params_overlapping_an_array_refused():
 def test_kernels_are_attributes_on_every_backend(method):
     compiler = SymbolicJITCompiler([("swish", {"beta": 1.0})], method)
     assert callable(compiler.param_backward_kernel) and callable(compiler.backward_with_params_kernel)
+
+
+def test_docs_sgd_example_trains_the_constants():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "formula-language.md").read_text(encoding="utf-8")
+    code = re.search(r"Training constants with plain numpy SGD:\n\n```python\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(code, namespace)  # noqa: S102 - the documentation's own example
+    np.testing.assert_allclose(namespace["params"], [2.0, 1.5, 0.5], atol=5e-3)

@@ -76,8 +76,9 @@ _scratch_dir: Path | None = None
 
 
 #: The files whose content shapes generated kernels: a change to any of them invalidates the cache.
-_CODEGEN_FILES = ("functions.py", "codegen/printer.py", "codegen/source.py", "codegen/prebuilt.json",
-                  "mathlib/vector_math.py", "mathlib/scalar_special.py", "mathlib/sums.py")
+_CODEGEN_FILES = ("functions.py", "formulas/grammar.py", "formulas/resolve.py", "codegen/printer.py",
+                  "codegen/source.py", "codegen/prebuilt.json", "mathlib/vector_math.py", "mathlib/scalar_special.py",
+                  "mathlib/sums.py")
 
 
 @functools.cache

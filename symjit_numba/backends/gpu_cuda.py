@@ -15,6 +15,9 @@ the host, synchronise (``numba.cuda.synchronize()``, ``torch.cuda.synchronize()`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,7 @@ from .cache import load_kernel_module
 from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
 from .param_sums import Columns
 
-__all__ = ["build", "check_device", "gpu_count", "is_available"]
+__all__ = ["build", "check_device", "gpu_count", "is_available", "launch_stream"]
 
 METHOD = "GPU_CUDA"
 THREADS_PER_BLOCK = 256
@@ -107,6 +110,22 @@ def _simulating() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
+#: The CUDA stream kernels are launched on (0: the default stream); see :func:`launch_stream`.
+_STREAM: ContextVar[Any] = ContextVar("symjit_numba_cuda_stream", default=0)
+
+
+@contextmanager
+def launch_stream(stream: Any) -> Iterator[None]:
+    """Launch the kernels called inside the block on ``stream`` (a numba stream, e.g.
+    ``numba.cuda.external_stream(torch.cuda.current_stream().cuda_stream)``), copies of host arrays to the GPU
+    too. Meant for CUDA arrays: numpy outputs are still copied back on the default stream."""
+    token = _STREAM.set(stream)
+    try:
+        yield
+    finally:
+        _STREAM.reset(token)
+
+
 def _grid(size: int) -> tuple[int, int]:
     blocks = max(1, min(MAX_BLOCKS, -(-size // THREADS_PER_BLOCK)))
     return blocks, THREADS_PER_BLOCK
@@ -128,7 +147,7 @@ class _Launcher:
             if array is host:
                 return device
         if isinstance(array, np.ndarray):
-            return self.cuda.to_device(array)
+            return self.cuda.to_device(array, stream=_STREAM.get())
         return _as_device_array(array)
 
     def __call__(self, kernel: Any, inputs: list[Any], outputs: list[Any], extra: list[Any], size: int) -> None:
@@ -138,7 +157,7 @@ class _Launcher:
                               else _as_device_array(out) for out in outputs]
             device_extra = [self.device_array(e) for e in extra]
             blocks, threads = _grid(size)
-            kernel[blocks, threads](*device_inputs, *device_outputs, *device_extra)
+            kernel[blocks, threads, _STREAM.get()](*device_inputs, *device_outputs, *device_extra)
             for out, device_out in zip(outputs, device_outputs):
                 if isinstance(out, np.ndarray):
                     device_out.copy_to_host(out)
@@ -255,15 +274,15 @@ def _summing_kernels(plan: LayerPlan, layout: str, module: Any, launch: _Launche
                               else _as_device_array(out) for out in outputs]
             extra = [params] if loss else [params, offsets, func_ids, bounds]
             if tasks:
-                kernel[min(MAX_BLOCKS, tasks), threads](*device_inputs, *device_outputs, partials,
+                kernel[min(MAX_BLOCKS, tasks), threads, _STREAM.get()](*device_inputs, *device_outputs, partials,
                                                         *[launch.device_array(e) for e in extra])
             for out, device_out in zip(outputs, device_outputs):
                 if isinstance(out, np.ndarray):
                     device_out.copy_to_host(out)
             if targets.size:
                 grad = launch.device_array(grad_params)  # copied in: entries no node owns stay as they are
-                module.combine[_grid(targets.size)](partials, *(cuda.to_device(a) for a in (order, starts, targets)),
-                                                    grad)
+                module.combine[(*_grid(targets.size), _STREAM.get())](
+                    partials, *(cuda.to_device(a, stream=_STREAM.get()) for a in (order, starts, targets)), grad)
                 if isinstance(grad_params, np.ndarray):
                     grad.copy_to_host(grad_params)
 

@@ -10,6 +10,8 @@ would write a kernel by hand:
   NaN for every negative ``x`` including ``-inf`` (where C's ``pow`` would give ``+inf``);
 * every compound operand is parenthesised unless its text is already one parenthesised unit
   (:func:`_is_unit`), so operator precedence never depends on how a sub-expression printed;
+* a quotient stays a division (``a/x + b/x`` never shares a ``1/x``, which overflows for a
+  subnormal ``x``), except that a constant divisor becomes a multiplication by its reciprocal;
 * ``Piecewise`` becomes nested conditional expressions, which LLVM turns into vector selects;
 * common subexpressions (``sympy.cse``) are computed once, as ``t0 = ...`` statements;
 * functions come from the target's column of :data:`symjit_numba.functions.FUNCTIONS`.

@@ -425,7 +425,7 @@ def _cuda_loss(lines: _Lines, printed: PrintedFormula) -> None:
         lines(0, "", "@cuda.jit", f"def {kind.name}({', '.join((*inputs, *outputs))}, partials, params):",
               f'    """{doc}: one block per chunk of CHUNK elements of the flat arrays; each thread sums',
               '    in float64, the block adds them in a fixed tree order into partials[chunk, c]."""',
-              "    T = pred.dtype.type", "    sums = cuda.shared.array(({}, THREADS), float64)".format(width),
+              "    T = pred.dtype.type", f"    sums = cuda.shared.array(({width}, THREADS), float64)",
               "    tid = cuda.threadIdx.x", "    threads = cuda.blockDim.x  # a power of two, at most THREADS",
               "    for chunk in range(cuda.blockIdx.x, partials.shape[0], cuda.gridDim.x):",
               "        lo = chunk * CHUNK", "        hi = lo + CHUNK if lo + CHUNK < pred.size else pred.size",

@@ -127,4 +127,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t0 = vm.sigmoid(num)
             delta_s[i] = err_s[i] * (t0 + t0*num*(T(1.0) - t0))
 
-# codegen fingerprint: 899bafc1f6322bb5
+# codegen fingerprint: b4d9a2b2562b3007

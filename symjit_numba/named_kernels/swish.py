@@ -131,4 +131,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t1 = vm.sigmoid(t0)
             delta_s[i] = err_s[i] * (t1 + t0*t1*(T(1.0) - t1))
 
-# codegen fingerprint: 899bafc1f6322bb5
+# codegen fingerprint: b4d9a2b2562b3007

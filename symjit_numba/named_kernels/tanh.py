@@ -125,4 +125,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             h0 = vm.tanh(num)
             delta_s[i] = err_s[i] * (T(1.0) - (h0*h0))
 
-# codegen fingerprint: 899bafc1f6322bb5
+# codegen fingerprint: b4d9a2b2562b3007
