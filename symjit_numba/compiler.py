@@ -276,6 +276,30 @@ class SymbolicJITCompiler:
         """Names of node ``node``'s constants, in their order in ``params``."""
         return self.plan.formulas[self.plan.func_ids[node]].constants
 
+    def numba_kernels(self):
+        """This layer's (or loss's) CPU_JIT kernels as ``njit`` functions your own ``@numba.njit`` code can call.
+
+        Returns a named tuple ``(forward, backward, forward_derivative, param_backward,
+        backward_with_params)`` with the signatures of :attr:`forward_kernel` and friends (for a loss,
+        ``params`` is required). They give the same bits as those kernels. Called from njit code they
+        run on the calling thread, serially; they check dtypes, contiguity and dimensions when numba
+        compiles the call, and shapes against ``n``/``b`` and every node's ``params`` range when it
+        runs (``ValueError``), but not overlapping arrays. A function that calls them is never cached
+        by numba (``cache=True`` warns): they hold this process's function addresses. See
+        :mod:`symjit_numba.backends.cpu_numba`.
+
+        Raises
+        ------
+        JITCompilationError
+            If this compiler does not run on CPU_JIT (``calculation_method`` says which backend does).
+        """
+        if self.calculation_method != "CPU_JIT":
+            raise JITCompilationError(f"numba_kernels() needs the CPU_JIT backend; this compiler runs on "
+                                      f"{self.calculation_method} (change_method('CPU_JIT') switches it)")
+        if getattr(self, "_numba_kernels", None) is None:
+            self._numba_kernels = cpu_jit.numba_kernels(self.plan, self.layout)
+        return self._numba_kernels
+
     # -- introspection ----------------------------------------------------------------------------
     def source(self) -> str:
         """The generated kernel module's source (CPU_JIT and GPU_CUDA), to read or debug.

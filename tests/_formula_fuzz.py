@@ -27,7 +27,9 @@ evaluation of the *formula as written* can make (running error analysis): every 
 + - * /, 2 for pow, 4 for elementary functions, 16 for the special functions), and a child's error
 propagates through the partial derivatives. Inputs and the constants are exact (the reference uses
 their float32-rounded values in float32), literals that the dtype cannot represent carry half an
-ulp. The derivative's bound comes from the same analysis of the derivative tree.
+ulp; ``ndtr`` also carries the rounding of ``-x/sqrt(2)`` inside its documented implementation
+``0.5*erfc(-x/sqrt(2))`` (about x**2 ulps in the lower tail). The derivative's bound comes from the
+same analysis of the derivative tree.
 
 A point is *checked against the reference* only if the value (or derivative) is defined and finite,
 no intermediate leaves the dtype's range, no discrete decision (a Piecewise condition, a Max/Min

@@ -41,13 +41,13 @@ CHILD = textwrap.dedent(f"""
         os.kill(os.getpid(), signal.SIGKILL)
 
     if kill_at == "module_written":  # the generated module is in place, its plan file is not
-        from symjit_numba.backends import cache
-        write = cache._write_atomically
+        from symjit_numba import store
+        write = store._write_atomically
         def write_then_die(path, text):
             write(path, text)
             if path.suffix == ".py":
                 die()
-        cache._write_atomically = write_then_die
+        store._write_atomically = write_then_die
     elif kill_at in ("index_saved", "data_half_written"):
         from numba.core import caching
         ours = os.environ["SYMJIT_NUMBA_CACHE_DIR"]  # not the package's own numba cache

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from symjit_numba import CompilationWarning, FormulaParsingError, SymbolicJITCompiler, settings
-from symjit_numba.backends import cache, cpu_workers
+from symjit_numba import store
+from symjit_numba.backends import cpu_workers
 
 from .conftest import BACKENDS, build, run_activation
 
@@ -102,7 +103,7 @@ def _never_seen(k):
 def compilations(monkeypatch):
     """Every numba compilation (or cache load) the CPU_JIT backend asks for, as a list."""
     calls = []
-    original = cache.compile_cached
+    original = store.compile_cached
 
     def counting(dispatcher, signature):
         calls.append(dispatcher.py_func.__name__)

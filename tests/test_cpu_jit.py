@@ -92,7 +92,7 @@ def test_compile_cached_falls_back_to_numba(cache, monkeypatch):
     """Without numba's disk cache, or if looking it up fails, numba's own compile path runs."""
     import numba
 
-    from symjit_numba.backends.cache import compile_cached
+    from symjit_numba.store import compile_cached
 
     def halve(x, out):
         for i in range(x.size):
@@ -205,13 +205,14 @@ def test_equal_configs_share_one_module():
 
 def test_a_change_to_the_code_generators_gives_a_new_module_file(tmp_path, monkeypatch):
     """numba's cache of a module file holds inlined vector_math code: it must not outlive a change."""
-    from symjit_numba.backends import cache
+    from symjit_numba import store
+    from symjit_numba.codegen import fingerprint
 
     configs = [("x*erf(x) + 0.5", {}), ("tanh(x) - x/4", {})]
     with settings.override(cache_dir=tmp_path):
         build(configs, "CPU_JIT")
-        monkeypatch.setattr(cache, "_loaded", {})
-        monkeypatch.setattr(cache, "_codegen_fingerprint", lambda: "a-changed-vector-math")
+        monkeypatch.setattr(store, "_loaded", {})
+        monkeypatch.setattr(fingerprint, "codegen_fingerprint", lambda: "a-changed-vector-math")
         build(configs, "CPU_JIT")
     modules = sorted(p.name for p in tmp_path.rglob("k_*.py"))
     assert len(modules) == 2 * len(configs), modules  # each formula's module, before and after

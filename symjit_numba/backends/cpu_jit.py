@@ -39,8 +39,8 @@ from ..codegen.source import BLOCK, ROWS
 from ..errors import CompilationWarning, JITCompilationError
 from ..formulas.resolve import FormulaKey, LayerPlan
 from ..settings import settings
+from ..store import compile_cached, formula_module, formula_on_disk
 from . import cpu_tasks
-from .cache import compile_cached, load_kernel_module, load_named_module, module_on_disk
 from .cpu_workers import compile_in_workers
 from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
 from .param_sums import Columns
@@ -232,39 +232,10 @@ class _Addresses:
 _transpose = _Kernel(cpu_tasks.transpose_tiles, "a transpose")
 
 
-def _formula_plan(key: FormulaKey, mode: str) -> LayerPlan:
-    """The plan of a one-formula module: what the kernel cache knows it by."""
-    return LayerPlan(mode, (key,), (0,), ((),))
-
-
-def _formula_module(key: FormulaKey, mode: str) -> tuple[ModuleType, str]:
-    """The numba module of one formula (an activation's task functions, or a loss's kernels), and its text.
-
-    A named formula's module ships with the package; any other is generated into the cache.
-    """
-    from ..codegen.prebuilt import formula_module_source, named_module
-
-    name = named_module(key, mode)
-    shipped = None if name is None else load_named_module(name)
-    if shipped is not None:
-        return shipped
-    try:  # SymPy runs in formula_module_source for formulas that are not named ones, on a cache miss only
-        return load_kernel_module(_formula_plan(key, mode), "numba", "node_major",
-                                  lambda: formula_module_source(key, mode))
-    except Exception as error:  # e.g. numba refusing a decorator option while the module is imported
-        if type(error).__module__.startswith("symjit_numba"):
-            raise
-        raise JITCompilationError(f"the kernel module of {key.label!r} could not be loaded: "
-                                  f"{type(error).__name__}: {str(error)[:2000]}") from error
-
-
 def _compile_ahead(keys: tuple[FormulaKey, ...], mode: str, functions: tuple[str, ...],
                    dtypes: list[np.dtype]) -> None:
     """Have worker processes compile the formulas no process has compiled yet (see :mod:`.cpu_workers`)."""
-    from ..codegen.prebuilt import named_module
-
-    unseen = [key for key in keys
-              if named_module(key, mode) is None and not module_on_disk(_formula_plan(key, mode), "numba", "node_major")]
+    unseen = [key for key in keys if not formula_on_disk(key, mode)]
     if unseen and dtypes:
         logger.info("compiling %d formula%s never compiled before (%s for %s): about 0.3 s each per dtype",
                     len(unseen), "s" * (len(unseen) != 1), ", ".join(functions), ", ".join(map(str, dtypes)))
@@ -312,7 +283,7 @@ class _Readiness:
 def _build_loss(plan: LayerPlan) -> Kernels:
     key = plan.formulas[0]
     functions = ("loss", "loss_both")
-    module, text = _formula_module(key, "loss")
+    module, text = formula_module(key, "loss")
     what = f"the loss {key.label!r}"
     kernel, kernel_both = _Kernel(module.loss, what), _Kernel(module.loss_both, what)
 
@@ -360,7 +331,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     block = "node_block" if kernel_layout == "node_major" else "row_block"
     functions = (block, f"{block}_both")
     _compile_ahead(plan.formulas, "activation", functions, [np.dtype(np.float32)])
-    modules = [_formula_module(key, "activation") for key in plan.formulas]
+    modules = [formula_module(key, "activation") for key in plan.formulas]
     kernels = [_Kernel(getattr(module, block), repr(key.label)) for key, (module, _) in zip(plan.formulas, modules)]
     kernels_both = [_Kernel(getattr(module, f"{block}_both"), repr(key.label))
                     for key, (module, _) in zip(plan.formulas, modules)]
@@ -435,6 +406,13 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward_transposed,
                                                                 run_backward_transposed, run_both_transposed),
                                        source=text, warm_up=readiness.warm_up), params_kernels)
+
+
+def numba_kernels(plan: LayerPlan, layout: str) -> Any:
+    """The layer's kernels as njit functions for the user's njit code: see :mod:`.cpu_numba`."""
+    from .cpu_numba import layer_kernels
+
+    return layer_kernels(plan, layout)
 
 
 # -- the summing kinds: parameter gradients ------------------------------------------------------------

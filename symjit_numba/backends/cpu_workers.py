@@ -77,10 +77,11 @@ def compile_in_workers(keys: Sequence[FormulaKey], mode: str, functions: Sequenc
 
 def _work(job: dict) -> None:
     """In a worker: derive, write and compile each formula of ``job`` into the disk cache."""
-    from .cpu_jit import _formula_module, _Kernel
+    from ..store import formula_module
+    from .cpu_jit import _Kernel
 
     for text, constants, label in job["formulas"]:
-        module, _ = _formula_module(FormulaKey(text, tuple(constants), label), job["mode"])
+        module, _ = formula_module(FormulaKey(text, tuple(constants), label), job["mode"])
         for name in job["functions"]:
             kernel = _Kernel(getattr(module, name), repr(label))
             for dtype in job["dtypes"]:

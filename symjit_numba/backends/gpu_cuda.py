@@ -25,7 +25,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InvalidDeviceIDError, JITCompilationError
 from ..formulas.resolve import LayerPlan
-from .cache import load_kernel_module
+from ..store import load_kernel_module
 from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
 from .param_sums import Columns
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..formulas.resolve import FormulaKey, LayerPlan
+from .fingerprint import codegen_fingerprint, stamped
 from .source import BLOCKS, PrintedFormula, generate_source
 
 __all__ = ["printed_formulas", "formula_module_source", "named_module", "named_modules", "build_table",
@@ -118,7 +119,6 @@ def build_table() -> dict[str, dict]:
 
 def named_modules() -> dict[str, str]:
     """File name -> text of each named formula's shipped numba module, generated from the table."""
-    from ..backends.cache import stamped
 
     return {f"{module}.py": stamped(formula_module_source(key, mode)) for module, key, mode in _shipped_variants()}
 
@@ -127,9 +127,7 @@ def _write() -> None:
     TABLE_FILE.write_text(json.dumps(build_table(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {TABLE_FILE}")
     _table.cache_clear()
-    from ..backends.cache import _codegen_fingerprint
-
-    _codegen_fingerprint.cache_clear()  # the table is one of the sources it covers
+    codegen_fingerprint.cache_clear()  # the table is one of the sources it covers
     for old in NAMED_KERNELS_DIR.glob("*.py"):
         if old.name != "__init__.py":
             old.unlink()

@@ -1,0 +1,509 @@
+"""A CPU_JIT layer's kernels as numba functions that a user's own ``@numba.njit`` code can call.
+
+:meth:`SymbolicJITCompiler.numba_kernels() <symjit_numba.SymbolicJITCompiler.numba_kernels>` returns
+them. Each is an ``njit`` function with the signature of the matching public kernel
+(``forward(z, a, params, offset_list, n, b)`` ...). It calls the same task runners of
+:mod:`.cpu_tasks` and the same formula functions (through the same address tables) as the public
+kernels, so it gives the same bits; the layer's tables are frozen into the compiled code as
+constants, per dtype, when numba types a call.
+
+Threads: a call runs all its tasks on the calling thread, serially (no pool, no numba threading
+layer): call the kernels of independent layers or batches from several threads (they release the
+GIL when the caller is ``nogil``) or from a ``prange`` loop to use more cores.
+
+Checks: at typing time, that the arrays have one float dtype (float32 or float64), are C-contiguous
+and have the right number of dimensions; at run time, the shapes against ``n`` and ``b``, and that
+every node's range ``offset_list[j]:offset_list[j] + count_j`` lies inside ``params`` (a
+``ValueError`` otherwise). Not checked: overlapping arrays (only an output that *is* an input is
+supported, as for the public kernels), and the values themselves.
+
+The frozen tables hold addresses valid in this process only: numba refuses to cache (``cache=True``)
+a function that calls these kernels (it warns "Cannot cache ... dynamic globals") and compiles it
+in each process instead.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any
+
+import numba
+import numpy as np
+from numba import njit, types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
+from numba.np.numpy_support import as_dtype
+
+from ..codegen.source import BLOCK, ROWS
+from ..formulas.resolve import LayerPlan
+from . import cpu_tasks
+from .param_sums import Columns
+
+__all__ = ["NumbaKernels", "layer_kernels"]
+
+#: What :meth:`~symjit_numba.SymbolicJITCompiler.numba_kernels` returns: njit functions with the
+#: signatures of ``forward_kernel``, ``backward_kernel``, ``forward_derivative_kernel``,
+#: ``param_backward_kernel`` and ``backward_with_params_kernel``.
+NumbaKernels = namedtuple("NumbaKernels", ["forward", "backward", "forward_derivative", "param_backward",
+                                           "backward_with_params"])
+
+_OPTIONS = {"nogil": True, "error_model": "numpy"}
+
+
+def _process_local(address: int) -> Any:
+    """An intrinsic marking the calling code as bound to this process (numba then never caches it):
+    ``address`` is where the layer's address table lives."""
+
+    @intrinsic
+    def mark(typingctx):
+        def codegen(context, builder, signature, args):
+            context.add_dynamic_addr(builder, address, info="symjit_numba layer table")
+            return context.get_dummy_value()
+
+        return types.void(), codegen
+
+    return mark
+
+
+def _float_arrays(names: tuple[str, ...], arrays: tuple[Any, ...], ndim: int, what: str) -> np.dtype:
+    """The common dtype of ``arrays`` (numba types), or a TypingError naming the argument at fault."""
+    dtype = None
+    for name, array in zip(names, arrays):
+        if not isinstance(array, types.Array):
+            raise TypingError(f"{what}: {name} must be an array, got {array}")
+        if array.ndim != ndim or array.layout != "C":
+            raise TypingError(f"{what}: {name} must be a C-contiguous {ndim}-D array, got {array}")
+        if array.dtype not in (types.float32, types.float64):
+            raise TypingError(f"{what}: {name} must hold float32 or float64, got {array.dtype}")
+        if dtype is None:
+            dtype = array.dtype
+        elif array.dtype != dtype:
+            raise TypingError(f"{what}: all arrays must have one dtype; {name} is {array.dtype}, not {dtype}")
+    return as_dtype(dtype)
+
+
+def _index_array(offset_list: Any, what: str) -> None:
+    if not (isinstance(offset_list, types.Array) and offset_list.ndim == 1
+            and isinstance(offset_list.dtype, types.Integer)):
+        raise TypingError(f"{what}: offset_list must be a 1-D integer array, got {offset_list}")
+
+
+def _int64(offset_list):  # pragma: no cover - replaced by the overload inside njit code
+    raise TypeError("only callable from njit code")
+
+
+@overload(_int64, jit_options=_OPTIONS)
+def _int64_overload(offset_list):
+    """The offsets as a C-contiguous int64 array: the array itself, or a converted copy (unsigned
+    values above the int64 range become negative, which the offsets check refuses)."""
+    if offset_list.dtype == types.int64 and offset_list.layout == "C":
+        return lambda offset_list: offset_list
+    return lambda offset_list: np.ascontiguousarray(offset_list).astype(np.int64)
+
+
+@njit(**_OPTIONS)
+def _check_offsets(offsets, counts, params_size):  # pragma: no cover - compiled
+    if offsets.size != counts.size:
+        raise ValueError("offset_list must hold one offset per node")
+    for j in range(counts.size):
+        if offsets[j] < 0 or offsets[j] > params_size - counts[j]:
+            raise ValueError("offset_list[j] + (node j's number of constants) is outside params")
+
+
+@njit(**_OPTIONS)
+def _check_shape(array, rows, cols):  # pragma: no cover - compiled
+    if array.shape[0] != rows or array.shape[1] != cols:
+        raise ValueError("array shape does not match n and b (node_major: (n, b); batch_major: (b, n))")
+
+
+@njit(**_OPTIONS)
+def _transposed(source):  # pragma: no cover - compiled
+    rows, cols = source.shape
+    target = np.empty((cols, rows), dtype=source.dtype)
+    tiles = ((rows + cpu_tasks.TILE - 1) // cpu_tasks.TILE) * ((cols + cpu_tasks.TILE - 1) // cpu_tasks.TILE)
+    cpu_tasks.transpose_tiles(0, tiles, source, target)
+    return target
+
+
+@njit(**_OPTIONS)
+def _transpose_into(source, target):  # pragma: no cover - compiled
+    rows, cols = source.shape
+    tiles = ((rows + cpu_tasks.TILE - 1) // cpu_tasks.TILE) * ((cols + cpu_tasks.TILE - 1) // cpu_tasks.TILE)
+    cpu_tasks.transpose_tiles(0, tiles, source, target)
+
+
+@njit(**_OPTIONS)
+def _combine(partials, offsets, nodes, constants, grad):  # pragma: no cover - compiled
+    """As :meth:`.param_sums.Columns.combine`, in the same order (so with the same bits): each column
+    summed down its rows in order, then the columns of one ``grad`` entry in column order."""
+    count = nodes.size
+    if count == 0:
+        return
+    rows = partials.shape[0]
+    column = np.zeros(count, dtype=np.float64)
+    if rows:
+        for c in range(count):
+            column[c] = partials[0, c]
+        for r in range(1, rows):
+            for c in range(count):
+                column[c] += partials[r, c]
+    needed = 0
+    for c in range(count):
+        needed = max(needed, offsets[nodes[c]] + constants[c] + 1)
+    if needed > grad.size:
+        raise ValueError("grad_params is shorter than the params entries the nodes own")
+    total = np.empty(needed, dtype=np.float64)
+    seen = np.zeros(needed, dtype=np.bool_)
+    for c in range(count):
+        where = offsets[nodes[c]] + constants[c]
+        if seen[where]:
+            total[where] += column[c]
+        else:
+            total[where] = column[c]
+            seen[where] = True
+    for where in range(needed):
+        if seen[where]:
+            grad[where] = total[where]
+
+
+def _stub(name: str) -> Any:
+    def stub(*args):  # pragma: no cover - replaced by the overload inside njit code
+        raise TypeError(f"{name} is only callable through its njit wrapper")
+    stub.__name__ = name
+    return stub
+
+
+def layer_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
+    """The njit kernels of an activation layer or a loss (see the module's docstring)."""
+    if plan.mode == "loss":
+        return _loss_kernels(plan)
+    return _activation_kernels(plan, layout)
+
+
+def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
+    from ..store import formula_module
+    from .cpu_jit import SEGMENT, SHORT_RUNS, _Addresses, _Kernel, _segments
+
+    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
+    counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
+    kernel_layout, runs = layout, None
+    if layout == "batch_major":  # the backend's rule: short runs of one formula compute node-major
+        runs = _segments(func_ids, SEGMENT)
+        if plan.n_nodes < SHORT_RUNS * len(runs[0]):
+            kernel_layout, runs = "node_major", None
+    modules = [formula_module(key, "activation")[0] for key in plan.formulas]
+    block = "node_block" if kernel_layout == "node_major" else "row_block"
+    ids = func_ids if runs is None else runs[2]
+    tables = {suffix: _Addresses([_Kernel(getattr(m, block + suffix), repr(k.label))
+                                  for k, m in zip(plan.formulas, modules)], ids)
+              for suffix in ("", "_both", "_params", "_backward_params")}
+    transpose = kernel_layout != layout
+    if runs is None:
+        columns = Columns.per_node(counts)
+        bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        start = stop = np.zeros(0, dtype=np.int64)
+    else:
+        start, stop, _ = runs
+        columns = Columns.per_run(start, stop, counts[start])
+        bounds = np.concatenate(([0], np.cumsum(counts[start] * (stop - start)))).astype(np.int64)
+    nodes, constants = columns.nodes, columns.constants
+    n_columns = columns.size
+    node_major = kernel_layout == "node_major"
+    n_runs = len(start)
+
+    def setup(what: str, suffix: str, floats: dict[str, Any], params: Any, offset_list: Any,
+              grad_params: Any = None) -> tuple[np.ndarray, Any]:
+        """Type checks, then the dtype's address table (its formula functions compiled or loaded now:
+        numba types a call once per signature) and the process mark."""
+        dtype = _float_arrays(tuple(floats), tuple(floats.values()), 2, what)
+        _index_array(offset_list, what)
+        for name, array in (("params", params), ("grad_params", grad_params)):
+            if array is not None:
+                _float_arrays((name,), (array,), 1, what)
+                if as_dtype(array.dtype) != dtype:
+                    raise TypingError(f"{what}: {name} must have the arrays' dtype {dtype}, got {array.dtype}")
+        table = tables[suffix](dtype)
+        return table, _process_local(int(table.ctypes.data))
+
+    node_runner, node_both = cpu_tasks.node_major, cpu_tasks.node_major_both
+    node_params, node_backward_params = cpu_tasks.node_major_params, cpu_tasks.node_major_backward_params
+    row_runner, row_both = cpu_tasks.batch_major, cpu_tasks.batch_major_both
+    row_params, row_backward_params = cpu_tasks.batch_major_params, cpu_tasks.batch_major_backward_params
+    rows_first = layout == "batch_major"
+
+    forward_stub, backward_stub, both_stub = _stub("forward"), _stub("backward"), _stub("forward_derivative")
+    params_stub, backward_params_stub = _stub("param_backward"), _stub("backward_with_params")
+
+    @overload(forward_stub, jit_options=_OPTIONS)
+    def _forward(z, a, params, offset_list, n, b):
+        t, mark = setup("forward", "", {"z": z, "a": a}, params, offset_list)
+        backward = False
+
+        def impl(z, a, params, offset_list, n, b):
+            mark()
+            rows, cols = (b, n) if rows_first else (n, b)
+            _check_shape(z, rows, cols)
+            _check_shape(a, rows, cols)
+            offsets = _int64(offset_list)
+            _check_offsets(offsets, counts, params.size)
+            if transpose:
+                zt = _transposed(z)
+                at = np.empty_like(zt)
+                node_runner(0, n * ((b + BLOCK - 1) // BLOCK), backward, zt, zt, at, params, offsets, t)
+                _transpose_into(at, a)
+            elif node_major:
+                node_runner(0, n * ((b + BLOCK - 1) // BLOCK), backward, z, z, a, params, offsets, t)
+            else:
+                row_runner(0, ((b + ROWS - 1) // ROWS) * n_runs, backward, z, z, a, params, offsets, start, stop, t)
+        return impl
+
+    @overload(backward_stub, jit_options=_OPTIONS)
+    def _backward(z, err, delta, params, offset_list, n, b):
+        t, mark = setup("backward", "", {"z": z, "err": err, "delta": delta}, params, offset_list)
+        backward = True
+
+        def impl(z, err, delta, params, offset_list, n, b):
+            mark()
+            rows, cols = (b, n) if rows_first else (n, b)
+            _check_shape(z, rows, cols)
+            _check_shape(err, rows, cols)
+            _check_shape(delta, rows, cols)
+            offsets = _int64(offset_list)
+            _check_offsets(offsets, counts, params.size)
+            if transpose:
+                zt, et = _transposed(z), _transposed(err)
+                dt = np.empty_like(zt)
+                node_runner(0, n * ((b + BLOCK - 1) // BLOCK), backward, zt, et, dt, params, offsets, t)
+                _transpose_into(dt, delta)
+            elif node_major:
+                node_runner(0, n * ((b + BLOCK - 1) // BLOCK), backward, z, err, delta, params, offsets, t)
+            else:
+                row_runner(0, ((b + ROWS - 1) // ROWS) * n_runs, backward, z, err, delta, params, offsets, start,
+                           stop, t)
+        return impl
+
+    @overload(both_stub, jit_options=_OPTIONS)
+    def _both(z, a, d, params, offset_list, n, b):
+        t, mark = setup("forward_derivative", "_both", {"z": z, "a": a, "d": d}, params, offset_list)
+
+        def impl(z, a, d, params, offset_list, n, b):
+            mark()
+            rows, cols = (b, n) if rows_first else (n, b)
+            _check_shape(z, rows, cols)
+            _check_shape(a, rows, cols)
+            _check_shape(d, rows, cols)
+            offsets = _int64(offset_list)
+            _check_offsets(offsets, counts, params.size)
+            if transpose:
+                zt = _transposed(z)
+                at, dt = np.empty_like(zt), np.empty_like(zt)
+                node_both(0, n * ((b + BLOCK - 1) // BLOCK), zt, at, dt, params, offsets, t)
+                _transpose_into(at, a)
+                _transpose_into(dt, d)
+            elif node_major:
+                node_both(0, n * ((b + BLOCK - 1) // BLOCK), z, a, d, params, offsets, t)
+            else:
+                row_both(0, ((b + ROWS - 1) // ROWS) * n_runs, z, a, d, params, offsets, start, stop, t)
+        return impl
+
+    @overload(params_stub, jit_options=_OPTIONS)
+    def _params(z, err, grad_params, params, offset_list, n, b):
+        t, mark = setup("param_backward", "_params", {"z": z, "err": err}, params, offset_list, grad_params)
+
+        def impl(z, err, grad_params, params, offset_list, n, b):
+            mark()
+            rows, cols = (b, n) if rows_first else (n, b)
+            _check_shape(z, rows, cols)
+            _check_shape(err, rows, cols)
+            offsets = _int64(offset_list)
+            _check_offsets(offsets, counts, params.size)
+            if transpose or node_major:
+                zn, en = (_transposed(z), _transposed(err)) if transpose else (z, err)
+                blocks = (b + BLOCK - 1) // BLOCK
+                partials = np.empty((blocks, n_columns), dtype=np.float64)
+                node_params(0, n * blocks, zn, en, params, offsets, t, bounds, partials)
+            else:
+                row_blocks = (b + ROWS - 1) // ROWS
+                partials = np.empty((row_blocks, n_columns), dtype=np.float64)
+                row_params(0, row_blocks * n_runs, z, err, params, offsets, start, stop, t, bounds, partials)
+            _combine(partials, offsets, nodes, constants, grad_params)
+        return impl
+
+    @overload(backward_params_stub, jit_options=_OPTIONS)
+    def _backward_params(z, err, delta, grad_params, params, offset_list, n, b):
+        t, mark = setup("backward_with_params", "_backward_params", {"z": z, "err": err, "delta": delta}, params,
+                        offset_list, grad_params)
+
+        def impl(z, err, delta, grad_params, params, offset_list, n, b):
+            mark()
+            rows, cols = (b, n) if rows_first else (n, b)
+            _check_shape(z, rows, cols)
+            _check_shape(err, rows, cols)
+            _check_shape(delta, rows, cols)
+            offsets = _int64(offset_list)
+            _check_offsets(offsets, counts, params.size)
+            if transpose:
+                zn, en = _transposed(z), _transposed(err)
+                dn = np.empty_like(zn)
+                blocks = (b + BLOCK - 1) // BLOCK
+                partials = np.empty((blocks, n_columns), dtype=np.float64)
+                node_backward_params(0, n * blocks, zn, en, dn, params, offsets, t, bounds, partials)
+                _transpose_into(dn, delta)
+            elif node_major:
+                blocks = (b + BLOCK - 1) // BLOCK
+                partials = np.empty((blocks, n_columns), dtype=np.float64)
+                node_backward_params(0, n * blocks, z, err, delta, params, offsets, t, bounds, partials)
+            else:
+                row_blocks = (b + ROWS - 1) // ROWS
+                partials = np.empty((row_blocks, n_columns), dtype=np.float64)
+                row_backward_params(0, row_blocks * n_runs, z, err, delta, params, offsets, start, stop, t, bounds,
+                                    partials)
+            _combine(partials, offsets, nodes, constants, grad_params)
+        return impl
+
+    @njit(**_OPTIONS)
+    def forward(z, a, params, offset_list, n, b):
+        forward_stub(z, a, params, offset_list, n, b)
+
+    @njit(**_OPTIONS)
+    def backward(z, err, delta, params, offset_list, n, b):
+        backward_stub(z, err, delta, params, offset_list, n, b)
+
+    @njit(**_OPTIONS)
+    def forward_derivative(z, a, d, params, offset_list, n, b):
+        both_stub(z, a, d, params, offset_list, n, b)
+
+    @njit(**_OPTIONS)
+    def param_backward(z, err, grad_params, params, offset_list, n, b):
+        params_stub(z, err, grad_params, params, offset_list, n, b)
+
+    @njit(**_OPTIONS)
+    def backward_with_params(z, err, delta, grad_params, params, offset_list, n, b):
+        backward_params_stub(z, err, delta, grad_params, params, offset_list, n, b)
+
+    return NumbaKernels(forward, backward, forward_derivative, param_backward, backward_with_params)
+
+
+def _loss_kernels(plan: LayerPlan) -> NumbaKernels:
+    """A loss's kernels: its module's functions called directly (no address tables), over flattened arrays."""
+    from ..store import formula_module
+    from .cpu_jit import _Kernel
+
+    key = plan.formulas[0]
+    module = formula_module(key, "loss")[0]
+    what = f"the loss {key.label!r}"
+    n_constants = len(key.constants)
+    compiled = {name: _Kernel(getattr(module, name), what)
+                for name in ("loss", "loss_both", "loss_params", "loss_backward_params")}
+    loss, loss_both = module.loss, module.loss_both
+    loss_params, loss_backward_params = module.loss_params, module.loss_backward_params
+    nodes, constants = (np.zeros(n_constants, dtype=np.int64), np.arange(n_constants, dtype=np.int64))
+    zero_offsets = np.zeros(1, dtype=np.int64)
+
+    def setup(what: str, name: str, arrays: dict[str, Any], params: Any, grad_params: Any = None) -> None:
+        if not isinstance(arrays["y_pred"], types.Array):
+            raise TypingError(f"{what}: y_pred must be an array, got {arrays['y_pred']}")
+        ndim = arrays["y_pred"].ndim
+        dtype = _float_arrays(tuple(arrays), tuple(arrays.values()), ndim, what)
+        for name, array in (("params", params), ("grad_params", grad_params)):
+            if array is not None:
+                _float_arrays((name,), (array,), 1, what)
+                if as_dtype(array.dtype) != dtype:
+                    raise TypingError(f"{what}: {name} must have the arrays' dtype {dtype}, got {array.dtype}")
+        compiled[name](dtype)  # compiled (or loaded) now: numba types a call once per signature
+
+    forward_stub, backward_stub, both_stub = _stub("forward"), _stub("backward"), _stub("forward_derivative")
+    params_stub, backward_params_stub = _stub("param_backward"), _stub("backward_with_params")
+
+    @njit(**_OPTIONS)
+    def _check(y_pred, other, params):  # pragma: no cover - compiled
+        if y_pred.shape != other.shape:
+            raise ValueError("y_pred, y_true and the outputs must have one shape")
+        if params.size < n_constants:
+            raise ValueError("params is shorter than the loss's constants")
+
+    @overload(forward_stub, jit_options=_OPTIONS)
+    def _forward(y_pred, y_true, res, params):
+        setup("forward", "loss", {"y_pred": y_pred, "y_true": y_true, "res": res}, params)
+
+        def impl(y_pred, y_true, res, params):
+            _check(y_pred, y_true, params)
+            _check(y_pred, res, params)
+            size = y_pred.size
+            loss(0, (size + BLOCK - 1) // BLOCK, False, y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1),
+                 params)
+        return impl
+
+    @overload(backward_stub, jit_options=_OPTIONS)
+    def _backward(y_pred, y_true, grad, params):
+        setup("backward", "loss", {"y_pred": y_pred, "y_true": y_true, "grad": grad}, params)
+
+        def impl(y_pred, y_true, grad, params):
+            _check(y_pred, y_true, params)
+            _check(y_pred, grad, params)
+            size = y_pred.size
+            loss(0, (size + BLOCK - 1) // BLOCK, True, y_pred.reshape(-1), y_true.reshape(-1), grad.reshape(-1),
+                 params)
+        return impl
+
+    @overload(both_stub, jit_options=_OPTIONS)
+    def _both(y_pred, y_true, res, grad, params):
+        setup("forward_derivative", "loss_both", {"y_pred": y_pred, "y_true": y_true, "res": res, "grad": grad}, params)
+
+        def impl(y_pred, y_true, res, grad, params):
+            _check(y_pred, y_true, params)
+            _check(y_pred, res, params)
+            _check(y_pred, grad, params)
+            size = y_pred.size
+            loss_both(0, (size + BLOCK - 1) // BLOCK, y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1),
+                      grad.reshape(-1), params)
+        return impl
+
+    @overload(params_stub, jit_options=_OPTIONS)
+    def _params(y_pred, y_true, grad_params, params):
+        setup("param_backward", "loss_params", {"y_pred": y_pred, "y_true": y_true}, params, grad_params)
+
+        def impl(y_pred, y_true, grad_params, params):
+            _check(y_pred, y_true, params)
+            size = y_pred.size
+            tasks = (size + BLOCK - 1) // BLOCK
+            partials = np.empty((tasks, n_constants), dtype=np.float64)
+            loss_params(0, tasks, y_pred.reshape(-1), y_true.reshape(-1), params, partials)
+            _combine(partials, zero_offsets, nodes, constants, grad_params)
+        return impl
+
+    @overload(backward_params_stub, jit_options=_OPTIONS)
+    def _backward_params(y_pred, y_true, grad, grad_params, params):
+        setup("backward_with_params", "loss_backward_params", {"y_pred": y_pred, "y_true": y_true, "grad": grad}, params, grad_params)
+
+        def impl(y_pred, y_true, grad, grad_params, params):
+            _check(y_pred, y_true, params)
+            _check(y_pred, grad, params)
+            size = y_pred.size
+            tasks = (size + BLOCK - 1) // BLOCK
+            partials = np.empty((tasks, n_constants), dtype=np.float64)
+            loss_backward_params(0, tasks, y_pred.reshape(-1), y_true.reshape(-1), grad.reshape(-1), params, partials)
+            _combine(partials, zero_offsets, nodes, constants, grad_params)
+        return impl
+
+    @njit(**_OPTIONS)
+    def forward(y_pred, y_true, res, params):
+        forward_stub(y_pred, y_true, res, params)
+
+    @njit(**_OPTIONS)
+    def backward(y_pred, y_true, grad, params):
+        backward_stub(y_pred, y_true, grad, params)
+
+    @njit(**_OPTIONS)
+    def forward_derivative(y_pred, y_true, res, grad, params):
+        both_stub(y_pred, y_true, res, grad, params)
+
+    @njit(**_OPTIONS)
+    def param_backward(y_pred, y_true, grad_params, params):
+        params_stub(y_pred, y_true, grad_params, params)
+
+    @njit(**_OPTIONS)
+    def backward_with_params(y_pred, y_true, grad, grad_params, params):
+        backward_params_stub(y_pred, y_true, grad, grad_params, params)
+
+    return NumbaKernels(forward, backward, forward_derivative, param_backward, backward_with_params)
