@@ -29,7 +29,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 __all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "ALIASES", "sigmoid", "softplus", "ndtr", "sinc", "erfc",
-           "loggamma", "log1p", "expm1", "real_derivative"]
+           "loggamma", "log1p", "expm1", "exp_neg_abs", "real_derivative"]
 
 
 class sigmoid(sp.Function):  # noqa: N801 - SymPy functions are lower-case, like sympy.exp
@@ -66,6 +66,32 @@ class softplus(sp.Function):  # noqa: N801
 
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real
+
+
+class exp_neg_abs(sp.Function):  # noqa: N801
+    """``exp(-|u|)``, which never overflows. Only the rewrites before printing produce it
+    (:mod:`symjit_numba.codegen.rewrite`); it is a function of its own so that SymPy keeps
+    ``exp_neg_abs(u)**2`` a square of the one ``exp`` instead of making it a second one, ``exp(-2|u|)``."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg: sp.Expr) -> sp.Expr | None:
+        if arg.could_extract_minus_sign():
+            return cls(-arg)  # |-u| = |u|: one function (and one exp) for both signs
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return -sp.sign(self.args[0]) * self
+
+    def _eval_rewrite_as_exp(self, arg: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.exp(-sp.Abs(arg))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _eval_is_positive(self) -> bool | None:
+        return True if self.args[0].is_extended_real else None
 
 
 class erfc(sp.erfc):  # noqa: N801
@@ -253,6 +279,8 @@ FUNCTIONS: tuple[MathFunction, ...] = (
                  public=False),
     MathFunction("sigmoid",  sigmoid,      "special.sigmoid",    "vm.sigmoid",    _SIGMOID),
     MathFunction("softplus", softplus,     "special.softplus",   "vm.softplus",   _SOFTPLUS),
+    MathFunction("exp_neg_abs", exp_neg_abs, "<rewrite>",        "vm.exp(-abs({0}))", "math.exp(-abs({0}))",
+                 public=False),
 )  # fmt: skip
 
 FUNCTIONS_BY_NAME: dict[str, MathFunction] = {f.name: f for f in FUNCTIONS if f.public}

@@ -27,9 +27,9 @@ silently: the input must have the module's dtype, as with ``torch.nn.Linear``. C
 What the forward pass keeps. The backward pass of a layer whose constants are trained needs ``z``
 anyway (the constants' gradients depend on it), and ``backward_with_params_kernel`` computes the
 input's and the constants' gradients in one pass: the forward pass keeps ``z`` and the backward pass
-recomputes. With frozen constants the forward pass can instead keep the derivative
-(``forward_derivative_kernel``), making the backward pass a multiplication; the measurements that
-chose the default (``keep="auto"``) are in ``docs/torch.md``.
+recomputes. The forward pass could instead keep the derivative (``forward_derivative_kernel``),
+making the input's gradient a multiplication (``keep="derivative"``); measured on W1 that was never
+faster, trained constants or not, so the default keeps ``z`` only (``docs/torch.md``).
 """
 
 from __future__ import annotations
@@ -415,7 +415,8 @@ class HeteroActivation(_Registered):
         What the forward pass keeps for the backward pass: ``"input"`` keeps ``z`` and the backward
         pass recomputes (``backward_with_params_kernel``); ``"derivative"`` also keeps ``f'(z)``
         (``forward_derivative_kernel``), so that the input's gradient is a multiplication.
-        ``"auto"`` keeps the derivative only when the constants are not trained.
+        ``"auto"`` is ``"input"``: on W1 it was as fast or faster, trained constants or not, and it
+        keeps one tensor less (see docs/torch.md).
 
     Attributes
     ----------
@@ -469,8 +470,8 @@ class HeteroActivation(_Registered):
         z = x.reshape(-1, self.n_nodes) if x.dim() != 2 else x
         params = self.constants
         keep = self.keep
-        if keep == "auto":
-            keep = "input" if params.requires_grad else "derivative"
+        if keep == "auto":  # measured (docs/torch.md): keeping f'(z) never won, and it costs a tensor of memory
+            keep = "input"
         if keep == "derivative" and torch.is_grad_enabled() and (z.requires_grad or params.requires_grad):
             a, _ = torch.ops.symjit_numba.activation_derivative(z, params, self._layer_id)
         else:

@@ -4,8 +4,8 @@
 them. Each is an ``njit`` function with the signature of the matching public kernel
 (``forward(z, a, params, offset_list, n, b)`` ...). It calls the same task runners of
 :mod:`.cpu_tasks` and the same formula functions (through the same address tables) as the public
-kernels, so it gives the same bits; the layer's tables are frozen into the compiled code as
-constants, per dtype, when numba types a call.
+kernels, so it gives the same bits. The layer's tables (per dtype, built when numba types a call)
+are read through this process's addresses, which the compiled code holds.
 
 Threads: a call runs all its tasks on the calling thread, serially (no pool, no numba threading
 layer): call the kernels of independent layers or batches from several threads (they release the
@@ -17,9 +17,9 @@ every node's range ``offset_list[j]:offset_list[j] + count_j`` lies inside ``par
 ``ValueError`` otherwise). Not checked: overlapping arrays (only an output that *is* an input is
 supported, as for the public kernels), and the values themselves.
 
-The frozen tables hold addresses valid in this process only: numba refuses to cache (``cache=True``)
-a function that calls these kernels (it warns "Cannot cache ... dynamic globals") and compiles it
-in each process instead.
+Those addresses are valid in this process only: numba refuses to cache (``cache=True``) a function
+that calls the activation kernels (it warns "Cannot cache ... dynamic globals") and compiles it in
+each process instead. (A loss's kernels call its formula module directly and may be cached.)
 """
 
 from __future__ import annotations
@@ -50,19 +50,24 @@ NumbaKernels = namedtuple("NumbaKernels", ["forward", "backward", "forward_deriv
 _OPTIONS = {"nogil": True, "error_model": "numpy"}
 
 
-def _process_local(address: int) -> Any:
-    """An intrinsic marking the calling code as bound to this process (numba then never caches it):
-    ``address`` is where the layer's address table lives."""
+def _table_pointer(address: int) -> Any:
+    """An intrinsic returning ``address`` (where a layer's address table lives) as a numba dynamic
+    global: the compiled code reads the table from this process's memory, and numba never caches
+    code that holds such an address (nor the functions that call it)."""
 
     @intrinsic
-    def mark(typingctx):
+    def pointer(typingctx):
         def codegen(context, builder, signature, args):
-            context.add_dynamic_addr(builder, address, info="symjit_numba layer table")
-            return context.get_dummy_value()
+            return context.add_dynamic_addr(builder, address, info="symjit_numba layer table")
 
-        return types.void(), codegen
+        return types.voidptr(), codegen
 
-    return mark
+    return pointer
+
+
+@njit(**_OPTIONS)
+def _table(pointer, size):  # pragma: no cover - compiled
+    return numba.carray(pointer, size, np.int64)
 
 
 def _float_arrays(names: tuple[str, ...], arrays: tuple[Any, ...], ndim: int, what: str) -> np.dtype:
@@ -102,7 +107,9 @@ def _int64_overload(offset_list):
 
 
 @njit(**_OPTIONS)
-def _check_offsets(offsets, counts, params_size):  # pragma: no cover - compiled
+def _check_offsets(offsets, counts, params_size, n):  # pragma: no cover - compiled
+    if n != counts.size:
+        raise ValueError("n is not the layer's number of nodes")
     if offsets.size != counts.size:
         raise ValueError("offset_list must hold one offset per node")
     for j in range(counts.size):
@@ -212,9 +219,9 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
     n_runs = len(start)
 
     def setup(what: str, suffix: str, floats: dict[str, Any], params: Any, offset_list: Any,
-              grad_params: Any = None) -> tuple[np.ndarray, Any]:
-        """Type checks, then the dtype's address table (its formula functions compiled or loaded now:
-        numba types a call once per signature) and the process mark."""
+              grad_params: Any = None) -> tuple[Any, int]:
+        """Type checks, then where the dtype's address table is (its formula functions compiled or
+        loaded now: numba types a call once per signature), and its size."""
         dtype = _float_arrays(tuple(floats), tuple(floats.values()), 2, what)
         _index_array(offset_list, what)
         for name, array in (("params", params), ("grad_params", grad_params)):
@@ -222,8 +229,8 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
                 _float_arrays((name,), (array,), 1, what)
                 if as_dtype(array.dtype) != dtype:
                     raise TypingError(f"{what}: {name} must have the arrays' dtype {dtype}, got {array.dtype}")
-        table = tables[suffix](dtype)
-        return table, _process_local(int(table.ctypes.data))
+        table = tables[suffix](dtype)  # kept alive by ``tables`` for as long as the layer's kernels exist
+        return _table_pointer(int(table.ctypes.data)), table.size
 
     node_runner, node_both = cpu_tasks.node_major, cpu_tasks.node_major_both
     node_params, node_backward_params = cpu_tasks.node_major_params, cpu_tasks.node_major_backward_params
@@ -236,16 +243,16 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
 
     @overload(forward_stub, jit_options=_OPTIONS)
     def _forward(z, a, params, offset_list, n, b):
-        t, mark = setup("forward", "", {"z": z, "a": a}, params, offset_list)
+        pointer, size = setup("forward", "", {"z": z, "a": a}, params, offset_list)
         backward = False
 
         def impl(z, a, params, offset_list, n, b):
-            mark()
+            t = _table(pointer(), size)
             rows, cols = (b, n) if rows_first else (n, b)
             _check_shape(z, rows, cols)
             _check_shape(a, rows, cols)
             offsets = _int64(offset_list)
-            _check_offsets(offsets, counts, params.size)
+            _check_offsets(offsets, counts, params.size, n)
             if transpose:
                 zt = _transposed(z)
                 at = np.empty_like(zt)
@@ -259,17 +266,17 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
 
     @overload(backward_stub, jit_options=_OPTIONS)
     def _backward(z, err, delta, params, offset_list, n, b):
-        t, mark = setup("backward", "", {"z": z, "err": err, "delta": delta}, params, offset_list)
+        pointer, size = setup("backward", "", {"z": z, "err": err, "delta": delta}, params, offset_list)
         backward = True
 
         def impl(z, err, delta, params, offset_list, n, b):
-            mark()
+            t = _table(pointer(), size)
             rows, cols = (b, n) if rows_first else (n, b)
             _check_shape(z, rows, cols)
             _check_shape(err, rows, cols)
             _check_shape(delta, rows, cols)
             offsets = _int64(offset_list)
-            _check_offsets(offsets, counts, params.size)
+            _check_offsets(offsets, counts, params.size, n)
             if transpose:
                 zt, et = _transposed(z), _transposed(err)
                 dt = np.empty_like(zt)
@@ -284,16 +291,16 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
 
     @overload(both_stub, jit_options=_OPTIONS)
     def _both(z, a, d, params, offset_list, n, b):
-        t, mark = setup("forward_derivative", "_both", {"z": z, "a": a, "d": d}, params, offset_list)
+        pointer, size = setup("forward_derivative", "_both", {"z": z, "a": a, "d": d}, params, offset_list)
 
         def impl(z, a, d, params, offset_list, n, b):
-            mark()
+            t = _table(pointer(), size)
             rows, cols = (b, n) if rows_first else (n, b)
             _check_shape(z, rows, cols)
             _check_shape(a, rows, cols)
             _check_shape(d, rows, cols)
             offsets = _int64(offset_list)
-            _check_offsets(offsets, counts, params.size)
+            _check_offsets(offsets, counts, params.size, n)
             if transpose:
                 zt = _transposed(z)
                 at, dt = np.empty_like(zt), np.empty_like(zt)
@@ -308,15 +315,15 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
 
     @overload(params_stub, jit_options=_OPTIONS)
     def _params(z, err, grad_params, params, offset_list, n, b):
-        t, mark = setup("param_backward", "_params", {"z": z, "err": err}, params, offset_list, grad_params)
+        pointer, size = setup("param_backward", "_params", {"z": z, "err": err}, params, offset_list, grad_params)
 
         def impl(z, err, grad_params, params, offset_list, n, b):
-            mark()
+            t = _table(pointer(), size)
             rows, cols = (b, n) if rows_first else (n, b)
             _check_shape(z, rows, cols)
             _check_shape(err, rows, cols)
             offsets = _int64(offset_list)
-            _check_offsets(offsets, counts, params.size)
+            _check_offsets(offsets, counts, params.size, n)
             if transpose or node_major:
                 zn, en = (_transposed(z), _transposed(err)) if transpose else (z, err)
                 blocks = (b + BLOCK - 1) // BLOCK
@@ -331,17 +338,17 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
 
     @overload(backward_params_stub, jit_options=_OPTIONS)
     def _backward_params(z, err, delta, grad_params, params, offset_list, n, b):
-        t, mark = setup("backward_with_params", "_backward_params", {"z": z, "err": err, "delta": delta}, params,
+        pointer, size = setup("backward_with_params", "_backward_params", {"z": z, "err": err, "delta": delta}, params,
                         offset_list, grad_params)
 
         def impl(z, err, delta, grad_params, params, offset_list, n, b):
-            mark()
+            t = _table(pointer(), size)
             rows, cols = (b, n) if rows_first else (n, b)
             _check_shape(z, rows, cols)
             _check_shape(err, rows, cols)
             _check_shape(delta, rows, cols)
             offsets = _int64(offset_list)
-            _check_offsets(offsets, counts, params.size)
+            _check_offsets(offsets, counts, params.size, n)
             if transpose:
                 zn, en = _transposed(z), _transposed(err)
                 dn = np.empty_like(zn)
@@ -405,11 +412,11 @@ def _loss_kernels(plan: LayerPlan) -> NumbaKernels:
             raise TypingError(f"{what}: y_pred must be an array, got {arrays['y_pred']}")
         ndim = arrays["y_pred"].ndim
         dtype = _float_arrays(tuple(arrays), tuple(arrays.values()), ndim, what)
-        for name, array in (("params", params), ("grad_params", grad_params)):
+        for label, array in (("params", params), ("grad_params", grad_params)):
             if array is not None:
-                _float_arrays((name,), (array,), 1, what)
+                _float_arrays((label,), (array,), 1, what)
                 if as_dtype(array.dtype) != dtype:
-                    raise TypingError(f"{what}: {name} must have the arrays' dtype {dtype}, got {array.dtype}")
+                    raise TypingError(f"{what}: {label} must have the arrays' dtype {dtype}, got {array.dtype}")
         compiled[name](dtype)  # compiled (or loaded) now: numba types a call once per signature
 
     forward_stub, backward_stub, both_stub = _stub("forward"), _stub("backward"), _stub("forward_derivative")

@@ -31,6 +31,7 @@ import sympy as sp
 from ..errors import JITCompilationError
 from ..formulas.resolve import BuiltFormula
 from ..functions import FUNCTIONS_BY_SYMPY
+from .rewrite import rewrite_block
 from .source import BLOCKS, PrintedFormula
 
 __all__ = ["KernelPrinter", "TARGETS", "print_formula"]
@@ -138,7 +139,7 @@ class KernelPrinter:
             One printed expression per input expression.
         """
         self.statements = []
-        exprs = [_quotients(e) for e in exprs]
+        exprs = [_quotients(e) for e in rewrite_block(exprs)]  # fewer exp/log/tanh: see codegen/rewrite.py
         replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t"), order="none")
         for symbol, value in replacements:
             self.names[symbol] = symbol.name

@@ -24,12 +24,19 @@ def node_block(backward, z_s, err_s, out_s, params, p):
     if backward:
         for i in range(z_s.size):
             num = z_s[i]
-            t0 = vm.tanh(vm.softplus(num))
-            out_s[i] = err_s[i] * (t0 + num*(T(1.0) - (t0*t0))*vm.sigmoid(num))
+            t0 = vm.exp(-abs(num))
+            t1 = num >= T(0.0)
+            t2 = ((t0*t0) if t1 else T(1.0))
+            t3 = ((T(1.0) + T(2.0)*t0) if t1 else t0*(T(2.0) + t0))
+            t4 = (t3 + T(2.0)*t2)
+            out_s[i] = err_s[i] * ((t3/t4) + ((T(4.0)*t2*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
     else:
         for i in range(z_s.size):
             num = z_s[i]
-            out_s[i] = num*vm.tanh(vm.softplus(num))
+            t0 = vm.exp(-abs(num))
+            t1 = num >= T(0.0)
+            t2 = ((T(1.0) + T(2.0)*t0) if t1 else t0*(T(2.0) + t0))
+            out_s[i] = ((t2*num)/(t2 + T(2.0)*((t0*t0) if t1 else T(1.0))))
 
 
 @JIT
@@ -44,12 +51,19 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                t0 = vm.tanh(vm.softplus(num))
-                out_s[i] = err_s[i] * (t0 + num*(T(1.0) - (t0*t0))*vm.sigmoid(num))
+                t0 = vm.exp(-abs(num))
+                t1 = num >= T(0.0)
+                t2 = ((t0*t0) if t1 else T(1.0))
+                t3 = ((T(1.0) + T(2.0)*t0) if t1 else t0*(T(2.0) + t0))
+                t4 = (t3 + T(2.0)*t2)
+                out_s[i] = err_s[i] * ((t3/t4) + ((T(4.0)*t2*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
-                out_s[i] = num*vm.tanh(vm.softplus(num))
+                t0 = vm.exp(-abs(num))
+                t1 = num >= T(0.0)
+                t2 = ((T(1.0) + T(2.0)*t0) if t1 else t0*(T(2.0) + t0))
+                out_s[i] = ((t2*num)/(t2 + T(2.0)*((t0*t0) if t1 else T(1.0))))
 
 
 @JIT
@@ -58,9 +72,13 @@ def node_block_both(z_s, a_s, d_s, params, p):
     T = z_s.dtype.type
     for i in range(z_s.size):
         num = z_s[i]
-        t0 = vm.tanh(vm.softplus(num))
-        a_s[i] = t0*num
-        d_s[i] = (t0 + num*(T(1.0) - (t0*t0))*vm.sigmoid(num))
+        t0 = vm.exp(-abs(num))
+        t1 = num >= T(0.0)
+        t2 = ((T(1.0) + T(2.0)*t0) if t1 else t0*(T(2.0) + t0))
+        t3 = ((t0*t0) if t1 else T(1.0))
+        t4 = (t2 + T(2.0)*t3)
+        a_s[i] = ((t2*num)/t4)
+        d_s[i] = ((t2/t4) + ((T(4.0)*t3*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
 
 
 @JIT
@@ -74,9 +92,13 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
         d_s = d[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            t0 = vm.tanh(vm.softplus(num))
-            a_s[i] = t0*num
-            d_s[i] = (t0 + num*(T(1.0) - (t0*t0))*vm.sigmoid(num))
+            t0 = vm.exp(-abs(num))
+            t1 = num >= T(0.0)
+            t2 = ((T(1.0) + T(2.0)*t0) if t1 else t0*(T(2.0) + t0))
+            t3 = ((t0*t0) if t1 else T(1.0))
+            t4 = (t2 + T(2.0)*t3)
+            a_s[i] = ((t2*num)/t4)
+            d_s[i] = ((t2/t4) + ((T(4.0)*t3*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
 
 
 @JIT
@@ -106,8 +128,12 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     T = z_s.dtype.type
     for i in range(z_s.size):
         num = z_s[i]
-        t0 = vm.tanh(vm.softplus(num))
-        delta_s[i] = err_s[i] * (t0 + num*(T(1.0) - (t0*t0))*vm.sigmoid(num))
+        t0 = vm.exp(-abs(num))
+        t1 = num >= T(0.0)
+        t2 = ((t0*t0) if t1 else T(1.0))
+        t3 = ((T(1.0) + T(2.0)*t0) if t1 else t0*(T(2.0) + t0))
+        t4 = (t3 + T(2.0)*t2)
+        delta_s[i] = err_s[i] * ((t3/t4) + ((T(4.0)*t2*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
 
 
 @JIT
@@ -122,7 +148,11 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         delta_s = delta[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            t0 = vm.tanh(vm.softplus(num))
-            delta_s[i] = err_s[i] * (t0 + num*(T(1.0) - (t0*t0))*vm.sigmoid(num))
+            t0 = vm.exp(-abs(num))
+            t1 = num >= T(0.0)
+            t2 = ((t0*t0) if t1 else T(1.0))
+            t3 = ((T(1.0) + T(2.0)*t0) if t1 else t0*(T(2.0) + t0))
+            t4 = (t3 + T(2.0)*t2)
+            delta_s[i] = err_s[i] * ((t3/t4) + ((T(4.0)*t2*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
 
-# codegen fingerprint: b4d9a2b2562b3007
+# codegen fingerprint: 93a21c34adc84bc2

@@ -24,8 +24,7 @@ def node_block(backward, z_s, err_s, out_s, params, p):
     if backward:
         for i in range(z_s.size):
             num = z_s[i]
-            t0 = vm.sigmoid(num)
-            out_s[i] = err_s[i] * (t0*(T(1.0) - t0))
+            out_s[i] = err_s[i] * (vm.sigmoid(num)*vm.sigmoid((-num)))
     else:
         for i in range(z_s.size):
             num = z_s[i]
@@ -44,8 +43,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                t0 = vm.sigmoid(num)
-                out_s[i] = err_s[i] * (t0*(T(1.0) - t0))
+                out_s[i] = err_s[i] * (vm.sigmoid(num)*vm.sigmoid((-num)))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
@@ -60,7 +58,7 @@ def node_block_both(z_s, a_s, d_s, params, p):
         num = z_s[i]
         t0 = vm.sigmoid(num)
         a_s[i] = t0
-        d_s[i] = t0*(T(1.0) - t0)
+        d_s[i] = t0*vm.sigmoid((-num))
 
 
 @JIT
@@ -76,7 +74,7 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             num = z_s[i]
             t0 = vm.sigmoid(num)
             a_s[i] = t0
-            d_s[i] = t0*(T(1.0) - t0)
+            d_s[i] = t0*vm.sigmoid((-num))
 
 
 @JIT
@@ -106,8 +104,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     T = z_s.dtype.type
     for i in range(z_s.size):
         num = z_s[i]
-        t0 = vm.sigmoid(num)
-        delta_s[i] = err_s[i] * (t0*(T(1.0) - t0))
+        delta_s[i] = err_s[i] * (vm.sigmoid(num)*vm.sigmoid((-num)))
 
 
 @JIT
@@ -122,7 +119,6 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         delta_s = delta[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            t0 = vm.sigmoid(num)
-            delta_s[i] = err_s[i] * (t0*(T(1.0) - t0))
+            delta_s[i] = err_s[i] * (vm.sigmoid(num)*vm.sigmoid((-num)))
 
-# codegen fingerprint: b4d9a2b2562b3007
+# codegen fingerprint: 93a21c34adc84bc2

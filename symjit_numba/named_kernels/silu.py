@@ -25,7 +25,7 @@ def node_block(backward, z_s, err_s, out_s, params, p):
         for i in range(z_s.size):
             num = z_s[i]
             t0 = vm.sigmoid(num)
-            out_s[i] = err_s[i] * (t0 + t0*num*(T(1.0) - t0))
+            out_s[i] = err_s[i] * (t0 + t0*num*vm.sigmoid((-num)))
     else:
         for i in range(z_s.size):
             num = z_s[i]
@@ -45,7 +45,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
             for i in range(z_s.size):
                 num = z_s[i]
                 t0 = vm.sigmoid(num)
-                out_s[i] = err_s[i] * (t0 + t0*num*(T(1.0) - t0))
+                out_s[i] = err_s[i] * (t0 + t0*num*vm.sigmoid((-num)))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
@@ -61,7 +61,7 @@ def node_block_both(z_s, a_s, d_s, params, p):
         t0 = vm.sigmoid(num)
         t1 = t0*num
         a_s[i] = t1
-        d_s[i] = (t0 + t1*(T(1.0) - t0))
+        d_s[i] = (t0 + t1*vm.sigmoid((-num)))
 
 
 @JIT
@@ -78,7 +78,7 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             t0 = vm.sigmoid(num)
             t1 = t0*num
             a_s[i] = t1
-            d_s[i] = (t0 + t1*(T(1.0) - t0))
+            d_s[i] = (t0 + t1*vm.sigmoid((-num)))
 
 
 @JIT
@@ -109,7 +109,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     for i in range(z_s.size):
         num = z_s[i]
         t0 = vm.sigmoid(num)
-        delta_s[i] = err_s[i] * (t0 + t0*num*(T(1.0) - t0))
+        delta_s[i] = err_s[i] * (t0 + t0*num*vm.sigmoid((-num)))
 
 
 @JIT
@@ -125,6 +125,6 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         for i in range(z_s.size):
             num = z_s[i]
             t0 = vm.sigmoid(num)
-            delta_s[i] = err_s[i] * (t0 + t0*num*(T(1.0) - t0))
+            delta_s[i] = err_s[i] * (t0 + t0*num*vm.sigmoid((-num)))
 
-# codegen fingerprint: b4d9a2b2562b3007
+# codegen fingerprint: 93a21c34adc84bc2

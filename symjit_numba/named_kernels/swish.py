@@ -26,7 +26,7 @@ def node_block(backward, z_s, err_s, out_s, params, p):
             num = z_s[i]
             t0 = T(1.0)*num
             t1 = vm.sigmoid(t0)
-            out_s[i] = err_s[i] * (t1 + t0*t1*(T(1.0) - t1))
+            out_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
     else:
         for i in range(z_s.size):
             num = z_s[i]
@@ -47,7 +47,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
                 num = z_s[i]
                 t0 = T(1.0)*num
                 t1 = vm.sigmoid(t0)
-                out_s[i] = err_s[i] * (t1 + t0*t1*(T(1.0) - t1))
+                out_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
@@ -63,7 +63,7 @@ def node_block_both(z_s, a_s, d_s, params, p):
         t0 = T(1.0)*num
         t1 = vm.sigmoid(t0)
         a_s[i] = t1*num
-        d_s[i] = (t1 + t0*t1*(T(1.0) - t1))
+        d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
 
 
 @JIT
@@ -80,7 +80,7 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             t0 = T(1.0)*num
             t1 = vm.sigmoid(t0)
             a_s[i] = t1*num
-            d_s[i] = (t1 + t0*t1*(T(1.0) - t1))
+            d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
 
 
 @JIT
@@ -112,7 +112,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
         num = z_s[i]
         t0 = T(1.0)*num
         t1 = vm.sigmoid(t0)
-        delta_s[i] = err_s[i] * (t1 + t0*t1*(T(1.0) - t1))
+        delta_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
 
 
 @JIT
@@ -129,6 +129,6 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             t0 = T(1.0)*num
             t1 = vm.sigmoid(t0)
-            delta_s[i] = err_s[i] * (t1 + t0*t1*(T(1.0) - t1))
+            delta_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
 
-# codegen fingerprint: b4d9a2b2562b3007
+# codegen fingerprint: 93a21c34adc84bc2

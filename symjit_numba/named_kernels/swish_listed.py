@@ -28,7 +28,7 @@ def node_block(backward, z_s, err_s, out_s, params, p):
             num = z_s[i]
             t0 = c_beta*num
             t1 = vm.sigmoid(t0)
-            out_s[i] = err_s[i] * (t1 + t0*t1*(T(1.0) - t1))
+            out_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
     else:
         for i in range(z_s.size):
             num = z_s[i]
@@ -51,7 +51,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
                 c_beta = params[offs[i] + 0]
                 t0 = c_beta*num
                 t1 = vm.sigmoid(t0)
-                out_s[i] = err_s[i] * (t1 + t0*t1*(T(1.0) - t1))
+                out_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
@@ -69,7 +69,7 @@ def node_block_both(z_s, a_s, d_s, params, p):
         t0 = c_beta*num
         t1 = vm.sigmoid(t0)
         a_s[i] = t1*num
-        d_s[i] = (t1 + t0*t1*(T(1.0) - t1))
+        d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
 
 
 @JIT
@@ -88,7 +88,7 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             t0 = c_beta*num
             t1 = vm.sigmoid(t0)
             a_s[i] = t1*num
-            d_s[i] = (t1 + t0*t1*(T(1.0) - t1))
+            d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
 
 
 @JIT
@@ -99,8 +99,8 @@ def node_block_params(z_s, err_s, params, p, partial):
     g_beta = 0.0
     for i in range(z_s.size):
         num = z_s[i]
-        t0 = vm.sigmoid(c_beta*num)
-        g_beta = sums.add(g_beta, err_s[i] * (t0*(num*num)*(T(1.0) - t0)))
+        t0 = c_beta*num
+        g_beta = sums.add(g_beta, err_s[i] * ((num*num)*vm.sigmoid(t0)*vm.sigmoid((-t0))))
     partial[0] = g_beta
 
 
@@ -120,8 +120,8 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
         for i in range(z_s.size):
             num = z_s[i]
             c_beta = params[offs[i] + 0]
-            t0 = vm.sigmoid(c_beta*num)
-            g_beta[i] += np.float64(err_s[i] * (t0*(num*num)*(T(1.0) - t0)))
+            t0 = c_beta*num
+            g_beta[i] += np.float64(err_s[i] * ((num*num)*vm.sigmoid(t0)*vm.sigmoid((-t0))))
 
 
 @JIT
@@ -134,7 +134,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
         num = z_s[i]
         t0 = c_beta*num
         t1 = vm.sigmoid(t0)
-        t2 = t1*(T(1.0) - t1)
+        t2 = t1*vm.sigmoid((-t0))
         g_beta = sums.add(g_beta, err_s[i] * (t2*(num*num)))
         delta_s[i] = err_s[i] * (t1 + t0*t2)
     partial[0] = g_beta
@@ -159,8 +159,8 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             c_beta = params[offs[i] + 0]
             t0 = c_beta*num
             t1 = vm.sigmoid(t0)
-            t2 = t1*(T(1.0) - t1)
+            t2 = t1*vm.sigmoid((-t0))
             g_beta[i] += np.float64(err_s[i] * (t2*(num*num)))
             delta_s[i] = err_s[i] * (t1 + t0*t2)
 
-# codegen fingerprint: b4d9a2b2562b3007
+# codegen fingerprint: 93a21c34adc84bc2

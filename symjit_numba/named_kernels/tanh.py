@@ -24,8 +24,10 @@ def node_block(backward, z_s, err_s, out_s, params, p):
     if backward:
         for i in range(z_s.size):
             num = z_s[i]
-            h0 = vm.tanh(num)
-            out_s[i] = err_s[i] * (T(1.0) - (h0*h0))
+            h0 = T(2.0)*num
+            t0 = vm.exp(-abs(h0))
+            h1 = (T(1.0) + t0)
+            out_s[i] = err_s[i] * ((T(4.0)*t0)/(h1*h1))
     else:
         for i in range(z_s.size):
             num = z_s[i]
@@ -44,8 +46,10 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                h0 = vm.tanh(num)
-                out_s[i] = err_s[i] * (T(1.0) - (h0*h0))
+                h0 = T(2.0)*num
+                t0 = vm.exp(-abs(h0))
+                h1 = (T(1.0) + t0)
+                out_s[i] = err_s[i] * ((T(4.0)*t0)/(h1*h1))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
@@ -58,9 +62,11 @@ def node_block_both(z_s, a_s, d_s, params, p):
     T = z_s.dtype.type
     for i in range(z_s.size):
         num = z_s[i]
-        t0 = vm.tanh(num)
-        a_s[i] = t0
-        d_s[i] = (T(1.0) - (t0*t0))
+        h0 = T(2.0)*num
+        t0 = vm.exp(-abs(h0))
+        h1 = (T(1.0) + t0)
+        a_s[i] = vm.tanh(num)
+        d_s[i] = ((T(4.0)*t0)/(h1*h1))
 
 
 @JIT
@@ -74,9 +80,11 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
         d_s = d[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            t0 = vm.tanh(num)
-            a_s[i] = t0
-            d_s[i] = (T(1.0) - (t0*t0))
+            h0 = T(2.0)*num
+            t0 = vm.exp(-abs(h0))
+            h1 = (T(1.0) + t0)
+            a_s[i] = vm.tanh(num)
+            d_s[i] = ((T(4.0)*t0)/(h1*h1))
 
 
 @JIT
@@ -106,8 +114,10 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     T = z_s.dtype.type
     for i in range(z_s.size):
         num = z_s[i]
-        h0 = vm.tanh(num)
-        delta_s[i] = err_s[i] * (T(1.0) - (h0*h0))
+        h0 = T(2.0)*num
+        t0 = vm.exp(-abs(h0))
+        h1 = (T(1.0) + t0)
+        delta_s[i] = err_s[i] * ((T(4.0)*t0)/(h1*h1))
 
 
 @JIT
@@ -122,7 +132,9 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         delta_s = delta[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            h0 = vm.tanh(num)
-            delta_s[i] = err_s[i] * (T(1.0) - (h0*h0))
+            h0 = T(2.0)*num
+            t0 = vm.exp(-abs(h0))
+            h1 = (T(1.0) + t0)
+            delta_s[i] = err_s[i] * ((T(4.0)*t0)/(h1*h1))
 
-# codegen fingerprint: b4d9a2b2562b3007
+# codegen fingerprint: 93a21c34adc84bc2
