@@ -27,11 +27,11 @@ from _common import cores, emit, machine_lines
 TEMPLATES = [
     "a*tanh(b*num) + {c}*sigmoid(num)",
     "a*num/(1 + Abs(b*num)) + {c}*num",
-    "softplus({c}*num) - a*tanh(num)",
-    "num*erf({c}*num) + b",
+    "softplus({c}*num) - a*tanh(b*num)",
+    "a*num*erf({c}*num) + b",
     "Piecewise((a*num, num < {c}), (expm1(num)*b, True))",
     "a*sin({c}*num) + b*cos(num)",
-    "num*sigmoid(b*num) + {c}*log1p(num**2)",
+    "num*sigmoid(b*num) + {c}*log1p(a*num**2)",
     "Max(a*num, {c}*num) + b*atan(num)",
 ]
 
@@ -40,7 +40,7 @@ RUN = textwrap.dedent("""
     t0 = time.perf_counter()
     import numpy as np
     from symjit_numba import SymbolicJITCompiler, settings
-    processes, configs, batch = json.loads(sys.argv[1])
+    processes, configs, batch = json.loads(sys.stdin.read())
     settings.compile_processes = processes
     import warnings; warnings.simplefilter("ignore")
     started = time.perf_counter()
@@ -72,7 +72,7 @@ def configs(n_formulas: int, n_nodes: int, seed: int) -> list:
 
 def run(processes: int, layer: list, batch: int) -> dict:
     environment = {**os.environ, "SYMJIT_NUMBA_CACHE_DIR": tempfile.mkdtemp(prefix="symjit-many-")}
-    out = subprocess.run([sys.executable, "-c", RUN, json.dumps([processes, layer, batch])], env=environment,
+    out = subprocess.run([sys.executable, "-c", RUN], input=json.dumps([processes, layer, batch]), env=environment,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

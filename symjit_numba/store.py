@@ -64,8 +64,8 @@ from .errors import JITCompilationError
 from .formulas.resolve import FormulaKey, LayerPlan
 from .settings import settings
 
-__all__ = ["compile_cached", "formula_module", "formula_on_disk", "load_kernel_module", "load_named_module",
-           "module_on_disk", "plan_digest"]
+__all__ = ["compile_cached", "formula_module", "formula_on_disk", "in_numba_cache", "load_kernel_module",
+           "load_named_module", "module_on_disk", "plan_digest"]
 
 _loaded: dict[str, tuple[ModuleType, str]] = {}  # plan digest -> (module, its text): equal layers share kernels
 _lock = threading.Lock()
@@ -256,6 +256,22 @@ def compile_cached(dispatcher: Any, signature: tuple) -> None:
         with _cache_write_lock(dispatcher):
             # Another process may have compiled it while we waited: numba's compile loads it then.
             dispatcher.compile(signature)
+
+
+def in_numba_cache(dispatcher: Any, signature: tuple) -> bool:
+    """Whether ``dispatcher`` is compiled for ``signature`` in this process or in numba's disk cache.
+
+    Reads numba's index only (no machine code): what :func:`compile_cached` would load instead of
+    compiling. False where the cache does not look as expected.
+    """
+    if tuple(signature) in dispatcher.overloads:
+        return True
+    cache = getattr(dispatcher, "_cache", None)
+    try:
+        key = cache._index_key(tuple(signature), dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - no cache, or another numba: say "not there" (compile_cached decides)
+        return False
 
 
 def _load_from_cache(dispatcher: Any, signature: tuple) -> bool:

@@ -114,20 +114,25 @@ def compilations(monkeypatch):
 
 
 @pytest.mark.parametrize("layout", ["node_major", "batch_major"])
-def test_the_first_float32_training_step_compiles_nothing(layout, compilations):
+def test_the_first_float32_forward_and_backward_compile_nothing(layout, compilations):
+    """Built layers have forward and backward for float32; warm_up adds the rest before training."""
     configs = [(_never_seen(k)[0], {"a": 1.5}) for k in range(3) for _ in range(16)]  # runs of 16 nodes
-    layer = build(configs, "CPU_JIT", layout=layout)
-    assert compilations  # the constructor compiled
-    compilations.clear()
     z = np.linspace(-2, 2, 48 * 8, dtype=np.float32).reshape((48, 8) if layout == "node_major" else (8, 48))
-    params, offsets = layer.make_params(np.float32)
     a, d, delta = np.empty_like(z), np.empty_like(z), np.empty_like(z)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", CompilationWarning)
+    for warm_up in (False, True):
+        layer = build(configs, "CPU_JIT", layout=layout)
+        params, offsets = layer.make_params(np.float32)
+        assert compilations  # the constructor compiled (or loaded)
+        if warm_up:
+            layer.warm_up(np.float32)
+        compilations.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CompilationWarning)
+            layer.forward_kernel(z, a, params, offsets, 48, 8)
+            layer.backward_kernel(z, d, delta, params, offsets, 48, 8)
+        assert compilations == []
         layer.forward_derivative_kernel(z, a, d, params, offsets, 48, 8)
-        layer.forward_kernel(z, a, params, offsets, 48, 8)
-        layer.backward_kernel(z, d, delta, params, offsets, 48, 8)
-    assert compilations == []
+        assert (compilations == []) == warm_up  # the fused kernel: at its first call, or by warm_up
 
 
 def test_a_slow_first_float64_call_warns_unless_warmed_up(compilations):

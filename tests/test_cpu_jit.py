@@ -369,3 +369,14 @@ def test_batch_major_long_runs_and_interleaved_formulas(runs):
     expected = run_activation(build(configs, "CPU_PYTHON", layout="batch_major"), z, err)
     for g, e in zip(got, expected):
         np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (8, 8), (16, 24), (129, 65), (300, 1000), (4096, 40), (3, 700)])
+def test_transpose_is_numpy_transpose(shape, dtype):
+    """The tiled transpose of the batch-major path: vector-shuffled 8x8 blocks and element-wise edges."""
+    from symjit_numba.backends.cpu_jit import _transposed
+
+    source = np.random.default_rng(shape[0]).standard_normal(shape).astype(dtype)
+    with settings.override(num_threads=2):
+        np.testing.assert_array_equal(_transposed(source), source.T)

@@ -39,7 +39,7 @@ from ..codegen.source import BLOCK, ROWS
 from ..errors import CompilationWarning, JITCompilationError
 from ..formulas.resolve import FormulaKey, LayerPlan
 from ..settings import settings
-from ..store import compile_cached, formula_module, formula_on_disk
+from ..store import compile_cached, formula_module, formula_on_disk, in_numba_cache
 from . import cpu_tasks
 from .cpu_workers import compile_in_workers
 from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
@@ -140,7 +140,7 @@ def _transposed(source: np.ndarray, target: np.ndarray | None = None) -> np.ndar
     if target is None:
         target = np.empty(source.shape[::-1], dtype=source.dtype)
     rows, cols = source.shape
-    tiles = -(-rows // cpu_tasks.TILE) * -(-cols // cpu_tasks.TILE)
+    tiles = -(-rows // cpu_tasks.TILE_ROWS) * -(-cols // cpu_tasks.TILE_COLUMNS)
     _pool.run(_transpose(source.dtype), tiles, source.size, source, target)
     return target
 
@@ -234,12 +234,24 @@ _transpose = _Kernel(cpu_tasks.transpose_tiles, "a transpose")
 
 def _compile_ahead(keys: tuple[FormulaKey, ...], mode: str, functions: tuple[str, ...],
                    dtypes: list[np.dtype]) -> None:
-    """Have worker processes compile the formulas no process has compiled yet (see :mod:`.cpu_workers`)."""
-    unseen = [key for key in keys if not formula_on_disk(key, mode)]
-    if unseen and dtypes:
-        logger.info("compiling %d formula%s never compiled before (%s for %s): about 0.3 s each per dtype",
-                    len(unseen), "s" * (len(unseen) != 1), ", ".join(functions), ", ".join(map(str, dtypes)))
-        compile_in_workers(unseen, mode, functions, dtypes)
+    """Have worker processes compile what neither this process nor numba's disk cache holds yet
+    (see :mod:`.cpu_workers`): ``functions`` of the formulas ``keys``, for ``dtypes``."""
+    if not dtypes:
+        return
+    missing = [key for key in keys if not _compiled(key, mode, functions, dtypes)]
+    if missing:
+        logger.info("compiling %d formula%s (%s for %s): about 0.15 s each per function and dtype",
+                    len(missing), "s" * (len(missing) != 1), ", ".join(functions), ", ".join(map(str, dtypes)))
+        compile_in_workers(missing, mode, functions, dtypes)
+
+
+def _compiled(key: FormulaKey, mode: str, functions: tuple[str, ...], dtypes: list[np.dtype]) -> bool:
+    """Whether the formula's module exists and numba has each of its ``functions`` for ``dtypes``."""
+    if not formula_on_disk(key, mode):
+        return False
+    module, _ = formula_module(key, mode)  # on disk: an import, no SymPy
+    return all(in_numba_cache(getattr(module, name), _ARGUMENTS[name](numba.from_dtype(dtype)))
+               for name in functions for dtype in dtypes)
 
 
 class _Readiness:
@@ -275,22 +287,20 @@ class _Readiness:
         self.warm_up([dtype])
         elapsed = time.perf_counter() - started
         if elapsed > self.SLOW_FIRST_CALL:
-            warnings.warn(f"the first {dtype} call of {self._what} compiled its kernels for {dtype} ({elapsed:.1f} s); "
-                          f"call compiler.warm_up(np.{dtype}) after building it to pay this before training "
-                          "(a layer compiles float32 when it is built)", CompilationWarning, stacklevel=4)
+            warnings.warn(f"the first {dtype} call of {self._what} compiled it for {dtype} ({elapsed:.1f} s); call "
+                          f"compiler.warm_up(np.{dtype}) after building the layer to pay this before training (a "
+                          "layer compiles forward_kernel and backward_kernel for float32 when it is built, and every "
+                          "other kernel and dtype at its first call)", CompilationWarning, stacklevel=4)
 
 
 def _build_loss(plan: LayerPlan) -> Kernels:
     key = plan.formulas[0]
-    functions = ("loss", "loss_both")
     module, text = formula_module(key, "loss")
     what = f"the loss {key.label!r}"
     kernel, kernel_both = _Kernel(module.loss, what), _Kernel(module.loss_both, what)
-
-    def compile_all(dtype: np.dtype) -> None:
-        kernel(dtype), kernel_both(dtype)
-
-    readiness = _Readiness(lambda dtypes: _compile_ahead((key,), "loss", functions, dtypes), compile_all, what)
+    readiness = _Readiness(lambda dtypes: _compile_ahead((key,), "loss", ("loss",), dtypes), kernel, what)
+    readiness_both = _Readiness(lambda dtypes: _compile_ahead((key,), "loss", ("loss_both",), dtypes), kernel_both,
+                                f"forward_derivative_kernel of {what}")
     readiness.warm_up([np.float32])  # now, so that failures surface in the constructor
 
     def run_loss(backward: bool) -> Callable[..., None]:
@@ -303,22 +313,31 @@ def _build_loss(plan: LayerPlan) -> Kernels:
 
     def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
                       params: np.ndarray) -> None:
-        readiness.ensure(res.dtype)
+        readiness_both.ensure(res.dtype)
         size = res.size
         _pool.run(kernel_both(res.dtype), -(-size // BLOCK), size,
                   y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params)
 
     return _with_param_kernels(Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both),
-                                       source=text, warm_up=readiness.warm_up), _loss_param_kernels(plan, module))
+                                       source=text, warm_up=_joined(readiness, readiness_both)),
+                               _loss_param_kernels(plan, module))
+
+
+def _joined(*readiness: _Readiness) -> Callable[[Sequence[Any]], None]:
+    """One ``warm_up`` for several groups of kernels."""
+    def warm_up(dtypes: Sequence[Any]) -> None:
+        for group in readiness:
+            group.warm_up(dtypes)
+    return warm_up
 
 
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
     """Build CPU_JIT kernels for a resolved layer; raises JITCompilationError if numba fails.
 
     Each formula's module is compiled (or loaded) once and shared by every layer that uses it; the
-    layer itself is a table of addresses for the task runners of :mod:`.cpu_tasks`. Everything a
-    float32 call needs (forward, backward and the fused kernel) is compiled here; other dtypes at
-    their first call, or by ``warm_up``.
+    layer itself is a table of addresses for the task runners of :mod:`.cpu_tasks`. forward_kernel
+    and backward_kernel are compiled here for float32; every other kernel and dtype at its first
+    call, or by ``warm_up``.
     """
     if plan.mode == "loss":
         return _build_loss(plan)
@@ -329,8 +348,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         if plan.n_nodes < SHORT_RUNS * len(runs[0]):
             kernel_layout = "node_major"
     block = "node_block" if kernel_layout == "node_major" else "row_block"
-    functions = (block, f"{block}_both")
-    _compile_ahead(plan.formulas, "activation", functions, [np.dtype(np.float32)])
+    _compile_ahead(plan.formulas, "activation", (block,), [np.dtype(np.float32)])
     modules = [formula_module(key, "activation") for key in plan.formulas]
     kernels = [_Kernel(getattr(module, block), repr(key.label)) for key, (module, _) in zip(plan.formulas, modules)]
     kernels_both = [_Kernel(getattr(module, f"{block}_both"), repr(key.label))
@@ -351,14 +369,27 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         def n_tasks(z: np.ndarray) -> int:
             return -(-z.shape[0] // ROWS) * len(start)
 
-    def compile_all(dtype: np.dtype) -> None:
-        addresses(dtype), addresses_both(dtype), runner(dtype), runner_both(dtype)
+    def compile_pair(dtype: np.dtype) -> None:  # forward_kernel and backward_kernel
+        addresses(dtype), runner(dtype)
         if kernel_layout != layout:
             _transpose(dtype)
 
-    readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", functions, dtypes),
-                           compile_all, f"this layer ({len(plan.formulas)} formulas)")
+    def compile_fused(dtype: np.dtype) -> None:
+        addresses_both(dtype), runner_both(dtype)
+        if kernel_layout != layout:
+            _transpose(dtype)
+
+    formulas = f"{len(plan.formulas)} formula{'s' * (len(plan.formulas) != 1)}"
+    readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", (block,), dtypes),
+                           compile_pair, f"this layer ({formulas})")
+    readiness_both = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", (f"{block}_both",), dtypes),
+                                compile_fused, f"forward_derivative_kernel of this layer ({formulas})")
     readiness.warm_up([np.float32])  # now, so that failures surface in the constructor
+
+    def warm_up(dtypes: Sequence[Any]) -> None:  # one pass of worker processes for both groups
+        _compile_ahead(plan.formulas, "activation", (block, f"{block}_both"), [np.dtype(d) for d in dtypes])
+        readiness.warm_up(dtypes)
+        readiness_both.warm_up(dtypes)
 
     def run_forward(z, a, params, offsets):
         readiness.ensure(z.dtype)
@@ -371,7 +402,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
                   addresses(z.dtype))
 
     def run_both(z, a, d, params, offsets):
-        readiness.ensure(z.dtype)
+        readiness_both.ensure(z.dtype)
         _pool.run(runner_both(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch,
                   addresses_both(z.dtype))
 
@@ -380,7 +411,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
                                     runs if kernel_layout == "batch_major" else None)
     if layout == kernel_layout:
         return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both),
-                                           source=text, warm_up=readiness.warm_up), params_kernels)
+                                           source=text, warm_up=warm_up), params_kernels)
 
     # Batch-major arrays, node-major kernel: transpose in and out. Separate output buffers: with the
     # output aliasing an input, LLVM's runtime alias check sends the loop down its scalar version.
@@ -405,7 +436,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
 
     return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward_transposed,
                                                                 run_backward_transposed, run_both_transposed),
-                                       source=text, warm_up=readiness.warm_up), params_kernels)
+                                       source=text, warm_up=warm_up), params_kernels)
 
 
 def numba_kernels(plan: LayerPlan, layout: str) -> Any:

@@ -127,7 +127,7 @@ def _check_shape(array, rows, cols):  # pragma: no cover - compiled
 def _transposed(source):  # pragma: no cover - compiled
     rows, cols = source.shape
     target = np.empty((cols, rows), dtype=source.dtype)
-    tiles = ((rows + cpu_tasks.TILE - 1) // cpu_tasks.TILE) * ((cols + cpu_tasks.TILE - 1) // cpu_tasks.TILE)
+    tiles = cpu_tasks.transpose_task_count(rows, cols)
     cpu_tasks.transpose_tiles(0, tiles, source, target)
     return target
 
@@ -135,7 +135,7 @@ def _transposed(source):  # pragma: no cover - compiled
 @njit(**_OPTIONS)
 def _transpose_into(source, target):  # pragma: no cover - compiled
     rows, cols = source.shape
-    tiles = ((rows + cpu_tasks.TILE - 1) // cpu_tasks.TILE) * ((cols + cpu_tasks.TILE - 1) // cpu_tasks.TILE)
+    tiles = cpu_tasks.transpose_task_count(rows, cols)
     cpu_tasks.transpose_tiles(0, tiles, source, target)
 
 

@@ -23,10 +23,10 @@ from numba.extending import intrinsic
 from ..codegen.source import BLOCK, ROWS
 
 __all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "batch_major",
-           "batch_major_both", "batch_major_params", "batch_major_backward_params", "transpose_tiles", "TILE"]
+           "batch_major_both", "batch_major_params", "batch_major_backward_params", "transpose_tiles", "transpose_task_count", "TILE_ROWS", "TILE_COLUMNS"]
 
-#: Side of the square tiles of :func:`transpose_tiles`.
-TILE = 64
+#: Rows and columns of the source's tiles in :func:`transpose_tiles` (measured best among 32-256 rows).
+TILE_ROWS, TILE_COLUMNS = 128, 64
 
 
 @intrinsic
@@ -153,14 +153,68 @@ def batch_major_backward_params(first, last, z, err, delta, params, offsets, run
                            partials[r0 // ROWS, columns[s]:columns[s + 1]]))
 
 
+def _lanes(builder, first, second, mask):
+    """The elements ``mask`` of the concatenation of the vectors ``first`` and ``second``."""
+    return builder.shuffle_vector(first, second, ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), list(mask)))
+
+
+@intrinsic
+def _transpose_8x8(typingctx, source, target, r, c):
+    """``target[c:c+8, r:r+8] = source[r:r+8, c:c+8].T`` for C-contiguous 2-D arrays of one dtype.
+
+    Eight vector loads, the classic three rounds of shuffles (pairs of rows interleaved, then pairs
+    of pairs, then halves), eight vector stores: LLVM lowers the shuffles to the target's own
+    (unpack/shuffle/permute on x86, zip/trn on ARM), where element-wise copies were 5x slower.
+    """
+    def codegen(context, builder, signature, args):
+        source_array = context.make_array(signature.args[0])(context, builder, args[0])
+        target_array = context.make_array(signature.args[1])(context, builder, args[1])
+        r, c = args[2], args[3]
+        vector = ir.VectorType(context.get_data_type(signature.args[0].dtype), 8).as_pointer()
+
+        def at(array, row, column, k):  # a pointer to array[row + k, column] as a vector of 8
+            index = builder.add(builder.mul(builder.add(row, ir.Constant(row.type, k)),
+                                            builder.extract_value(array.shape, 1)), column)
+            return builder.bitcast(builder.gep(array.data, [index]), vector)
+
+        rows = [builder.load(at(source_array, r, c, k), align=1) for k in range(8)]
+        pairs = [_lanes(builder, rows[k], rows[k + 1], mask) for k in range(0, 8, 2)
+                 for mask in ((0, 8, 1, 9, 4, 12, 5, 13), (2, 10, 3, 11, 6, 14, 7, 15))]
+        quads = [_lanes(builder, pairs[base + half], pairs[base + 2 + half], mask) for base in (0, 4)
+                 for half in (0, 1) for mask in ((0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15))]
+        columns = [_lanes(builder, quads[k], quads[4 + k], mask)
+                   for mask in ((0, 1, 2, 3, 8, 9, 10, 11), (4, 5, 6, 7, 12, 13, 14, 15)) for k in range(4)]
+        for m in range(8):
+            builder.store(columns[m], at(target_array, c, r, m), align=1)
+        return context.get_dummy_value()
+
+    return types.void(source, target, r, c), codegen
+
+
 @_jit
 def transpose_tiles(first, last, source, target):  # pragma: no cover - compiled
-    """target = source.T for tiles first..last-1 of TILE x TILE elements (rows of tiles first)."""
+    """target = source.T for tiles first..last-1 of TILE_ROWS x TILE_COLUMNS elements of source
+    (rows of tiles first): 8 x 8 blocks by vector shuffles, the edges element by element. Within a
+    tile, the blocks go down the source's rows first, so each of the 8 target rows being written
+    advances contiguously (a power-of-two row stride would otherwise evict the lines from cache)."""
     rows, cols = source.shape
-    tile_cols = (cols + TILE - 1) // TILE
+    tile_cols = (cols + TILE_COLUMNS - 1) // TILE_COLUMNS
     for tile in range(first, last):
-        r0 = (tile // tile_cols) * TILE
-        c0 = (tile - (tile // tile_cols) * tile_cols) * TILE
-        for c in range(c0, min(c0 + TILE, cols)):  # write along target's rows, read down a tile
-            for r in range(r0, min(r0 + TILE, rows)):
-                target[c, r] = source[r, c]
+        r0 = (tile // tile_cols) * TILE_ROWS
+        c0 = (tile - (tile // tile_cols) * tile_cols) * TILE_COLUMNS
+        r1 = min(r0 + TILE_ROWS, rows)
+        c1 = min(c0 + TILE_COLUMNS, cols)
+        for cb in range(c0, c1, 8):
+            for rb in range(r0, r1, 8):
+                if rb + 8 <= r1 and cb + 8 <= c1:
+                    _transpose_8x8(source, target, rb, cb)
+                else:
+                    for c in range(cb, min(cb + 8, c1)):
+                        for r in range(rb, min(rb + 8, r1)):
+                            target[c, r] = source[r, c]
+
+
+@_jit
+def transpose_task_count(rows, cols):  # pragma: no cover - compiled
+    """The number of tiles (tasks) of :func:`transpose_tiles` for a source of ``rows`` x ``cols``."""
+    return ((rows + TILE_ROWS - 1) // TILE_ROWS) * ((cols + TILE_COLUMNS - 1) // TILE_COLUMNS)
