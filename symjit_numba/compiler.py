@@ -223,11 +223,11 @@ class SymbolicJITCompiler:
     def warm_up(self, dtypes: Any = (np.float32, np.float64)) -> None:
         """Compile (or load from the cache) every kernel for ``dtypes`` now, instead of at first use.
 
-        A CPU_JIT layer compiles everything a float32 call needs (forward, backward and
-        :attr:`forward_derivative_kernel`) when it is built; a float64 call compiles its kernels at
-        the first call, which for formulas of your own takes about 0.1-0.3 s each (a
-        :class:`~symjit_numba.CompilationWarning` says so when it happens). Call this after
-        building a layer to pay that before training instead. Many never-seen formulas are
+        A CPU_JIT layer compiles :attr:`forward_kernel` and :attr:`backward_kernel` for float32
+        when it is built; every other kernel (:attr:`forward_derivative_kernel`, the
+        parameter-gradient kernels) and dtype compiles at its first call, about 0.15 s per formula
+        of your own and kernel (a :class:`~symjit_numba.CompilationWarning` says so when it takes
+        longer than 0.1 s). Call this after building a layer to pay that before training instead. Many never-seen formulas are
         compiled in parallel worker processes (:attr:`settings.compile_processes
         <symjit_numba.settings.Settings.compile_processes>`). CPU_PYTHON has nothing to compile;
         GPU_CUDA compiles at the first launch.

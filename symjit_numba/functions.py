@@ -90,7 +90,7 @@ class exp_neg_abs(sp.Function):  # noqa: N801
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return self.rewrite(sp.exp)._eval_evalf(prec)
 
-    def _eval_is_positive(self) -> bool | None:
+    def _eval_is_extended_nonnegative(self) -> bool | None:
         return True if self.args[0].is_extended_real else None
 
 

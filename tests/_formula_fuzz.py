@@ -166,6 +166,21 @@ UNARY = {
     "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x)), 4),
     "softplus": (_softplus, _sigmoid, 4),
 }
+HUGE = mpf(10) ** 5
+#: Values of functions at |x| > HUGE (sign s, argument x); None where every dtype overflows.
+SATURATING = {
+    "exp": lambda s, x: None if s > 0 else mpf(0),
+    "expm1": lambda s, x: None if s > 0 else mpf(-1),
+    "sinh": lambda s, x: None,
+    "cosh": lambda s, x: None,
+    "tanh": lambda s, x: mpf(s),
+    "erf": lambda s, x: mpf(s),
+    "erfc": lambda s, x: mpf(0) if s > 0 else mpf(2),
+    "ndtr": lambda s, x: mpf(1) if s > 0 else mpf(0),
+    "sigmoid": lambda s, x: mpf(1) if s > 0 else mpf(0),
+    "softplus": lambda s, x: x if s > 0 else mpf(0),
+    "gamma": lambda s, x: None if s > 0 or x == mpmath.floor(x) else mpf(0),
+}
 #: Functions with a discrete value (sign, Heaviside) or several arguments are handled in Evaluator.
 PUBLIC_UNARY = [n for n in UNARY if n not in ("dsinc", "digamma")]
 ALIASES = {"Abs": ["abs"], "Max": ["max"], "Min": ["min"], "loggamma": ["lgamma"], "Heaviside": ["heaviside"],
@@ -576,9 +591,16 @@ class Evaluator:
         elif base < 0:
             if not integer:
                 return Val(None, mpmath.inf, amb)
-            v = mpmath.power(base, int(expo)) if abs(expo) < 10**6 else mpmath.power(base, expo)
+            if abs(expo * mpmath.log(-base)) > HUGE:
+                return Val(None, mpmath.inf, amb)
+            v = mpmath.power(base, int(expo))
         else:
-            v = mpmath.power(base, expo)
+            magnitude = expo * mpmath.log(base)
+            if magnitude > HUGE:
+                return Val(None, mpmath.inf, amb)
+            v = mpf(0) if magnitude < -HUGE else mpmath.power(base, expo)
+        if base < 0 and abs(expo * mpmath.log(-base)) > HUGE:
+            return Val(None, mpmath.inf, amb)
         e = mpf(0)
         if a.e > 0:
             if base == 0:
@@ -635,6 +657,12 @@ class Evaluator:
         u = args[0]
         if u.v is None:
             return Val(None, mpmath.inf, amb)
+        if abs(u.v) > HUGE and name in SATURATING:
+            # far beyond any dtype's range: the result overflows or saturates (mpmath would take ages)
+            v = SATURATING[name](1 if u.v > 0 else -1, u.v)
+            if v is None:
+                return Val(None, mpmath.inf, amb)
+            return Val(v, self.round_err(v, c) + u.e * (0 if name not in ("softplus",) else 1), amb)
         if u.e > 0 and name not in ("Abs",):
             # a domain boundary or pole within the argument's error: NaN, inf or finite is decided by rounding
             spread = AMBIGUITY * u.e
@@ -1128,3 +1156,14 @@ def summarize(stats: Stats, examples_per_group: int = 1) -> str:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
+
+
+def dump(stats: Stats, path: str) -> None:
+    """Every finding as one JSON line (for grouping by root cause outside the test)."""
+    import json
+    with open(path, "w") as out:
+        for f in stats.findings:
+            out.write(json.dumps({"kind": f.kind, "backend": f.backend, "dtype": f.dtype, "output": f.output,
+                                  "formula": f.case.text, "a": f.case.a, "b": f.case.b, "ident": f.case.ident,
+                                  "point": repr(f.point), "got": repr(f.got), "want": repr(f.want),
+                                  "detail": f.detail, "tree": repr(f.case.tree)}) + "\n")

@@ -107,18 +107,25 @@ def _build_layer(cases, method, stats, kind):
     """The compiler of the cases ``method`` compiles and their indices; a failure is a finding of ``kind``."""
     with settings.override(warning_level="error"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            return build([c.config for c in cases], method), list(range(len(cases)))
-        except Exception:  # noqa: BLE001 - find the formulas that fail, one by one
-            pass
-        good = []
-        for i, case in enumerate(cases):
+        def compiles(indices):
             try:
-                build([case.config], method)
-                good.append(i)
+                build([cases[i].config for i in indices], method)
+                return True
             except Exception as error:  # noqa: BLE001 - any refusal of a valid formula is a finding
-                stats.findings.append(fz.Finding(kind, method, "-", "-", case, math.nan,
-                                                 detail=f"{type(error).__name__}: {str(error)[:300]}"))
+                if len(indices) == 1:
+                    stats.findings.append(fz.Finding(kind, method, "-", "-", cases[indices[0]], math.nan,
+                                                     detail=f"{type(error).__name__}: {str(error)[:300]}"))
+                return False
+
+        def bisect(indices):   # the formulas that compile, in O(failures * log n) builds
+            if not indices or compiles(indices):
+                return list(indices)
+            if len(indices) == 1:
+                return []
+            half = len(indices) // 2
+            return bisect(indices[:half]) + bisect(indices[half:])
+
+        good = bisect(list(range(len(cases))))
         if not good:
             return None, []
         return build([cases[i].config for i in good], method), good
@@ -236,6 +243,8 @@ def _children(t):
 def assert_no_findings(stats):
     report = fz.summarize(stats)
     print(report)
+    if os.environ.get("SYMJIT_FUZZ_REPORT"):
+        fz.dump(stats, os.environ["SYMJIT_FUZZ_REPORT"])
     print("seconds:", {key: round(value, 1) for key, value in stats.seconds.items()})
     if stats.findings:
         first = stats.findings[0]

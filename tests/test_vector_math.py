@@ -365,3 +365,43 @@ def test_compiles_without_a_writable_cache(monkeypatch):
     compiled = vm._jit(square)
     assert compiled(np.float32(3.0)) == np.float32(9.0)
     assert type(compiled._cache).__name__ == "NullCache"  # numba's dispatcher without a disk cache
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not X86_64, reason="compiles for an x86-64 CPU model")
+def test_prefer_wide_vectors_gives_512_bit_loops_on_intel_avx512(tmp_path_factory):
+    """For ``skylake-avx512`` LLVM picks 256-bit vectors (ymm) unless the function is marked with
+    ``vm.prefer_wide_vectors()``; then the same loop uses 512-bit zmm registers, and only that
+    function: an unmarked function compiled in the same process keeps ymm."""
+    script = textwrap.dedent("""
+        import json, re
+        from numba import njit, types
+        from symjit_numba.mathlib import vector_math as vm
+
+        def loop(wide):
+            if wide:
+                @njit(fastmath=set(vm.FASTMATH_FLAGS), error_model="numpy")
+                def f(x, out):
+                    vm.prefer_wide_vectors()
+                    for i in range(x.size):
+                        out[i] = vm.sigmoid(x[i])
+            else:
+                @njit(fastmath=set(vm.FASTMATH_FLAGS), error_model="numpy")
+                def f(x, out):
+                    for i in range(x.size):
+                        out[i] = vm.sigmoid(x[i])
+            sig = (types.float32[::1], types.float32[::1])
+            f.compile(sig)
+            asm = f.inspect_asm(sig)
+            return len(re.findall(r"%zmm", asm)), len(re.findall(r"%ymm", asm))
+
+        print(json.dumps({"wide": loop(True), "default": loop(False)}))
+    """)
+    env = {**os.environ, "NUMBA_CPU_NAME": "skylake-avx512", "NUMBA_CPU_FEATURES": "",
+           "NUMBA_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "numba-cache-wide")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert counts["wide"][0] > 20, counts  # the packed sigmoid on zmm registers
+    assert counts["default"][0] == 0 and counts["default"][1] > 20, counts

@@ -13,6 +13,8 @@ would write a kernel by hand:
 * a quotient stays a division (``a/x + b/x`` never shares a ``1/x``, which overflows for a
   subnormal ``x``), except that a constant divisor becomes a multiplication by its reciprocal;
 * ``Piecewise`` becomes nested conditional expressions, which LLVM turns into vector selects;
+* compositions of exp/log/tanh/sigmoid/softplus are first rewritten into forms with fewer
+  transcendental calls and no cancellation (:mod:`symjit_numba.codegen.rewrite`: mish costs one ``exp``);
 * common subexpressions (``sympy.cse``) are computed once, as ``t0 = ...`` statements;
 * functions come from the target's column of :data:`symjit_numba.functions.FUNCTIONS`.
 

@@ -86,6 +86,7 @@ __all__ = [
     "softplus",
     "erf",
     "erfc",
+    "prefer_wide_vectors",
 ]
 # (``evaluate`` is public too, for plain-Python use on arrays; it is not a kernel function.)
 
@@ -837,6 +838,40 @@ def erfc(x):
     return _select(x != x, x, y)
 
 
+#: The LLVM function attribute that :func:`prefer_wide_vectors` sets.
+WIDE_VECTORS_ATTRIBUTE = '"prefer-vector-width"="512"'
+
+
+@intrinsic
+def prefer_wide_vectors(typingctx):
+    """Let LLVM vectorise the calling jitted function with the CPU's full vector width.
+
+    Call it (no arguments, no result) as a statement in a jitted function; it emits no code. On an
+    Intel AVX-512 CPU (``skylake-avx512``, ``icelake-server``, ``sapphirerapids``...) LLVM's cost
+    model prefers 256-bit vectors unless a function asks otherwise, so the loops over these
+    functions use half the lanes the CPU has; this marks the *calling* function with the LLVM
+    attribute ``"prefer-vector-width"="512"`` (what clang's ``-mprefer-vector-width=512`` sets), and
+    the functions of this module, inlined into it, are vectorised with 512-bit registers too.
+    Nothing else changes: other jitted functions keep numba's defaults, and a CPU without
+    AVX-512 (or one that already prefers 512-bit vectors, such as AMD Zen 4) compiles the same code
+    as without it. Measured on an AMD EPYC (Zen 4) compiling for ``skylake-avx512``: sigmoid 516 ->
+    398, erfc 1164 -> 820 ps per float32 element on one core (benchmarks in docs/performance.md).
+
+    llvmlite's IR builder only accepts the attributes it knows, so the string attribute is added
+    to the function's attribute set directly; should a future llvmlite refuse that, the call does
+    nothing.
+    """
+
+    def codegen(context, builder, sig, args):
+        try:
+            set.add(builder.function.attributes, WIDE_VECTORS_ATTRIBUTE)
+        except (AttributeError, TypeError):  # pragma: no cover - a different llvmlite
+            pass
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 def evaluate(name: str, x):
     """Apply the function called ``name`` element-wise to an array (or scalar) from plain Python.
 
@@ -868,4 +903,5 @@ def _evaluator(function):
     return loop
 
 
-_EVALUATORS = {name: _evaluator(globals()[name]) for name in __all__ if name != "FASTMATH_FLAGS"}
+_EVALUATORS = {name: _evaluator(globals()[name]) for name in __all__
+               if name not in ("FASTMATH_FLAGS", "prefer_wide_vectors")}

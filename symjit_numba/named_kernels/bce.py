@@ -93,4 +93,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (((-y_true)/y_pred) + ((T(1.0) - y_true)/(T(1.0) - y_pred)))
 
-# codegen fingerprint: 93a21c34adc84bc2
+# codegen fingerprint: 018d3d1e795ff47f

@@ -99,4 +99,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             t0 = (y_pred - y_true)
             grad_s[i] = (T(1.0)*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if abs(t0) >= T(1.0) else t0)
 
-# codegen fingerprint: 93a21c34adc84bc2
+# codegen fingerprint: 018d3d1e795ff47f

@@ -95,4 +95,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             h0 = (y_pred - y_true)
             grad_s[i] = (T(1) if h0 > T(0) else (T(-1) if h0 < T(0) else h0))
 
-# codegen fingerprint: 93a21c34adc84bc2
+# codegen fingerprint: 018d3d1e795ff47f

@@ -121,4 +121,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             delta_s[i] = err_s[i] * (T(0.0) if num <= T(0.0) else T(1.0))
 
-# codegen fingerprint: 93a21c34adc84bc2
+# codegen fingerprint: 018d3d1e795ff47f

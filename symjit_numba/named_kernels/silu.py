@@ -127,4 +127,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t0 = vm.sigmoid(num)
             delta_s[i] = err_s[i] * (t0 + t0*num*vm.sigmoid((-num)))
 
-# codegen fingerprint: 93a21c34adc84bc2
+# codegen fingerprint: 018d3d1e795ff47f

@@ -131,4 +131,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t1 = vm.sigmoid(t0)
             delta_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
 
-# codegen fingerprint: 93a21c34adc84bc2
+# codegen fingerprint: 018d3d1e795ff47f

@@ -137,4 +137,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             h1 = (T(1.0) + t0)
             delta_s[i] = err_s[i] * ((T(4.0)*t0)/(h1*h1))
 
-# codegen fingerprint: 93a21c34adc84bc2
+# codegen fingerprint: 018d3d1e795ff47f

@@ -125,4 +125,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             h0 = vm.tanh(num)
             delta_s[i] = err_s[i] * (h0*h0)
 
-# codegen fingerprint: 93a21c34adc84bc2
+# codegen fingerprint: 018d3d1e795ff47f
