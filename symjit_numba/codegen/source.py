@@ -296,7 +296,7 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
         partial = ", partial" if reduces else ""
         lines(0, "", "", "@JIT", f"def node_block{suffix}({sliced}, params, p{partial}):",
               f'    """One node\'s block of the batch (node-major; constants at params[p:]): {doc}."""',
-              "    T = z_s.dtype.type", *(f"    {read}" for read in _constant_reads(printed, "p")))
+              "    T = z_s.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes", *(f"    {read}" for read in _constant_reads(printed, "p")))
         if reduces:
             lines(1, *(f"{a} = 0.0" for a in g))
         _cpu_loops(lines, 1, printed, kinds, outputs, "z_s.size", ["num = z_s[i]"], "err_s[i]",
@@ -307,7 +307,7 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
               '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]):',
               f'    {doc}' + (";\n    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]." if reduces else "."
                              ) + '"""',
-              "    T = z.dtype.type", *(["    offs = offsets[k0:k1]"] if printed.constants else []))
+              "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes", *(["    offs = offsets[k0:k1]"] if printed.constants else []))
         if reduces and g:
             lines(1, "m = k1 - k0", *(f"{a} = partial[{i} * m:{i + 1} * m]" for i, a in enumerate(g)),
                   *(f"{a}[:] = 0.0" for a in g))
@@ -326,7 +326,7 @@ def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
         lines(0, "", "", "@JIT", f"def loss{suffix}(first, last, {', '.join(arguments)}, params{', partials' if reduces else ''}):",
               '    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:',
               f'    {doc}' + (" (task t's sums in partials[t])." if reduces else ".") + '"""',
-              "    T = pred.dtype.type", *(f"    {read}" for read in _constant_reads(printed, "0")),
+              "    T = pred.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes", *(f"    {read}" for read in _constant_reads(printed, "0")),
               "    for task in range(first, last):", "        lo = task * BLOCK",
               "        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size",
               *(f"        {array}_s = {array}[lo:hi]" for array in arrays))

@@ -22,6 +22,7 @@ JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model=
 def node_block(backward, z_s, err_s, out_s, params, p):
     """One node's block of the batch (node-major; constants at params[p:]): out = f(z), or out = err * df/dz if backward."""
     T = z_s.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_alpha = params[p + 0]
     if backward:
         for i in range(z_s.size):
@@ -38,6 +39,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     out = f(z), or out = err * df/dz if backward."""
     T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
@@ -59,6 +61,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
 def node_block_both(z_s, a_s, d_s, params, p):
     """One node's block of the batch (node-major; constants at params[p:]): a = f(z) and d = df/dz in one pass."""
     T = z_s.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_alpha = params[p + 0]
     for i in range(z_s.size):
         num = z_s[i]
@@ -72,6 +75,7 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     a = f(z) and d = df/dz in one pass."""
     T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
@@ -89,6 +93,7 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
 def node_block_params(z_s, err_s, params, p, partial):
     """One node's block of the batch (node-major; constants at params[p:]): partial = the float64 sums of err * df/dc per constant c."""
     T = z_s.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_alpha = params[p + 0]
     g_alpha = 0.0
     for i in range(z_s.size):
@@ -103,6 +108,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     partial = the float64 sums of err * df/dc per constant c;
     node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
     m = k1 - k0
     g_alpha = partial[0 * m:1 * m]
@@ -120,6 +126,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
 def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     """One node's block of the batch (node-major; constants at params[p:]): delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass."""
     T = z_s.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_alpha = params[p + 0]
     g_alpha = 0.0
     for i in range(z_s.size):
@@ -136,6 +143,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
     node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
     m = k1 - k0
     g_alpha = partial[0 * m:1 * m]
@@ -151,4 +159,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             g_alpha[i] += np.float64(err_s[i] * (vm.expm1(num) if t0 else T(0.0)))
             delta_s[i] = err_s[i] * (c_alpha*vm.exp(num) if t0 else T(1.0))
 
-# codegen fingerprint: 018d3d1e795ff47f
+# codegen fingerprint: c9b4eb8c1b65b2af

@@ -21,6 +21,7 @@ JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model=
 def node_block(backward, z_s, err_s, out_s, params, p):
     """One node's block of the batch (node-major; constants at params[p:]): out = f(z), or out = err * df/dz if backward."""
     T = z_s.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     if backward:
         for i in range(z_s.size):
             num = z_s[i]
@@ -36,6 +37,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     out = f(z), or out = err * df/dz if backward."""
     T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -54,6 +56,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
 def node_block_both(z_s, a_s, d_s, params, p):
     """One node's block of the batch (node-major; constants at params[p:]): a = f(z) and d = df/dz in one pass."""
     T = z_s.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for i in range(z_s.size):
         num = z_s[i]
         t0 = num <= T(-3.0)
@@ -67,6 +70,7 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     a = f(z) and d = df/dz in one pass."""
     T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         a_s = a[r, k0:k1]
@@ -83,6 +87,7 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
 def node_block_params(z_s, err_s, params, p, partial):
     """One node's block of the batch (node-major; constants at params[p:]): partial = the float64 sums of err * df/dc per constant c."""
     T = z_s.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for i in range(z_s.size):
         pass
 
@@ -93,6 +98,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     partial = the float64 sums of err * df/dc per constant c;
     node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -104,6 +110,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
 def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     """One node's block of the batch (node-major; constants at params[p:]): delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass."""
     T = z_s.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for i in range(z_s.size):
         num = z_s[i]
         delta_s[i] = err_s[i] * (T(0.0) if (num >= T(3.0) or num <= T(-3.0)) else T(0.16666666666666666))
@@ -115,6 +122,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
     node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -123,4 +131,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             delta_s[i] = err_s[i] * (T(0.0) if (num >= T(3.0) or num <= T(-3.0)) else T(0.16666666666666666))
 
-# codegen fingerprint: 018d3d1e795ff47f
+# codegen fingerprint: c9b4eb8c1b65b2af

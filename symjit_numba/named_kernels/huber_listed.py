@@ -26,6 +26,7 @@ def loss(first, last, backward, pred, true, out, params):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
     out = L(pred, true), or out = dL/dpred if backward."""
     T = pred.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_delta = params[0 + 0]
     for task in range(first, last):
         lo = task * BLOCK
@@ -53,6 +54,7 @@ def loss_both(first, last, pred, true, res, grad, params):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
     res = L(pred, true) and grad = dL/dpred in one pass."""
     T = pred.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_delta = params[0 + 0]
     for task in range(first, last):
         lo = task * BLOCK
@@ -76,6 +78,7 @@ def loss_params(first, last, pred, true, params, partials):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
     partial = the float64 sums of dL/dc per constant c (task t's sums in partials[t])."""
     T = pred.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_delta = params[0 + 0]
     for task in range(first, last):
         lo = task * BLOCK
@@ -96,6 +99,7 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
     grad = dL/dpred and partial = the float64 sums of dL/dc per constant c in one pass (task t's sums in partials[t])."""
     T = pred.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_delta = params[0 + 0]
     for task in range(first, last):
         lo = task * BLOCK
@@ -114,4 +118,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
         partials[task, 0] = g_delta
 
-# codegen fingerprint: 018d3d1e795ff47f
+# codegen fingerprint: c9b4eb8c1b65b2af

@@ -25,6 +25,7 @@ def loss(first, last, backward, pred, true, out, params):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
     out = L(pred, true), or out = dL/dpred if backward."""
     T = pred.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for task in range(first, last):
         lo = task * BLOCK
         hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
@@ -55,6 +56,7 @@ def loss_both(first, last, pred, true, res, grad, params):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
     res = L(pred, true) and grad = dL/dpred in one pass."""
     T = pred.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for task in range(first, last):
         lo = task * BLOCK
         hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
@@ -82,6 +84,7 @@ def loss_params(first, last, pred, true, params, partials):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
     partial = the float64 sums of dL/dc per constant c (task t's sums in partials[t])."""
     T = pred.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for task in range(first, last):
         lo = task * BLOCK
         hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
@@ -96,6 +99,7 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
     """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:
     grad = dL/dpred and partial = the float64 sums of dL/dc per constant c in one pass (task t's sums in partials[t])."""
     T = pred.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for task in range(first, last):
         lo = task * BLOCK
         hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
@@ -112,4 +116,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             t4 = (T(1) if t2 > T(0) else (T(-1) if t2 < T(0) else t2))
             grad_s[i] = (((T(2.0)*t1*math.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
 
-# codegen fingerprint: 018d3d1e795ff47f
+# codegen fingerprint: c9b4eb8c1b65b2af
