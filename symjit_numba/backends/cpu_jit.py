@@ -135,10 +135,35 @@ def _segments(func_ids: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarra
     return start, stop, func_ids[start].copy()
 
 
-def _transposed(source: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
-    """``source.T`` as a C-contiguous array (into ``target`` if given), on the task pool."""
+_scratch = threading.local()
+#: Largest scratch buffer kept between calls (per thread and slot); larger ones are allocated per call.
+SCRATCH_BYTES = 64 << 20
+
+
+def _scratch_array(slot: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A buffer of this thread's for the batch-major path's node-major copies, kept between calls.
+
+    A fresh array of a layer's size costs more than the transpose that fills it (the OS maps and
+    zeroes its pages at first touch); each Python thread keeps its own few, so concurrent calls
+    from several threads never share one.
+    """
+    if np.prod(shape, dtype=np.int64) * dtype.itemsize > SCRATCH_BYTES:
+        return np.empty(shape, dtype=dtype)  # not kept: memory matters more than page faults there
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    buffer = buffers.get(slot)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        buffer = buffers[slot] = np.empty(shape, dtype=dtype)
+    return buffer
+
+
+def _transposed(source: np.ndarray, target: np.ndarray | None = None, slot: int | None = None) -> np.ndarray:
+    """``source.T`` as a C-contiguous array, on the task pool: into ``target`` if given, else into
+    this thread's scratch buffer ``slot`` if given, else into a new array."""
     if target is None:
-        target = np.empty(source.shape[::-1], dtype=source.dtype)
+        shape = source.shape[::-1]
+        target = np.empty(shape, dtype=source.dtype) if slot is None else _scratch_array(slot, shape, source.dtype)
     rows, cols = source.shape
     tiles = -(-rows // cpu_tasks.TILE_ROWS) * -(-cols // cpu_tasks.TILE_COLUMNS)
     _pool.run(_transpose(source.dtype), tiles, source.size, source, target)
@@ -415,21 +440,22 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
 
     # Batch-major arrays, node-major kernel: transpose in and out. Separate output buffers: with the
     # output aliasing an input, LLVM's runtime alias check sends the loop down its scalar version.
+    # This thread's scratch buffers 0-3 hold the node-major copies (see _scratch_array).
     def run_forward_transposed(z, a, params, offsets):
-        zt = _transposed(z)
-        at = np.empty_like(zt)
+        zt = _transposed(z, slot=0)
+        at = _scratch_array(1, zt.shape, zt.dtype)
         run_forward(zt, at, params, offsets)
         _transposed(at, a)
 
     def run_backward_transposed(z, err, delta, params, offsets):
-        zt, et = _transposed(z), _transposed(err)
-        dt = np.empty_like(zt)
+        zt, et = _transposed(z, slot=0), _transposed(err, slot=1)
+        dt = _scratch_array(2, zt.shape, zt.dtype)
         run_backward(zt, et, dt, params, offsets)
         _transposed(dt, delta)
 
     def run_both_transposed(z, a, d, params, offsets):
-        zt = _transposed(z)
-        at, dt = np.empty_like(zt), np.empty_like(zt)
+        zt = _transposed(z, slot=0)
+        at, dt = _scratch_array(1, zt.shape, zt.dtype), _scratch_array(2, zt.shape, zt.dtype)
         run_both(zt, at, dt, params, offsets)
         _transposed(at, a)
         _transposed(dt, d)
@@ -522,14 +548,14 @@ def _param_kernels(plan: LayerPlan, layout: str, kernel_layout: str, modules: li
 
     def run_params(z, err, grad_params, params, offsets):
         if kernel_layout != layout:
-            z, err = _transposed(z), _transposed(err)
+            z, err = _transposed(z, slot=0), _transposed(err, slot=1)
         run(0, z, err, None, grad_params, params, offsets)
 
     def run_backward_params(z, err, delta, grad_params, params, offsets):
         if kernel_layout == layout:
             return run(1, z, err, delta, grad_params, params, offsets)
-        zt, et = _transposed(z), _transposed(err)
-        dt = np.empty_like(zt)
+        zt, et = _transposed(z, slot=0), _transposed(err, slot=1)
+        dt = _scratch_array(2, zt.shape, zt.dtype)
         run(1, zt, et, dt, grad_params, params, offsets)
         _transposed(dt, delta)
 
