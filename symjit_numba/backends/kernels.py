@@ -66,18 +66,25 @@ def wrap_activation(plan: LayerPlan, layout: str, run_forward: Runner, run_backw
     return forward_kernel, backward_kernel, forward_derivative_kernel
 
 
+def _loss_params_or_config_values(plan: LayerPlan) -> Callable[[Any, Any], Any]:
+    """``f(params, y_pred)``: ``params``, or the loss config's values in ``y_pred``'s dtype (the
+    seed's later loss calls leave ``params`` out)."""
+    config_values = {np.dtype(t): np.asarray(plan.values[0] or (0.0,), dtype=t) for t in (np.float32, np.float64)}
+
+    def or_config_values(params: Any, y_pred: Any) -> Any:
+        if params is not None:
+            return params
+        return config_values.get(np.dtype(getattr(y_pred, "dtype", np.float64)), config_values[np.dtype(np.float64)])
+
+    return or_config_values
+
+
 def wrap_loss(plan: LayerPlan, run_forward: Runner, run_backward: Runner, run_both: Runner,
               *, allow_cuda: bool = False) -> tuple[Callable[..., None], ...]:
     """Public loss kernels around ``run_forward(y_pred, y_true, res, params)``,
     ``run_backward(y_pred, y_true, grad, params)`` and ``run_both(y_pred, y_true, res, grad, params)``."""
     n_constants = len(plan.formulas[0].constants)
-    config_values = {np.dtype(t): np.asarray(plan.values[0] or (0.0,), dtype=t) for t in (np.float32, np.float64)}
-
-    def or_config_values(params: Any, y_pred: Any) -> Any:
-        """``params``, or the config's values in ``y_pred``'s dtype (the seed's call without params)."""
-        if params is not None:
-            return params
-        return config_values.get(np.dtype(getattr(y_pred, "dtype", np.float64)), config_values[np.dtype(np.float64)])
+    or_config_values = _loss_params_or_config_values(plan)
 
     def forward_kernel(y_pred: Any, y_true: Any, res: Any, params: Any = None) -> None:
         """res = L(y_pred, y_true), element-wise, in place; the constants are params[0:k], sorted by
@@ -143,12 +150,7 @@ def wrap_param_loss(plan: LayerPlan, run_param_backward: Runner, run_backward_wi
     """Public parameter-gradient kernels of a loss around ``run_param_backward(y_pred, y_true, grad_params,
     params)`` and ``run_backward_with_params(y_pred, y_true, grad, grad_params, params)``."""
     n_constants = len(plan.formulas[0].constants)
-    config_values = {np.dtype(t): np.asarray(plan.values[0] or (0.0,), dtype=t) for t in (np.float32, np.float64)}
-
-    def or_config_values(params: Any, y_pred: Any) -> Any:
-        if params is not None:
-            return params
-        return config_values.get(np.dtype(getattr(y_pred, "dtype", np.float64)), config_values[np.dtype(np.float64)])
+    or_config_values = _loss_params_or_config_values(plan)
 
     def param_backward_kernel(y_pred: Any, y_true: Any, grad_params: Any, params: Any = None) -> None:
         """grad_params[i] = the sum over all elements of dL/dc_i (float64 sums, deterministic), for each
