@@ -1,4 +1,4 @@
-"""Rewrites of SymPy expressions before printing: fewer transcendental calls, stabler forms.
+r"""Rewrites of SymPy expressions before printing: fewer transcendental calls, stabler forms.
 
 The printer (:meth:`~symjit_numba.codegen.printer.KernelPrinter.block`) passes every block of
 expressions through :func:`rewrite_block` before its common-subexpression elimination. The rules

@@ -159,4 +159,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             g_alpha[i] += np.float64(err_s[i] * (num if t0 else T(0.0)))
             delta_s[i] = err_s[i] * (c_alpha if t0 else T(1.0))
 
-# codegen fingerprint: c9b4eb8c1b65b2af
+# codegen fingerprint: 68b7cb9c85b7eb93

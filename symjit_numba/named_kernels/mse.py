@@ -98,4 +98,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
 
-# codegen fingerprint: c9b4eb8c1b65b2af
+# codegen fingerprint: 68b7cb9c85b7eb93

@@ -135,4 +135,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t0 = vm.sigmoid(num)
             delta_s[i] = err_s[i] * (t0 + t0*num*vm.sigmoid((-num)))
 
-# codegen fingerprint: c9b4eb8c1b65b2af
+# codegen fingerprint: 68b7cb9c85b7eb93

@@ -133,4 +133,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t0 = (T(1.0) + abs(num))
             delta_s[i] = err_s[i] * ((T(1)/(t0)) + ((-(num*(T(1) if num > T(0) else (T(-1) if num < T(0) else num))))/(t0*t0)))
 
-# codegen fingerprint: c9b4eb8c1b65b2af
+# codegen fingerprint: 68b7cb9c85b7eb93

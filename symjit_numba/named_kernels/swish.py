@@ -139,4 +139,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t1 = vm.sigmoid(t0)
             delta_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
 
-# codegen fingerprint: c9b4eb8c1b65b2af
+# codegen fingerprint: 68b7cb9c85b7eb93

@@ -145,4 +145,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             h1 = (T(1.0) + t0)
             delta_s[i] = err_s[i] * ((T(4.0)*t0)/(h1*h1))
 
-# codegen fingerprint: c9b4eb8c1b65b2af
+# codegen fingerprint: 68b7cb9c85b7eb93
