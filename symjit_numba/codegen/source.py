@@ -235,8 +235,11 @@ _CPU_PREAMBLE = (
     "from numba import njit", "", "from symjit_numba.mathlib import scalar_special as ss",
     "from symjit_numba.mathlib import sums", "from symjit_numba.mathlib import vector_math as vm", "",
     "# Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.",
-    "JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True)",
+    "JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True{})",
 )
+#: An activation module's functions are only called through their C wrappers' addresses (by the
+#: task runners), so numba need not build their CPython wrappers: about 12% less compile time.
+_CPU_ACTIVATION_OPTIONS = ",\n           no_cpython_wrapper=True"
 
 
 def _cpu_functions(mode: str) -> dict[str, list[KernelKind]]:
@@ -286,7 +289,7 @@ def _accumulators(printed: PrintedFormula) -> list[str]:
 
 
 def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
-    lines(0, *_CPU_PREAMBLE)
+    lines(0, *(line.format(_CPU_ACTIVATION_OPTIONS) for line in _CPU_PREAMBLE))
     g = _accumulators(printed)
     for suffix, kinds in _cpu_functions("activation").items():
         arguments, outputs, doc = _cpu_signature(kinds, "activation")
@@ -317,7 +320,7 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
 
 
 def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
-    lines(0, *_CPU_PREAMBLE, "", f"BLOCK = {BLOCK}")
+    lines(0, *(line.format("") for line in _CPU_PREAMBLE), "", f"BLOCK = {BLOCK}")
     g = _accumulators(printed)
     for suffix, kinds in _cpu_functions("loss").items():
         arguments, outputs, doc = _cpu_signature(kinds, "loss")

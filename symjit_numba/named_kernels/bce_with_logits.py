@@ -96,4 +96,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (vm.sigmoid(y_pred) - y_true)
 
-# codegen fingerprint: 68b7cb9c85b7eb93
+# codegen fingerprint: 6d48b4419626cae8

@@ -14,7 +14,8 @@ from symjit_numba.mathlib import sums
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
-JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True)
+JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True,
+           no_cpython_wrapper=True)
 
 
 @JIT
@@ -127,4 +128,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             delta_s[i] = err_s[i] * vm.sigmoid(num)
 
-# codegen fingerprint: 68b7cb9c85b7eb93
+# codegen fingerprint: 6d48b4419626cae8
