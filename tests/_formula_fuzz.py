@@ -130,6 +130,13 @@ def _lgamma(x):
     return mpmath.log(abs(mpmath.gamma(x)))
 
 
+TINY = mpf(10) ** -20   # below this, the gamma family uses its Laurent series (mpmath's psi crawls near 0)
+
+
+def _small(series, full):
+    return lambda x: series(x) if 0 < abs(x) < TINY else full(x)
+
+
 # name: (value(x) or None outside the real domain, derivative(x) or None at a pole, c)
 UNARY = {
     "exp": (mpmath.exp, mpmath.exp, 4),
@@ -157,12 +164,15 @@ UNARY = {
     "ndtr": (lambda x: mpmath.erfc(-x / mpmath.sqrt(2)) / 2, lambda x: mpmath.npdf(x), 16),
     "sinc": (_sinc, _dsinc, 16),
     "dsinc": (_dsinc, _d2sinc, 16),   # internal: sinc's derivative
-    "gamma": (lambda x: None if _gamma_pole(x) else mpmath.gamma(x),
-              lambda x: None if _gamma_pole(x) else mpmath.gamma(x) * mpmath.digamma(x), 16),
-    "loggamma": (lambda x: None if _gamma_pole(x) else _lgamma(x),
-                 lambda x: None if _gamma_pole(x) else mpmath.digamma(x), 16),
-    "digamma": (lambda x: None if _gamma_pole(x) else mpmath.digamma(x),   # internal
-                lambda x: None if _gamma_pole(x) else mpmath.polygamma(1, x), 16),
+    "gamma": (_small(lambda x: 1 / x - mpmath.euler, lambda x: None if _gamma_pole(x) else mpmath.gamma(x)),
+              _small(lambda x: -1 / x**2, lambda x: None if _gamma_pole(x) else mpmath.gamma(x) * mpmath.digamma(x)),
+              16),
+    "loggamma": (_small(lambda x: -mpmath.log(abs(x)), lambda x: None if _gamma_pole(x) else _lgamma(x)),
+                 _small(lambda x: -1 / x - mpmath.euler, lambda x: None if _gamma_pole(x) else mpmath.digamma(x)),
+                 16),
+    "digamma": (_small(lambda x: -1 / x - mpmath.euler, lambda x: None if _gamma_pole(x) else mpmath.digamma(x)),
+                _small(lambda x: 1 / x**2, lambda x: None if _gamma_pole(x) else mpmath.polygamma(1, x)),
+                16),  # internal
     "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x)), 4),
     "softplus": (_softplus, _sigmoid, 4),
 }
@@ -381,8 +391,14 @@ def _fn(name, *args):
 
 
 def _flatten(t, name):
+    """Max/Min arguments as SymPy holds them: nested ones flattened, duplicates removed."""
     if t[0] == "f" and t[1] == name:
-        return [a for arg in t[2] for a in _flatten(arg, name)]
+        out = []
+        for arg in t[2]:
+            for a in _flatten(arg, name):
+                if a not in out:
+                    out.append(a)
+        return out
     return [t]
 
 
@@ -519,6 +535,8 @@ class Evaluator:
         r = self._ev(t)
         if r.v is not None:
             r.v = self.check_range(r.v)
+        if r.v is not None and r.v != 0 and abs(r.v) < self.dt.eta / 2 and t[0] not in ("x", "c", "k"):
+            r = Val(mpf(0), r.e + abs(r.v), r.amb)   # underflows to 0 in the dtype
         self.memo[key] = (t, r)
         return r
 
@@ -571,6 +589,8 @@ class Evaluator:
             r = self.ev(t[2])
             return Val(r.v, r.e, amb or r.amb)
         assert kind == "f", t
+        if t[1] in ("Max", "Min"):
+            return self._fn(t[1], [self.ev(a) for a in _flatten(t, t[1])])
         return self._fn(t[1], [self.ev(a) for a in t[2]])
 
     def _pow(self, t) -> Val:
@@ -642,6 +662,8 @@ class Evaluator:
                     amb = True
                 if other is not best and other.v == best.v and other.e + best.e > 0:
                     amb = True
+            if sum(1 for a in args if a.v == best.v) >= 3:
+                amb = True   # a tie of three: SymPy's flattening decides how the gradient is split
             return Val(best.v, max(a.e for a in args), amb)
         if name == "atan2":
             y, x = args
@@ -1090,8 +1112,11 @@ def references(case: Case, dt: DType, xs: np.ndarray):
                 out.append(None)
                 continue
             evaluator = Evaluator(mpf(x), {"a": a_val, "b": b_val}, dt)
-            value = expected(evaluator.ev(case.tree), dt)
-            slope = expected(evaluator.ev(dtree), dt)
+            value_val = evaluator.ev(case.tree)
+            value = expected(value_val, dt)
+            # a derivative exists only where the function does (SymPy's acosh' is defined below 1)
+            slope = expected(evaluator.ev(dtree), dt) if value_val.v is not None else Expected(
+                amb=value_val.amb, why="undefined")
             out.append((value, slope))
         return out
 
