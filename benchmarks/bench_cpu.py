@@ -61,8 +61,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (DEFAULT_SEED, REPO, W1_KINDS, cores, emit, load_seed, machine_lines, median,  # noqa: E402
-                     time_blocks, w1_configs)
+from _common import DEFAULT_SEED, REPO, W1_KINDS, cores, emit, load_seed, machine_lines, median, time_blocks, w1_configs  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -209,11 +209,28 @@ def real_derivative(expr: sp.Expr, variable: sp.Symbol) -> sp.Expr:
     an unevaluated ``Derivative``, none of which a kernel can compute. Every value a kernel sees is
     real (where ``asin`` or ``log`` leave the real line, the result is NaN anyway), so ``Abs`` and
     ``sign`` are differentiated as functions of a real argument: ``d|u| = sign(u)*du`` (0 at
-    ``u = 0``) and ``d sign(u) = 0``.
+    ``u = 0``) and ``d sign(u) = 0``. A power ``u**p`` with a non-integer ``p`` that does not
+    depend on the variable differentiates as ``p*u**(p-1)*du`` (see :class:`_PowOfReal`).
     """
     hidden = expr.replace(sp.Abs, _AbsOfReal).replace(sp.sign, _SignOfReal)
+    hidden = hidden.replace(lambda e: e.is_Pow and not e.exp.is_Integer and e.base.has(variable)
+                            and not e.exp.has(variable), lambda e: _PowOfReal(e.base, e.exp))
     derivative = sp.diff(hidden, variable)
-    return derivative.replace(_AbsOfReal, sp.Abs).replace(_SignOfReal, sp.sign)
+    return derivative.replace(_AbsOfReal, sp.Abs).replace(_SignOfReal, sp.sign).replace(_PowOfReal, sp.Pow)
+
+
+class _PowOfReal(sp.Function):
+    """``u**p`` (p not an integer, constant) while differentiating: ``d(u**p) = p*u**(p-1)*du``.
+
+    SymPy writes the first term ``p*u**p*du/u``, which is 0*inf = NaN where ``u**p`` underflows
+    (``x**1.5`` at 0 or at a subnormal x) although the derivative is finite there.
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        base, exponent = self.args
+        return exponent * _PowOfReal(base, exponent - 1) if argindex == 1 else _PowOfReal(base, exponent) * sp.log(base)
 
 
 @dataclass(frozen=True)
@@ -251,7 +268,7 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("expm1",    expm1,        "numpy.expm1",        "vm.expm1",      "math.expm1"),
     MathFunction("sqrt",     sp.sqrt,      "numpy.sqrt",         "math.sqrt",     "math.sqrt"),
     MathFunction("Abs",      sp.Abs,       "numpy.abs",          "abs",           "abs"),
-    MathFunction("sign",     sp.sign,      "numpy.sign",         _SIGN,           _SIGN),
+    MathFunction("sign",     sp.sign,      "special.sign",       _SIGN,           _SIGN),
     MathFunction("Heaviside", sp.Heaviside, "numpy.heaviside",   _HEAVISIDE,      _HEAVISIDE, (1, 2)),
     MathFunction("Max",      sp.Max,       "numpy.maximum",      _MAX,            _MAX, (2,)),
     MathFunction("Min",      sp.Min,       "numpy.minimum",      _MIN,            _MIN, (2,)),

@@ -15,8 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from symjit_numba import CompilationWarning, FormulaParsingError, SymbolicJITCompiler, settings
-from symjit_numba import store
+from symjit_numba import CompilationWarning, FormulaParsingError, SymbolicJITCompiler, settings, store
 from symjit_numba.backends import cpu_workers
 
 from .conftest import BACKENDS, build, run_activation

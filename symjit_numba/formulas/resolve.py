@@ -220,7 +220,8 @@ def build_formula(key: FormulaKey, mode: str) -> BuiltFormula:
     ``DiracDelta`` terms (derivatives of ``sign`` and ``Heaviside``) count as 0, and ``Abs``/``sign``
     are differentiated as functions of a real argument (``d|u| = sign(u)*du``; see
     :func:`~symjit_numba.functions.real_derivative`). A power of exactly +-0.5 is the square root
-    (its reciprocal): NaN for every negative base, ``-inf`` included.
+    (its reciprocal): NaN for every negative base, ``-inf`` included. A constant that SymPy
+    evaluates to a complex number (``(-0.5)**0.25``) is NaN, as in real arithmetic.
 
     Raises
     ------
@@ -236,8 +237,11 @@ def build_formula(key: FormulaKey, mode: str) -> BuiltFormula:
     def square_roots(e: sp.Expr) -> sp.Expr:
         # num**0.5 (a Float exponent) as num**(1/2), which every backend prints as sqrt (numpy's
         # power would give pow(-inf, -0.5) = 0 where the compiled kernels' 1/sqrt gives NaN).
-        return e.replace(lambda p: p.is_Pow and p.exp.is_Float and abs(float(p.exp)) == 0.5,  # any precision
-                         lambda p: p.base ** (sp.S.Half if p.exp > 0 else -sp.S.Half))
+        e = e.replace(lambda p: p.is_Pow and p.exp.is_Float and abs(float(p.exp)) == 0.5,  # any precision
+                      lambda p: p.base ** (sp.S.Half if p.exp > 0 else -sp.S.Half))
+        # A complex number (SymPy evaluates (-0.001)**0.25 that way, e.g. in a Piecewise branch) is
+        # the NaN of real arithmetic, as pow of a negative base is in every backend.
+        return e.replace(lambda n: n.is_number and n.has(sp.I), lambda n: sp.nan)
 
     for name in key.constants:
         if name in FUNCTIONS_BY_NAME or name in ALIASES:

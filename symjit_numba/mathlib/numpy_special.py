@@ -33,7 +33,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr", "polygamma"]
+__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr", "polygamma", "sign"]
 
 
 def _hi_word(hi: int) -> float:
@@ -599,6 +599,23 @@ def _floating(x):
     """``x`` as a numpy array: floating dtypes kept, anything else as float64."""
     x = np.asarray(x)
     return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
+def sign(x):
+    """``numpy.sign``, but a zero keeps its sign (``sign(-0.0) = -0.0``), as the compiled kernels'.
+
+    Parameters
+    ----------
+    x : array_like
+        float32 or float64 values.
+
+    Returns
+    -------
+    numpy.ndarray or numpy scalar
+        -1, 1, the zero itself, or NaN; same dtype as ``x``.
+    """
+    x = _floating(x)
+    return np.where(x == 0, x, np.sign(x))
 
 
 def sigmoid(x):
