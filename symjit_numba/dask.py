@@ -29,10 +29,10 @@ kernel call is defined on whole layers. A loss is element-wise: any shape and ch
 ``params`` and ``offsets`` are numpy arrays (by default :meth:`~symjit_numba.SymbolicJITCompiler.make_params`
 in the inputs' dtype); each task receives them whole.
 
-Sums over the batch (the parameter gradients of issue 13, not built yet) go through
+Sums over the batch (:func:`param_backward`, the parameter gradients) go through
 :func:`_sum_over_batch_chunks`: each chunk's task returns its partial sum, and dask adds the partial
 sums in a tree (``split_every`` at a time), the same tree, hence the same float result, for the same
-chunking on any scheduler. A parameter-gradient function is a block function plus one call of it.
+chunking on any scheduler.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from .compiler import SymbolicJITCompiler
 
-__all__ = ["forward", "backward", "forward_derivative"]
+__all__ = ["forward", "backward", "forward_derivative", "param_backward"]
 
 
 class _Shipped:
@@ -260,12 +260,63 @@ def forward_derivative(compiler: SymbolicJITCompiler, *inputs: Any, params: Any 
     return _apply(compiler, inputs, "both", params, offsets)
 
 
+def _param_block(*chunks: np.ndarray, shipped: _Shipped, params: np.ndarray, offsets: np.ndarray | None
+                 ) -> np.ndarray:
+    """One chunk's parameter gradients (its sums over the chunk), from ``param_backward_kernel``."""
+    compiler = shipped.compiler
+    grad = np.zeros(params.size, dtype=params.dtype)
+    first, second = (np.ascontiguousarray(chunk) for chunk in chunks)
+    if first.size == 0:
+        return grad
+    if compiler.mode == "activation":
+        n, b = first.shape if compiler.layout == "node_major" else first.shape[::-1]
+        compiler.param_backward_kernel(first, second, grad, params, offsets, n, b)
+    else:
+        compiler.param_backward_kernel(first.reshape(-1), second.reshape(-1), grad, params)
+    return grad
+
+
+def param_backward(compiler: SymbolicJITCompiler, *inputs: Any, params: Any = None, offsets: Any = None,
+                   split_every: int | None = None) -> da.Array:
+    """The parameter gradients of every node's constants, summed over all batch chunks.
+
+    Each chunk's task runs the compiler's ``param_backward_kernel`` on its chunk (float64 sums
+    inside, rounded to ``params``' dtype); the chunks' results are added in float64 as a tree of
+    ``split_every`` at a time, fixed by the chunking, so the result is the same on every scheduler
+    and run for a given chunking (and equals one whole-array call up to the rounding of the
+    per-chunk sums).
+
+    Parameters
+    ----------
+    compiler : SymbolicJITCompiler
+    *inputs : dask.array.Array
+        activation: ``z, err`` chunked as in :func:`forward`; loss: ``y_pred, y_true``.
+    params, offsets : numpy.ndarray, optional
+        As in :func:`forward`.
+    split_every : int, optional
+        How many partial sums one task adds (dask's default if None).
+
+    Returns
+    -------
+    dask.array.Array
+        Shape ``params.shape``, ``params``' dtype: ``grad_params`` (0 where no node owns an entry).
+    """
+    arrays, params, offsets = _prepare(compiler, inputs, 2, "backward", params, offsets)
+    batch_axis = 0 if compiler.mode == "activation" and compiler.layout == "batch_major" else 1
+    if compiler.mode == "loss":  # element-wise: any shape, as one row of elements
+        arrays = [a.reshape(1, -1) for a in arrays]
+    sums = _sum_over_batch_chunks(compiler, _param_block, arrays, params.size, np.float64, batch_axis, split_every,
+                                  params=params, offsets=offsets)
+    return sums.astype(params.dtype)
+
+
 def _sum_over_batch_chunks(compiler: SymbolicJITCompiler, block: Callable[..., np.ndarray], arrays: list[da.Array],
-                           width: int, dtype: Any, split_every: int | None = None, **arguments: Any) -> da.Array:
+                           width: int, dtype: Any, batch_axis: int, split_every: int | None = None,
+                           **arguments: Any) -> da.Array:
     """The sum over the batch of per-chunk vectors, as a tree reduction (for parameter gradients).
 
-    ``block(*chunks, shipped=..., **arguments)`` runs once per batch chunk of the (activation)
-    ``arrays`` and returns that chunk's partial sum: a vector of ``width`` values. The partial sums
+    ``block(*chunks, shipped=..., **arguments)`` runs once per chunk of the 2-D ``arrays`` along
+    ``batch_axis`` and returns that chunk's partial sum: a vector of ``width`` values. The partial sums
     are added ``split_every`` at a time (dask's default if None) in a tree fixed by the chunking,
     so the result is the same on every scheduler and every run for the same chunking.
 
@@ -274,7 +325,6 @@ def _sum_over_batch_chunks(compiler: SymbolicJITCompiler, block: Callable[..., n
     dask.array.Array
         Shape ``(width,)``.
     """
-    batch_axis = 1 if compiler.layout == "node_major" else 0
     chunks = arrays[0].chunks[batch_axis]
     shipped = _Shipped(compiler)
 

@@ -116,24 +116,32 @@ def test_bad_arguments_fail_before_any_task():
         sjd.backward(compiler, z, z[:, :10])
 
 
-def test_batch_sums_are_a_deterministic_tree():
-    """The reduction that parameter gradients will use: per-chunk partial sums added in a tree."""
-    compiler = build(CONFIGS, "CPU_JIT")
-    z, err = inputs("node_major", 8, 1000, np.float64)
+@pytest.mark.parametrize("layout", ["node_major", "batch_major"])
+def test_parameter_gradients_over_chunks_are_a_deterministic_tree(layout):
+    """param_backward: per-chunk sums added in a tree; the same bits on every scheduler, and the
+    whole-array gradients to the rounding of the per-chunk sums."""
+    compiler = build(CONFIGS, "CPU_JIT", layout=layout)
+    z, err = inputs(layout, 8, 1000, np.float64)
     params, offsets = compiler.make_params(np.float64)
-    delta = single_process(compiler, z, err, params, offsets)[1]
-
-    def per_node_sum(z_block, err_block, *, shipped):  # stands in for a per-chunk parameter gradient
-        z_block, err_block = np.ascontiguousarray(z_block), np.ascontiguousarray(err_block)
-        out = np.empty_like(z_block)
-        shipped.compiler.backward_kernel(z_block, err_block, out, params, offsets, *z_block.shape)
-        return out.sum(axis=1)
-
-    arrays = [chunked(z, "node_major", 90), chunked(err, "node_major", 90)]
-    total = sjd._sum_over_batch_chunks(compiler, per_node_sum, arrays, 8, np.float64, split_every=3)
+    whole = np.zeros_like(params)
+    n, b = z.shape if layout == "node_major" else z.shape[::-1]
+    compiler.param_backward_kernel(z, err, whole, params, offsets, n, b)
+    total = sjd.param_backward(compiler, chunked(z, layout, 90), chunked(err, layout, 90), params=params,
+                               offsets=offsets, split_every=3)
     results = {scheduler: total.compute(scheduler=scheduler) for scheduler in ("synchronous", "threads")}
-    np.testing.assert_allclose(results["threads"], delta.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(results["threads"], whole, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(results["threads"], results["synchronous"])
+    assert np.any(whole != 0)
+
+
+def test_loss_parameter_gradients_over_chunks():
+    loss = build([("huber", {"delta": 0.7})], "CPU_JIT", mode="loss")
+    rng = np.random.default_rng(3)
+    y_pred, y_true = rng.standard_normal((40, 30)), rng.standard_normal((40, 30))
+    residual = np.abs(y_pred - y_true)
+    want = np.sum(np.where(residual >= 0.7, residual - 0.7, 0.0))  # d/d delta of torch's huber
+    got = sjd.param_backward(loss, da.from_array(y_pred, chunks=(7, 11)), da.from_array(y_true, chunks=(7, 11)))
+    np.testing.assert_allclose(got.compute(), [want], rtol=1e-12)
 
 
 def test_import_error_says_how_to_install(tmp_path):
@@ -172,6 +180,15 @@ CLUSTER = """
                     ])
                     for mine, theirs in zip(expected, client.gather(futures)):
                         np.testing.assert_array_equal(mine, theirs)
+                    # Parameter gradients: the same tree of partial sums as in this process.
+                    gradients = sjd.param_backward(compiler, chunked(z, layout, chunk), chunked(err, layout, chunk),
+                                                   params=params, offsets=offsets)
+                    local = gradients.compute(scheduler="synchronous")
+                    np.testing.assert_array_equal(client.compute(gradients).result(), local)
+                    whole = np.zeros_like(params)
+                    n, b = z.shape if layout == "node_major" else z.shape[::-1]
+                    compiler.param_backward_kernel(z, err, whole, params, offsets, n, b)
+                    np.testing.assert_allclose(local, whole, rtol=1e-5, atol=1e-3)
                     # The tasks ran in the worker processes, on compilers rebuilt there from their pickles.
                     rebuilt = client.run(lambda: sjd._rebuilt.cache_info().currsize)
                     assert len(rebuilt) == 2 and sum(rebuilt.values()) >= 1, rebuilt
