@@ -14,3 +14,12 @@ import symjit_numba.formulas.registry
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_dask_docstring_example():
+    """symjit_numba.dask's module example (needs the dask extra)."""
+    pytest.importorskip("dask.array")
+    import symjit_numba.dask
+
+    result = doctest.testmod(symjit_numba.dask, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
