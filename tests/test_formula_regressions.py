@@ -18,7 +18,7 @@ import sympy as sp
 from symjit_numba import JITCompilationError, PerformanceWarning, SymbolicJITCompiler, settings
 from symjit_numba.formulas.resolve import FormulaKey, build_formula
 
-from .conftest import build
+from .conftest import build, run_activation
 
 mp.mp.dps = 50
 INF, NAN = math.inf, math.nan
@@ -276,3 +276,23 @@ def test_a_formula_the_printer_cannot_print_falls_back_to_cpu_python(method, mon
         a, _ = evaluate(formula, {}, "CPU_PYTHON", z[0], np.dtype(np.float64))[0]
     assert_matches(a, [expected(mp.cos(x) * 0.625 + x / 8, np.dtype(np.float64)) for x in z[0]],
                    np.dtype(np.float64), "fallback")
+
+
+NESTED_CONDITION = ("((ndtr(num) * ((num + Piecewise((a, 0.5 <= num <= 1), (num, True))) + Piecewise(((num + num), "
+                    "((num * pi) > Piecewise((pi, num == b), (a, (((not (num >= 0.5)) or (not (num <= 0.5))) & "
+                    "((-1.5) < num < 0)) and (exp(num) < 2)), (e, True))) | (((b * num) >= 0.75) & (num > a))), "
+                    "(ndtr(num), num >= a), (num, True)))))**((-0.5))")
+
+
+@pytest.mark.parametrize("method", ["CPU_PYTHON", "CPU_JIT"])
+def test_a_condition_comparing_with_a_piecewise(method):
+    """Found by the long fuzz profile (seed 203 #46): a comparison with a Piecewise inside a condition
+    became a numeric select that numpy.select refused (CPU_PYTHON raised TypeError)."""
+    constants = {"a": 0.3, "b": 3.0}
+    layer = build([(NESTED_CONDITION, constants)], method)
+    x = np.array([0.25, 0.5, 0.75, 1.0, 1.5, 2.0])
+    a, _ = run_activation(layer, x[None, :])
+    built = build_formula(FormulaKey(NESTED_CONDITION, ("a", "b"), "nested"), "activation")
+    values = {sym: constants[sym.name] for sym in built.constants}
+    want = [float(built.expr.subs({**values, built.variables[0]: v}).evalf(30)) for v in x]
+    np.testing.assert_allclose(a[0], want, rtol=1e-13)

@@ -33,12 +33,25 @@ def _lambdify(built: BuiltFormula, exprs: tuple | None = None) -> tuple[Callable
     # conditions are not boolean (numpy.select then raises): call numpy.heaviside directly.
     heaviside = sp.Function("numpy_heaviside")
     special["numpy_heaviside"] = lambda x, at_zero=0.5: np.heaviside(x, at_zero)
+    special["select"] = _select
     modules = [special, "numpy"]
     arguments = [*built.variables, *built.constants]
     # No cse=True: it turns shared conditions into plain symbols, which SymPy's numpy printer then
     # mishandles inside Heaviside; this backend is the reference, so it stays literal.
     return tuple(sp.lambdify(arguments, e.replace(sp.Heaviside, heaviside), modules=modules)
                  for e in ((built.expr, built.derivative) if exprs is None else exprs))
+
+
+def _select(condlist: list, choicelist: list, default: object = np.nan) -> np.ndarray:
+    """``numpy.select`` for lambdify, whose conditions may be numeric.
+
+    A condition that compares with a Piecewise (``num > Piecewise(...)``) becomes a Piecewise of
+    booleans, which SymPy's numpy printer writes as a nested ``select`` of 0/1 values; numpy.select
+    refuses those ("invalid entry in condlist"), so they are made boolean here (their last choice
+    is always ``True``: the 0/1 values are exact).
+    """
+    conditions = [c if np.asarray(c).dtype == bool else np.asarray(c).astype(bool) for c in condlist]
+    return np.select(conditions, choicelist, default)
 
 
 def _node_selectors(plan: LayerPlan) -> list[tuple[int, np.ndarray]]:
