@@ -25,8 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import mpmath
 import sympy as sp
-from sympy.codegen.cfunctions import expm1, log1p
+from sympy.codegen import cfunctions
+from sympy.codegen.cfunctions import log1p
 
 __all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "ALIASES", "sigmoid", "softplus", "ndtr", "sinc", "erfc",
            "loggamma", "log1p", "expm1", "exp_neg_abs", "real_derivative"]
@@ -113,6 +115,24 @@ class erfc(sp.erfc):  # noqa: N801
             return sp.Integer(2)
         if arg.is_zero:
             return sp.S.One
+        return None
+
+
+class expm1(cfunctions.expm1):  # noqa: N801
+    """SymPy's ``expm1`` without its rewrite of ``expm1(c + x)`` as ``exp(c)*exp(x) - 1``.
+
+    SymPy evaluates ``expm1(u)`` as ``exp(u) - 1`` whenever ``exp`` pulls a number out of ``u``
+    (``expm1(0.1 - num)`` became ``1.1052*exp(-num) - 1``), which cancels to noise where ``u`` is
+    near 0: the very case ``expm1`` exists for. The argument is kept as written; only numbers are
+    evaluated (floats with mpmath's ``expm1``, which does not cancel either).
+    """
+
+    @classmethod
+    def eval(cls, arg: sp.Expr) -> sp.Expr | None:
+        if arg.is_zero:
+            return sp.S.Zero
+        if arg.is_Float:
+            return sp.Float(mpmath.expm1(arg._to_mpmath(arg._prec)), precision=arg._prec)
         return None
 
 
@@ -289,7 +309,7 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("erf",      sp.erf,       "special.erf",        "vm.erf",        "math.erf"),
     MathFunction("erfc",     erfc,         "special.erfc",       "vm.erfc",       "math.erfc"),
     MathFunction("ndtr",     ndtr,         "special.ndtr",       _NDTR_NUMBA,     _NDTR_CUDA),
-    MathFunction("sinc",     sinc,         "numpy.sinc",         _SINC,           _SINC),
+    MathFunction("sinc",     sinc,         "special.sinc",       _SINC,           _SINC),
     MathFunction("gamma",    sp.gamma,     "special.gamma",      "math.gamma",    "math.gamma"),
     MathFunction("loggamma", loggamma,     "special.loggamma",   "math.lgamma",   "math.lgamma"),
     MathFunction("digamma",  sp.polygamma, "special.polygamma",  "T(ss.digamma({0}))", "T(ss_digamma({0}))",

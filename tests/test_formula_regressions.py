@@ -296,3 +296,89 @@ def test_a_condition_comparing_with_a_piecewise(method):
     values = {sym: constants[sym.name] for sym in built.constants}
     want = [float(built.expr.subs({**values, built.variables[0]: v}).evalf(30)) for v in x]
     np.testing.assert_allclose(a[0], want, rtol=1e-13)
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by the 2,000-formula long profile (benchmarks/results/longfuzz-2026-11-30.txt)
+# ---------------------------------------------------------------------------------------------
+
+def test_a_division_by_a_piecewise_stays_a_division_at_subnormals(method, dtype):
+    """SymPy distributes ``u/Piecewise(...)`` into ``u*Piecewise((1/x, ...))``: 1/x is inf at a
+    subnormal x where u/x is finite (``sinh(x)/x`` gave ndtr(inf) = 1 instead of ndtr(1))."""
+    sub = 1e-39 if dtype == np.float32 else 1e-310
+    formula = "ndtr(sinh(Piecewise((num**2.5, num == 0.5), (num, True)))/Piecewise((num**2.5, num == 0.5), (num, True)))"
+    (f, _), (f2, _) = evaluate(formula, {}, method, [sub, -sub, 2.0], dtype)
+    want = [expected(mp.ncdf(1), dtype)] * 2 + [expected(mp.ncdf(mp.sinh(2) / 2), dtype)]
+    assert_matches(f, want, dtype, "forward")
+    assert_matches(f2, want, dtype, "fused")
+
+
+def test_a_number_over_a_piecewise_at_a_subnormal(method):
+    # 1e-3/(-1e-310) = -1e307 is finite in float64; 1e-3*(1/(-1e-310)) is -inf
+    formula = "asinh(1e-3/Piecewise((num, num < 0), (-2.5, True)) + num)"
+    x = [-1e-310, -1e-200, 1.0]
+    (f, _), (f2, _) = evaluate(formula, {}, method, x, np.float64)
+    want = [mp.asinh(mp.mpf("1e-3") / mp.mpf(v) + mp.mpf(v)) if v < 0 else mp.asinh(mp.mpf("-4e-4") + 1) for v in x]
+    assert_matches(f, [expected(w, np.dtype(np.float64)) for w in want], np.dtype(np.float64), "forward")
+    assert_matches(f2, [expected(w, np.dtype(np.float64)) for w in want], np.dtype(np.float64), "fused")
+
+
+def test_expm1_of_a_shifted_argument_does_not_cancel(method):
+    """SymPy evaluated ``expm1(0.1 - num)`` as ``1.1052*exp(-num) - 1``: noise near num = 0.1."""
+    xs = [0.1 + 2.0**-40, 0.004339567943426367, 0.1 - 1e-9]
+    f = lambda x: mp.log1p(x) - mp.expm1(mp.mpf("0.1") - x)  # noqa: E731
+    df = lambda x: 1 / (1 + x) + mp.exp(mp.mpf("0.1") - x)  # noqa: E731
+    points = [(x, f(at(x, np.dtype(np.float64))), df(at(x, np.dtype(np.float64)))) for x in xs]
+    check("log1p(num) - expm1(0.1 - num)", {}, method, np.dtype(np.float64), points)
+
+
+def test_digamma_reflection_is_accurate_far_left():
+    """psi(x) = psi(1-x) - pi/tan(pi x) with tan(pi x) reduced exactly (pi*x cost |x| ulps)."""
+    from symjit_numba.mathlib.numpy_special import polygamma
+    from symjit_numba.mathlib.scalar_special import digamma
+
+    xs = [-31.721908773765172, -1000.3, -2.0000001, -0.3, -123456.75]
+    for x in xs:
+        want = mp.digamma(x)
+        for got in (digamma(x), float(polygamma(0, np.float64(x)))):
+            assert abs(got - want) <= 4e-16 * abs(want) + 1e-300, (x, got, want)
+    assert math.isnan(digamma(-1e300)) and math.isnan(float(polygamma(0, -1e300)))
+
+
+def test_loggamma_derivative_far_left(method):
+    xs = [-31.721908773765172, -20.25]
+    points = [(x, mp.log(abs(mp.gamma(x))), mp.digamma(x)) for x in xs]
+    check("loggamma(num)", {}, method, np.dtype(np.float64), points)
+
+
+def test_sinc_near_its_zeros_in_float32(method):
+    """CPU_PYTHON printed SymPy's ``numpy.sinc(x/pi)``, whose rounding of x/pi cost |x| ulps near a zero."""
+    xs = [15.628874778747559, 31.4, 9.42]
+    dt = np.dtype(np.float32)
+    points = [(x, mp.sin(at(x, dt)) / at(x, dt), (at(x, dt) * mp.cos(at(x, dt)) - mp.sin(at(x, dt))) / at(x, dt) ** 2)
+              for x in xs]
+    check("sinc(num)", {}, method, dt, points)
+
+
+FLOAT_CONSTANT = "num*exp(0.1) + expm1(1e-10)"
+
+
+def test_cpu_python_prints_float_constants_with_all_their_digits():
+    """SymPy's printer wrote exp(0.1) as 1.10517091807565 (15 digits): 2e-16 off in float64."""
+    layer = build([(FLOAT_CONSTANT, {})], "CPU_PYTHON")
+    x = np.array([[1.0, 3.0]])
+    a, _ = run_activation(layer, x)
+    want = [float(mp.mpf(v) * mp.exp(mp.mpf(0.1)) + mp.expm1(mp.mpf(1e-10))) for v in x[0]]
+    np.testing.assert_array_max_ulp(a[0], np.array(want), maxulp=1)
+
+
+def test_a_piecewise_inside_a_boolean_condition_compiles_on_cpu_python():
+    """Found by the long fuzz profile (seed 102 #195): SymPy's numpy printer rewrote an
+    if-then-else condition into a Piecewise of booleans, which its own logic refused."""
+    formula = "Piecewise((1, (num <= 0.75) | (acosh(num) <= Piecewise((2, num >= Piecewise((-1, num <= -0.5), (num, True))), (num, True)))), (2, True))"
+    x = np.array([[0.5, 1.0, 1.5, 3.0, 10.0]])
+    got = {m: run_activation(build([(formula, {})], m), x)[0][0] for m in ("CPU_PYTHON", "CPU_JIT")}
+    # by hand: num <= 0.75, or acosh(num) <= 2 (num >= num always picks 2)
+    want = [1.0 if v <= 0.75 or float(mp.acosh(v)) <= 2 else 2.0 for v in x[0]]
+    for m, a in got.items():
+        np.testing.assert_array_equal(a, want, err_msg=m)

@@ -24,19 +24,22 @@ in float64 and float32, the forward, backward and fused (``forward_derivative_ke
   a first-order running error bound of the formula as written, in the dtype (float32: at the
   float32 input and constants), see the helper's docstring;
 * compared with each other in class (finite / NaN / +inf / -inf) at every point, the non-finite
-  inputs included, and forward against fused kernel within each backend. Where an intermediate
-  overflows the dtype at a finite input, NaN and ±inf count as one class (which one comes out
-  depends on the order of operations, e.g. ``inf*0`` in one arrangement, ``inf`` in another).
+  inputs included, and forward against fused kernel within each backend. Not where an
+  intermediate of the formula as written (or of its derivative) leaves the dtype's range at a
+  finite input: whether NaN, ±inf or 0 comes out then depends on the order of operations
+  (``inf*0`` in one arrangement, ``0`` in another), which each backend chooses.
 
 Skipped points (documented rule): a point is not compared with the reference where the value is not
 a finite real (domain, pole, overflow of an intermediate), where a discrete decision (Piecewise
 condition, Max/Min tie, sign/Heaviside/Abs' at 0, atan2's cut) lies within 4 error bounds of its
 switching point (kinks, branch boundaries), or where the bound exceeds 1e-3 of the value
 (ill-conditioned); a derivative is checked only where the value is defined (SymPy's ``acosh'`` is
-finite below 1). Class agreement is skipped only at the ambiguous points. Exact ties are checked.
+finite below 1). Class agreement is skipped only at the ambiguous and the overflowing points. Exact
+ties are checked.
 
 Excluded classes, and why: a negative *literal* base with a symbolic exponent (``(-2.5)**num``) is
-not generated, since its derivative is complex (refused, rightly); Max/Min with more than 4
+not generated, since its derivative is complex (refused, rightly), nor a constant base of 0 or an
+undefined one under a power (``sign(0)**(-2)``, refused rightly); Max/Min with more than 4
 flattened arguments (a deliberate grammar limit); 3-way exact ties, which SymPy's flattening of
 nested Max decides differently from the nested formula, occur only as ambiguous points.
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
 
+from ..codegen.printer import with_divisions
 from ..formulas.resolve import BuiltFormula, LayerPlan, build_formula
 from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
 from .param_sums import Columns
@@ -22,8 +25,6 @@ METHOD = "CPU_PYTHON"
 
 def _lambdify(built: BuiltFormula, exprs: tuple | None = None) -> tuple[Callable, ...]:
     """numpy functions of (variables..., constants...) for ``exprs`` (default: f and df)."""
-    import sympy as sp
-
     from ..functions import FUNCTIONS
     from ..mathlib import numpy_special
 
@@ -35,11 +36,34 @@ def _lambdify(built: BuiltFormula, exprs: tuple | None = None) -> tuple[Callable
     special["numpy_heaviside"] = lambda x, at_zero=0.5: np.heaviside(x, at_zero)
     special["select"] = _select
     modules = [special, "numpy"]
+    printer = _NumpyPrinter({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+                             "user_functions": {name: name for name in special}})
     arguments = [*built.variables, *built.constants]
     # No cse=True: it turns shared conditions into plain symbols, which SymPy's numpy printer then
     # mishandles inside Heaviside; this backend is the reference, so it stays literal.
-    return tuple(sp.lambdify(arguments, e.replace(sp.Heaviside, heaviside), modules=modules)
+    return tuple(sp.lambdify(arguments, with_divisions(e.replace(sp.Heaviside, heaviside)), modules=modules,
+                             printer=printer)
                  for e in ((built.expr, built.derivative) if exprs is None else exprs))
+
+
+class _NumpyPrinter(NumPyPrinter):
+    """SymPy's numpy printer, with three fixes for a backend that serves as the reference.
+
+    Floats print with all their digits (SymPy prints 15, so ``exp(0.1)`` lost 2e-16 of its
+    value); an if-then-else inside a condition is ``numpy.where`` (SymPy rewrites it into a
+    Piecewise of booleans that its own logic then refuses); ``sinc`` is SymPy's ``sin(x)/x``
+    (SymPy prints ``numpy.sinc(x/pi)``, whose rounding of ``x/pi`` costs ``|x|`` ulps near each
+    zero).
+    """
+
+    def _print_Float(self, expr: sp.Float) -> str:
+        return repr(float(expr))
+
+    def _print_ITE(self, expr: sp.ITE) -> str:
+        return "{}({}, {}, {})".format(self._module_format("numpy.where"), *map(self._print, expr.args))
+
+    def _print_sinc(self, expr: sp.sinc) -> str:
+        return f"sinc({self._print(expr.args[0])})"
 
 
 def _select(condlist: list, choicelist: list, default: object = np.nan) -> np.ndarray:

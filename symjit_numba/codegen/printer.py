@@ -36,7 +36,7 @@ from ..functions import FUNCTIONS_BY_SYMPY
 from .rewrite import rewrite_block
 from .source import BLOCKS, PrintedFormula
 
-__all__ = ["KernelPrinter", "TARGETS", "print_formula"]
+__all__ = ["KernelPrinter", "TARGETS", "print_formula", "with_divisions"]
 
 TARGETS = ("numba", "cuda")
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|T\([-+0-9.eE]+\)|T\(-?math\.(inf|nan)\)")
@@ -80,7 +80,44 @@ def _denominator(factor: sp.Basic) -> sp.Basic | None:
         return factor.base**-factor.exp
     if isinstance(factor, sp.Rational) and not factor.is_Integer and factor.p == 1:
         return sp.Integer(factor.q)
+    if isinstance(factor, sp.Piecewise):
+        # SymPy distributes a/Piecewise(...) over the branches (a*Piecewise((1/x, c), ...)), and
+        # 1/x is inf for a subnormal x where a/x is finite: divide by the Piecewise instead.
+        branches = [_denominator(value) for value, _ in factor.args]
+        if any(b is not None for b in branches):
+            branches = [b if b is not None else _reciprocal_number(value)
+                        for b, (value, _) in zip(branches, factor.args)]
+            if all(b is not None for b in branches):
+                return sp.Piecewise(*zip(branches, (cond for _, cond in factor.args)))
     return None
+
+
+def _reciprocal_number(value: sp.Basic) -> sp.Basic | None:
+    """``1/value`` for a non-zero number (exact for rationals; within an ulp for floats), or None."""
+    if not value.is_Number or value.is_zero or not value.is_finite:
+        return None
+    return 1 / value if value.is_Rational else sp.Float(1 / float(value))
+
+
+def with_divisions(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with each product by a Piecewise of reciprocals written as a division by a Piecewise.
+
+    For printers that keep SymPy's tree (CPU_PYTHON's lambdify): the result is unevaluated, and
+    prints as ``a/select(...)`` instead of ``a*select(..., 1/x, ...)``.
+    """
+    if not expr.args or isinstance(expr, sp.Symbol):
+        return expr
+    args = [with_divisions(a) for a in expr.args]
+    if isinstance(expr, sp.Mul) and any(isinstance(a, sp.Piecewise) and _denominator(a) is not None for a in args):
+        return sp.Mul(*(sp.Pow(_denominator(a), -1, evaluate=False)
+                        if isinstance(a, sp.Piecewise) and _denominator(a) is not None else a for a in args),
+                      evaluate=False)
+    if args == list(expr.args):
+        return expr
+    try:
+        return expr.func(*args, evaluate=False)  # an evaluated parent would distribute again
+    except TypeError:  # nodes without the option (ExprCondPair)
+        return expr.func(*args)
 
 
 def _product(factors: list[sp.Basic]) -> sp.Basic:
@@ -196,12 +233,8 @@ class KernelPrinter:
             return f"(-{self.wrap(_quotients(-expr))})"
         numerator, denominator = [], []
         for factor in expr.args:
-            if isinstance(factor, sp.Pow) and factor.exp.is_Number and factor.exp < 0:
-                denominator.append(factor.base**-factor.exp)
-            elif isinstance(factor, sp.Rational) and not factor.is_Integer and factor.p == 1:
-                denominator.append(sp.Integer(factor.q))
-            else:
-                numerator.append(factor)
+            divisor = _denominator(factor)
+            (numerator if divisor is None else denominator).append(factor if divisor is None else divisor)
         top = "*".join(self.wrap(f) for f in numerator) if numerator else "T(1)"
         if not denominator:
             return top

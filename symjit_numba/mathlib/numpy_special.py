@@ -33,7 +33,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr", "polygamma", "sign"]
+__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr", "polygamma", "sign", "sinc"]
 
 
 def _hi_word(hi: int) -> float:
@@ -618,6 +618,27 @@ def sign(x):
     return np.where(x == 0, x, np.sign(x))
 
 
+def sinc(x):
+    """SymPy's unnormalised ``sinc(x) = sin(x)/x`` (1 at 0).
+
+    ``numpy.sinc`` is the normalised ``sin(pi x)/(pi x)``; calling it with ``x/pi`` (as SymPy's
+    printer does) rounds ``x/pi`` and costs ``|x|`` ulps near each zero of ``sin``.
+
+    Parameters
+    ----------
+    x : array_like
+        float32 or float64 values (other real input is computed in float64).
+
+    Returns
+    -------
+    numpy.ndarray or numpy scalar
+        Same dtype as ``x``.
+    """
+    x = _floating(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(x == 0, np.ones_like(x), np.sin(x) / x)[()]
+
+
 def sigmoid(x):
     """The logistic function ``1/(1+exp(-x))``, without overflow warnings or NaN for large ``|x|``.
 
@@ -699,7 +720,8 @@ def polygamma(n, x):
     with np.errstate(all="ignore"):
         reflect = x < 0.5
         pole = reflect & (x == np.floor(x))
-        result = np.where(reflect, -np.pi / np.tan(np.pi * x), 0.0)
+        # tan(pi x) = tan(pi (x - round(x))), exactly reduced (see scalar_special.digamma)
+        result = np.where(reflect, -np.pi / np.tan(np.pi * (x - np.floor(x + 0.5))), 0.0)
         x = np.where(reflect, 1.0 - x, x)
         for _ in range(10):
             small = x < 10.0

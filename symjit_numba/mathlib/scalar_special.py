@@ -33,10 +33,12 @@ def digamma(x):
         return math.inf
     result = 0.0
     if x < 0.5:
-        if x == math.floor(x):
+        # every float below -2**52 is an integer (and math.floor's integer would overflow)
+        if x < -4503599627370496.0 or x == math.floor(x):
             return math.nan
-        # psi(x) = psi(1 - x) - pi / tan(pi x)
-        result = -math.pi / math.tan(math.pi * x)
+        # psi(x) = psi(1 - x) - pi / tan(pi x); tan has period pi, so tan(pi x) = tan(pi r) with
+        # r = x - round(x) (exact): pi*x itself would carry |x| ulps of error into the result.
+        result = -math.pi / math.tan(math.pi * (x - math.floor(x + 0.5)))
         x = 1.0 - x
     while x < 10.0:
         result -= 1.0 / x
