@@ -56,10 +56,10 @@ class _NumpyPrinter(NumPyPrinter):
     zero).
     """
 
-    def _print_Float(self, expr: sp.Float) -> str:
+    def _print_Float(self, expr: sp.Float) -> str:  # noqa: N802 (SymPy's dispatch name)
         return repr(float(expr))
 
-    def _print_ITE(self, expr: sp.ITE) -> str:
+    def _print_ITE(self, expr: sp.ITE) -> str:  # noqa: N802
         return "{}({}, {}, {})".format(self._module_format("numpy.where"), *map(self._print, expr.args))
 
     def _print_sinc(self, expr: sp.sinc) -> str:
