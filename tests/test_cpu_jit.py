@@ -359,7 +359,7 @@ def test_cache_dir_follows_settings(tmp_path):
 
 @pytest.mark.parametrize("runs", ["long", "interleaved"])
 def test_batch_major_long_runs_and_interleaved_formulas(runs):
-    """Long runs of one formula use the batch-major kernel; interleaved ones the transposed path."""
+    """Long runs of one formula use the batch-major kernel; interleaved ones the tiled node-major one."""
     kinds = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5})]
     configs = [kinds[j // 20] for j in range(60)] if runs == "long" else [kinds[j % 3] for j in range(60)]
     rng = np.random.default_rng(5)
@@ -372,11 +372,45 @@ def test_batch_major_long_runs_and_interleaved_formulas(runs):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (8, 8), (16, 24), (129, 65), (300, 1000), (4096, 40), (3, 700)])
-def test_transpose_is_numpy_transpose(shape, dtype):
-    """The tiled transpose of the batch-major path: vector-shuffled 8x8 blocks and element-wise edges."""
-    from symjit_numba.backends.cpu_jit import _transposed
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (8, 8), (16, 16), (16, 24), (129, 65), (300, 1000), (3, 700)])
+@pytest.mark.parametrize("along_rows", [True, False])
+def test_block_transpose_is_numpy_transpose(shape, dtype, along_rows):
+    """The transpose of the batch-major tiles: vector-shuffled square blocks and element-wise
+    edges, into a target at an offset (a tile's place in the layer), in either order of blocks."""
+    from symjit_numba.backends.cpu_tasks import _transpose_block
 
     source = np.random.default_rng(shape[0]).standard_normal(shape).astype(dtype)
-    with settings.override(num_threads=2):
-        np.testing.assert_array_equal(_transposed(source), source.T)
+    target = np.full((shape[1] + 5, shape[0] + 3), -1.0, dtype=dtype)
+    _transpose_block(source, target, 0, shape[0], 0, shape[1], 5, 3, along_rows)
+    np.testing.assert_array_equal(target[5:, 3:], source.T)
+    assert (target[:5] == -1).all() and (target[:, :3] == -1).all()  # nothing written outside
+    inner = np.full((4, 6), -1.0, dtype=dtype)  # a sub-block of the source: rows 1..6, columns 2..5
+    if shape[0] >= 7 and shape[1] >= 6:
+        _transpose_block(source, inner, 1, 7, 2, 6, 0, 0, along_rows)
+        np.testing.assert_array_equal(inner, source[1:7, 2:6].T)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(600, 70), (256, 32), (5, 97), (1, 1)])
+def test_interleaved_batch_major_tiles_equal_node_major_bits(shape, dtype):
+    """The tiled path (tiles of TILE_BATCH samples x TILE_NODES nodes, edges included) runs each
+    node's node-major function on the same values: the same bits as the node-major layout."""
+    b, n = shape
+    kinds = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5}), ("gelu", {})]
+    configs = [kinds[j % len(kinds)] for j in range(n)]
+    rng = np.random.default_rng(b + n)
+    z = (rng.normal(scale=3, size=(b, n))).astype(dtype)
+    err = rng.normal(size=(b, n)).astype(dtype)
+    by_rows = build(configs, "CPU_JIT", layout="batch_major")
+    by_nodes = build(configs, "CPU_JIT")
+    params, offsets = by_nodes.make_params(dtype)
+    outputs = {}
+    for name, layer, zz, ee in (("rows", by_rows, z, err), ("nodes", by_nodes, z.T.copy(), err.T.copy())):
+        a, d, a2, d2 = (np.full_like(zz, np.nan) for _ in range(4))
+        with settings.override(num_threads=2):
+            layer.forward_kernel(zz, a, params, offsets, n, b)
+            layer.backward_kernel(zz, ee, d, params, offsets, n, b)
+            layer.forward_derivative_kernel(zz, a2, d2, params, offsets, n, b)
+        outputs[name] = [x if name == "rows" else x.T for x in (a, d, a2, d2)]
+    for got, want in zip(outputs["rows"], outputs["nodes"]):
+        np.testing.assert_array_equal(got, want)

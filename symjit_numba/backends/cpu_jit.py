@@ -55,8 +55,8 @@ SEGMENT = 1024
 #: Below this many elements a call runs on the calling thread alone: waking threads costs more.
 SERIAL_BELOW = 32_768
 #: A batch-major layer whose runs of same-formula nodes are shorter than this on average is
-#: transposed to node-major, computed there, and transposed back: a run of one node (formulas
-#: interleaved) cannot fill a vector, while a transpose costs about two copies.
+#: computed node-major, tile by tile (cpu_tasks.tiled): a run of one node (formulas interleaved)
+#: cannot fill a vector.
 SHORT_RUNS = 8
 
 
@@ -135,41 +135,6 @@ def _segments(func_ids: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarra
     return start, stop, func_ids[start].copy()
 
 
-_scratch = threading.local()
-#: Largest scratch buffer kept between calls (per thread and slot); larger ones are allocated per call.
-SCRATCH_BYTES = 64 << 20
-
-
-def _scratch_array(slot: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A buffer of this thread's for the batch-major path's node-major copies, kept between calls.
-
-    A fresh array of a layer's size costs more than the transpose that fills it (the OS maps and
-    zeroes its pages at first touch); each Python thread keeps its own few, so concurrent calls
-    from several threads never share one.
-    """
-    if np.prod(shape, dtype=np.int64) * dtype.itemsize > SCRATCH_BYTES:
-        return np.empty(shape, dtype=dtype)  # not kept: memory matters more than page faults there
-    buffers = getattr(_scratch, "buffers", None)
-    if buffers is None:
-        buffers = _scratch.buffers = {}
-    buffer = buffers.get(slot)
-    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
-        buffer = buffers[slot] = np.empty(shape, dtype=dtype)
-    return buffer
-
-
-def _transposed(source: np.ndarray, target: np.ndarray | None = None, slot: int | None = None) -> np.ndarray:
-    """``source.T`` as a C-contiguous array, on the task pool: into ``target`` if given, else into
-    this thread's scratch buffer ``slot`` if given, else into a new array."""
-    if target is None:
-        shape = source.shape[::-1]
-        target = np.empty(shape, dtype=source.dtype) if slot is None else _scratch_array(slot, shape, source.dtype)
-    rows, cols = source.shape
-    tiles = -(-rows // cpu_tasks.TILE_ROWS) * -(-cols // cpu_tasks.TILE_COLUMNS)
-    _pool.run(_transpose(source.dtype), tiles, source.size, source, target)
-    return target
-
-
 #: Argument types of each compiled function, for scalar type ``t``: C-contiguous arrays, as the
 #: backend passes them (``B`` the backward flag; ``I`` an int64; ``INDEX`` an int64 vector).
 _B, _I, _INDEX = numba.boolean, numba.int64, numba.int64[::1]
@@ -185,10 +150,11 @@ _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     "node_major_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
     "batch_major": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 4,
     "batch_major_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 4,
+    "tiled": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
+    "tiled_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
     # a loss module: first, last, (backward,) y_pred, y_true, outputs, params
     "loss": lambda t: (_I, _I, _B) + (t[::1],) * 4,
     "loss_both": lambda t: (_I, _I) + (t[::1],) * 5,
-    "transpose_tiles": lambda t: (_I, _I, t[:, ::1], t[:, ::1]),
     # the summing kinds: the same, plus where the sums go (float64 ``partial``/``partials``, and the
     # runners' ``columns``: where each node's or run's columns start)
     "node_block_params": lambda t: (t[::1],) * 3 + (_I, _F64),
@@ -197,6 +163,8 @@ _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     "row_block_backward_params": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4 + (_F64,),
     "node_major_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
     "node_major_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
+    "tiled_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
+    "tiled_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
     "batch_major_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 5 + (_F64_2D,),
     "batch_major_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 5 + (_F64_2D,),
     "loss_params": lambda t: (_I, _I) + (t[::1],) * 3 + (_F64_2D,),
@@ -252,9 +220,6 @@ class _Addresses:
             table = np.array([k.address(dtype) for k in self._kernels], dtype=np.int64)[self._formula_ids]
             self._tables[dtype] = table
         return table
-
-
-_transpose = _Kernel(cpu_tasks.transpose_tiles, "a transpose")
 
 
 def _compile_ahead(keys: tuple[FormulaKey, ...], mode: str, functions: tuple[str, ...],
@@ -367,42 +332,31 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     if plan.mode == "loss":
         return _build_loss(plan)
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
-    kernel_layout = layout
-    if layout == "batch_major":
-        runs = _segments(func_ids, SEGMENT)
-        if plan.n_nodes < SHORT_RUNS * len(runs[0]):
-            kernel_layout = "node_major"
-    block = "node_block" if kernel_layout == "node_major" else "row_block"
+    tasks, runs = task_layout(plan, layout)
+    block = "row_block" if tasks == "batch_major" else "node_block"
     _compile_ahead(plan.formulas, "activation", (block,), [np.dtype(np.float32)])
     modules = [formula_module(key, "activation") for key in plan.formulas]
     kernels = [_Kernel(getattr(module, block), repr(key.label)) for key, (module, _) in zip(plan.formulas, modules)]
     kernels_both = [_Kernel(getattr(module, f"{block}_both"), repr(key.label))
                     for key, (module, _) in zip(plan.formulas, modules)]
-    runner = _Kernel(getattr(cpu_tasks, kernel_layout), "the task runner")
-    runner_both = _Kernel(getattr(cpu_tasks, f"{kernel_layout}_both"), "the task runner")
-    if kernel_layout == "node_major":
+    runner = _Kernel(getattr(cpu_tasks, tasks), "the task runner")
+    runner_both = _Kernel(getattr(cpu_tasks, f"{tasks}_both"), "the task runner")
+    if runs is None:
         dispatch: tuple[np.ndarray, ...] = ()
         addresses, addresses_both = _Addresses(kernels, func_ids), _Addresses(kernels_both, func_ids)
-
-        def n_tasks(z: np.ndarray) -> int:
-            return z.shape[0] * -(-z.shape[1] // BLOCK)
     else:
         start, stop, run_ids = runs
         dispatch = (start, stop)
         addresses, addresses_both = _Addresses(kernels, run_ids), _Addresses(kernels_both, run_ids)
 
-        def n_tasks(z: np.ndarray) -> int:
-            return -(-z.shape[0] // ROWS) * len(start)
+    def n_tasks(z: np.ndarray) -> int:
+        return task_count(tasks, z.shape, runs)
 
     def compile_pair(dtype: np.dtype) -> None:  # forward_kernel and backward_kernel
         addresses(dtype), runner(dtype)
-        if kernel_layout != layout:
-            _transpose(dtype)
 
     def compile_fused(dtype: np.dtype) -> None:
         addresses_both(dtype), runner_both(dtype)
-        if kernel_layout != layout:
-            _transpose(dtype)
 
     formulas = f"{len(plan.formulas)} formula{'s' * (len(plan.formulas) != 1)}"
     readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", (block,), dtypes),
@@ -432,37 +386,34 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
                   addresses_both(z.dtype))
 
     text = "\n\n".join(text for _, text in modules)
-    params_kernels = _param_kernels(plan, layout, kernel_layout, [module for module, _ in modules],
-                                    runs if kernel_layout == "batch_major" else None)
-    if layout == kernel_layout:
-        return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both),
-                                           source=text, warm_up=warm_up), params_kernels)
-
-    # Batch-major arrays, node-major kernel: transpose in and out. Separate output buffers: with the
-    # output aliasing an input, LLVM's runtime alias check sends the loop down its scalar version.
-    # This thread's scratch buffers 0-3 hold the node-major copies (see _scratch_array).
-    def run_forward_transposed(z, a, params, offsets):
-        zt = _transposed(z, slot=0)
-        at = _scratch_array(1, zt.shape, zt.dtype)
-        run_forward(zt, at, params, offsets)
-        _transposed(at, a)
-
-    def run_backward_transposed(z, err, delta, params, offsets):
-        zt, et = _transposed(z, slot=0), _transposed(err, slot=1)
-        dt = _scratch_array(2, zt.shape, zt.dtype)
-        run_backward(zt, et, dt, params, offsets)
-        _transposed(dt, delta)
-
-    def run_both_transposed(z, a, d, params, offsets):
-        zt = _transposed(z, slot=0)
-        at, dt = _scratch_array(1, zt.shape, zt.dtype), _scratch_array(2, zt.shape, zt.dtype)
-        run_both(zt, at, dt, params, offsets)
-        _transposed(at, a)
-        _transposed(dt, d)
-
-    return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward_transposed,
-                                                                run_backward_transposed, run_both_transposed),
+    params_kernels = _param_kernels(plan, layout, tasks, runs, [module for module, _ in modules])
+    return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both),
                                        source=text, warm_up=warm_up), params_kernels)
+
+
+def task_layout(plan: LayerPlan, layout: str) -> tuple[str, tuple[np.ndarray, ...] | None]:
+    """Which task runners of :mod:`.cpu_tasks` compute an activation layer in ``layout``, and its runs.
+
+    ``"node_major"``; ``"batch_major"`` with the runs (start, stop, formula) of neighbouring
+    same-formula nodes; or ``"tiled"`` for a batch-major layer whose runs are shorter than
+    SHORT_RUNS on average (formulas interleaved: a run of one node cannot fill a vector), computed
+    node-major tile by tile.
+    """
+    if layout != "batch_major":
+        return "node_major", None
+    runs = _segments(np.asarray(plan.func_ids, dtype=np.int64), SEGMENT)
+    if plan.n_nodes < SHORT_RUNS * len(runs[0]):
+        return "tiled", None
+    return "batch_major", runs
+
+
+def task_count(tasks: str, shape: tuple[int, int], runs: tuple[np.ndarray, ...] | None) -> int:
+    """The number of tasks of the runners ``tasks`` for arrays of ``shape``: see :mod:`.cpu_tasks`."""
+    if tasks == "node_major":
+        return shape[0] * -(-shape[1] // BLOCK)
+    if tasks == "tiled":
+        return -(-shape[0] // cpu_tasks.TILE_BATCH) * -(-shape[1] // cpu_tasks.TILE_NODES)
+    return -(-shape[0] // ROWS) * len(runs[0])
 
 
 def numba_kernels(plan: LayerPlan, layout: str) -> Any:
@@ -488,32 +439,30 @@ def _with_param_kernels(kernels: Kernels, extra: tuple[Callable[..., None], Call
     return kernels
 
 
-def _param_kernels(plan: LayerPlan, layout: str, kernel_layout: str, modules: list[ModuleType],
-                   runs: tuple[np.ndarray, ...] | None) -> tuple:
+def _param_kernels(plan: LayerPlan, layout: str, tasks: str, runs: tuple[np.ndarray, ...] | None,
+                   modules: list[ModuleType]) -> tuple:
     """``param_backward_kernel``, ``backward_with_params_kernel`` and their warm-up, for an activation layer.
 
     Compiled (or loaded) at their first call or ``warm_up``, not when the layer is built: a layer
-    trained without them pays nothing. Tasks are those of the other kernels (a node's block of
-    BLOCK samples, or ROWS rows of a run of nodes), a fixed set for a shape; each writes its float64
-    sums into its own row and columns of ``partials``, added in a fixed order by :mod:`.param_sums`.
+    trained without them pays nothing. Tasks are those of the other kernels (``tasks``, see
+    :func:`task_layout`), a fixed set for a shape; each writes its float64 sums into its own row
+    and columns of ``partials``, added in a fixed order by :mod:`.param_sums`.
     """
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
     counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
-    block = "node_block" if kernel_layout == "node_major" else "row_block"
+    block = "row_block" if tasks == "batch_major" else "node_block"
     functions = (f"{block}_params", f"{block}_backward_params")
     per_function = [[_Kernel(getattr(module, name), repr(key.label)) for key, module in zip(plan.formulas, modules)]
                     for name in functions]
-    runners = [_Kernel(getattr(cpu_tasks, f"{kernel_layout}{suffix}"), "the task runner")
+    runners = [_Kernel(getattr(cpu_tasks, f"{tasks}{suffix}"), "the task runner")
                for suffix in ("_params", "_backward_params")]
     if runs is None:
         columns = Columns.per_node(counts)
         bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         addresses = [_Addresses(kernels, func_ids) for kernels in per_function]
         dispatch: tuple[np.ndarray, ...] = ()
-
-        def shape(z: np.ndarray) -> tuple[int, int]:  # (tasks, rows of partials)
-            blocks = -(-z.shape[1] // BLOCK)
-            return z.shape[0] * blocks, blocks
+        # rows of partials: a node's blocks of samples (node-major), or the tiles' rows of samples
+        samples, per_row = (1, BLOCK) if tasks == "node_major" else (0, cpu_tasks.TILE_BATCH)
     else:
         start, stop, run_ids = runs
         run_counts = counts[start]
@@ -521,43 +470,30 @@ def _param_kernels(plan: LayerPlan, layout: str, kernel_layout: str, modules: li
         bounds = np.concatenate(([0], np.cumsum(run_counts * (stop - start)))).astype(np.int64)
         addresses = [_Addresses(kernels, run_ids) for kernels in per_function]
         dispatch = (start, stop)
-
-        def shape(z: np.ndarray) -> tuple[int, int]:
-            row_blocks = -(-z.shape[0] // ROWS)
-            return row_blocks * len(start), row_blocks
+        samples, per_row = 0, ROWS
 
     def compile_all(dtype: np.dtype) -> None:
         for table in addresses:
             table(dtype)
         for runner in runners:
             runner(dtype)
-        if kernel_layout != layout:
-            _transpose(dtype)
 
     readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", functions, dtypes),
                            compile_all, f"the parameter-gradient kernels of this layer ({len(plan.formulas)} formulas)")
 
     def run(which: int, z, err, delta, grad_params, params, offsets):
         readiness.ensure(z.dtype)
-        tasks, rows = shape(z)
-        partials = np.empty((rows, columns.size), dtype=np.float64)
+        partials = np.empty((-(-z.shape[samples] // per_row), columns.size), dtype=np.float64)
         outputs = () if delta is None else (delta,)
-        _pool.run(runners[which](z.dtype), tasks, z.size, z, err, *outputs, params, offsets, *dispatch,
-                  addresses[which](z.dtype), bounds, partials)
+        _pool.run(runners[which](z.dtype), task_count(tasks, z.shape, runs), z.size, z, err, *outputs, params,
+                  offsets, *dispatch, addresses[which](z.dtype), bounds, partials)
         columns.combine(partials, offsets, grad_params)
 
     def run_params(z, err, grad_params, params, offsets):
-        if kernel_layout != layout:
-            z, err = _transposed(z, slot=0), _transposed(err, slot=1)
         run(0, z, err, None, grad_params, params, offsets)
 
     def run_backward_params(z, err, delta, grad_params, params, offsets):
-        if kernel_layout == layout:
-            return run(1, z, err, delta, grad_params, params, offsets)
-        zt, et = _transposed(z, slot=0), _transposed(err, slot=1)
-        dt = _scratch_array(2, zt.shape, zt.dtype)
-        run(1, zt, et, dt, grad_params, params, offsets)
-        _transposed(dt, delta)
+        run(1, z, err, delta, grad_params, params, offsets)
 
     return (*wrap_param_activation(plan, layout, run_params, run_backward_params), readiness.warm_up)
 

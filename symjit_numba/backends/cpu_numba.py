@@ -124,19 +124,9 @@ def _check_shape(array, rows, cols):  # pragma: no cover - compiled
 
 
 @njit(**_OPTIONS)
-def _transposed(source):  # pragma: no cover - compiled
-    rows, cols = source.shape
-    target = np.empty((cols, rows), dtype=source.dtype)
-    tiles = cpu_tasks.transpose_task_count(rows, cols)
-    cpu_tasks.transpose_tiles(0, tiles, source, target)
-    return target
-
-
-@njit(**_OPTIONS)
-def _transpose_into(source, target):  # pragma: no cover - compiled
-    rows, cols = source.shape
-    tiles = cpu_tasks.transpose_task_count(rows, cols)
-    cpu_tasks.transpose_tiles(0, tiles, source, target)
+def _tasks(n, b, tile_nodes, tile_rows):  # pragma: no cover - compiled
+    """The number of tasks of the per-node runners: tiles of tile_rows samples x tile_nodes nodes."""
+    return ((n + tile_nodes - 1) // tile_nodes) * ((b + tile_rows - 1) // tile_rows)
 
 
 @njit(**_OPTIONS)
@@ -189,22 +179,18 @@ def layer_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
 
 def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
     from ..store import formula_module
-    from .cpu_jit import SEGMENT, SHORT_RUNS, _Addresses, _Kernel, _segments
+    from .cpu_jit import _Addresses, _Kernel, task_layout
 
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
     counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
-    kernel_layout, runs = layout, None
-    if layout == "batch_major":  # the backend's rule: short runs of one formula compute node-major
-        runs = _segments(func_ids, SEGMENT)
-        if plan.n_nodes < SHORT_RUNS * len(runs[0]):
-            kernel_layout, runs = "node_major", None
+    tasks, runs = task_layout(plan, layout)  # the backend's runners, so the same tasks and sums
     modules = [formula_module(key, "activation")[0] for key in plan.formulas]
-    block = "node_block" if kernel_layout == "node_major" else "row_block"
+    block = "row_block" if tasks == "batch_major" else "node_block"
     ids = func_ids if runs is None else runs[2]
     tables = {suffix: _Addresses([_Kernel(getattr(m, block + suffix), repr(k.label))
                                   for k, m in zip(plan.formulas, modules)], ids)
               for suffix in ("", "_both", "_params", "_backward_params")}
-    transpose = kernel_layout != layout
+    per_node = runs is None  # node_major or tiled: one table entry per node
     if runs is None:
         columns = Columns.per_node(counts)
         bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
@@ -215,8 +201,9 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
         bounds = np.concatenate(([0], np.cumsum(counts[start] * (stop - start)))).astype(np.int64)
     nodes, constants = columns.nodes, columns.constants
     n_columns = columns.size
-    node_major = kernel_layout == "node_major"
     n_runs = len(start)
+    # per node: tasks are tiles of tile_rows samples x tile_nodes nodes (node-major: 1 node)
+    tile_rows, tile_nodes = (cpu_tasks.TILE_BATCH, cpu_tasks.TILE_NODES) if tasks == "tiled" else (BLOCK, 1)
 
     def setup(what: str, suffix: str, floats: dict[str, Any], params: Any, offset_list: Any,
               grad_params: Any = None) -> tuple[Any, int]:
@@ -232,8 +219,10 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
         table = tables[suffix](dtype)  # kept alive by ``tables`` for as long as the layer's kernels exist
         return _table_pointer(int(table.ctypes.data)), table.size
 
-    node_runner, node_both = cpu_tasks.node_major, cpu_tasks.node_major_both
-    node_params, node_backward_params = cpu_tasks.node_major_params, cpu_tasks.node_major_backward_params
+    prefix = "tiled" if tasks == "tiled" else "node_major"
+    node_runner, node_both = getattr(cpu_tasks, prefix), getattr(cpu_tasks, f"{prefix}_both")
+    node_params = getattr(cpu_tasks, f"{prefix}_params")
+    node_backward_params = getattr(cpu_tasks, f"{prefix}_backward_params")
     row_runner, row_both = cpu_tasks.batch_major, cpu_tasks.batch_major_both
     row_params, row_backward_params = cpu_tasks.batch_major_params, cpu_tasks.batch_major_backward_params
     rows_first = layout == "batch_major"
@@ -253,13 +242,8 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(a, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if transpose:
-                zt = _transposed(z)
-                at = np.empty_like(zt)
-                node_runner(0, n * ((b + BLOCK - 1) // BLOCK), backward, zt, zt, at, params, offsets, t)
-                _transpose_into(at, a)
-            elif node_major:
-                node_runner(0, n * ((b + BLOCK - 1) // BLOCK), backward, z, z, a, params, offsets, t)
+            if per_node:
+                node_runner(0, _tasks(n, b, tile_nodes, tile_rows), backward, z, z, a, params, offsets, t)
             else:
                 row_runner(0, ((b + ROWS - 1) // ROWS) * n_runs, backward, z, z, a, params, offsets, start, stop, t)
         return impl
@@ -277,13 +261,8 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(delta, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if transpose:
-                zt, et = _transposed(z), _transposed(err)
-                dt = np.empty_like(zt)
-                node_runner(0, n * ((b + BLOCK - 1) // BLOCK), backward, zt, et, dt, params, offsets, t)
-                _transpose_into(dt, delta)
-            elif node_major:
-                node_runner(0, n * ((b + BLOCK - 1) // BLOCK), backward, z, err, delta, params, offsets, t)
+            if per_node:
+                node_runner(0, _tasks(n, b, tile_nodes, tile_rows), backward, z, err, delta, params, offsets, t)
             else:
                 row_runner(0, ((b + ROWS - 1) // ROWS) * n_runs, backward, z, err, delta, params, offsets, start,
                            stop, t)
@@ -301,14 +280,8 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(d, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if transpose:
-                zt = _transposed(z)
-                at, dt = np.empty_like(zt), np.empty_like(zt)
-                node_both(0, n * ((b + BLOCK - 1) // BLOCK), zt, at, dt, params, offsets, t)
-                _transpose_into(at, a)
-                _transpose_into(dt, d)
-            elif node_major:
-                node_both(0, n * ((b + BLOCK - 1) // BLOCK), z, a, d, params, offsets, t)
+            if per_node:
+                node_both(0, _tasks(n, b, tile_nodes, tile_rows), z, a, d, params, offsets, t)
             else:
                 row_both(0, ((b + ROWS - 1) // ROWS) * n_runs, z, a, d, params, offsets, start, stop, t)
         return impl
@@ -324,11 +297,9 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(err, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if transpose or node_major:
-                zn, en = (_transposed(z), _transposed(err)) if transpose else (z, err)
-                blocks = (b + BLOCK - 1) // BLOCK
-                partials = np.empty((blocks, n_columns), dtype=np.float64)
-                node_params(0, n * blocks, zn, en, params, offsets, t, bounds, partials)
+            if per_node:
+                partials = np.empty(((b + tile_rows - 1) // tile_rows, n_columns), dtype=np.float64)
+                node_params(0, _tasks(n, b, tile_nodes, tile_rows), z, err, params, offsets, t, bounds, partials)
             else:
                 row_blocks = (b + ROWS - 1) // ROWS
                 partials = np.empty((row_blocks, n_columns), dtype=np.float64)
@@ -349,17 +320,10 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(delta, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if transpose:
-                zn, en = _transposed(z), _transposed(err)
-                dn = np.empty_like(zn)
-                blocks = (b + BLOCK - 1) // BLOCK
-                partials = np.empty((blocks, n_columns), dtype=np.float64)
-                node_backward_params(0, n * blocks, zn, en, dn, params, offsets, t, bounds, partials)
-                _transpose_into(dn, delta)
-            elif node_major:
-                blocks = (b + BLOCK - 1) // BLOCK
-                partials = np.empty((blocks, n_columns), dtype=np.float64)
-                node_backward_params(0, n * blocks, z, err, delta, params, offsets, t, bounds, partials)
+            if per_node:
+                partials = np.empty(((b + tile_rows - 1) // tile_rows, n_columns), dtype=np.float64)
+                node_backward_params(0, _tasks(n, b, tile_nodes, tile_rows), z, err, delta, params, offsets, t, bounds,
+                                     partials)
             else:
                 row_blocks = (b + ROWS - 1) // ROWS
                 partials = np.empty((row_blocks, n_columns), dtype=np.float64)

@@ -15,6 +15,7 @@ for exactly the argument types the runner passes (the same dtype, C-contiguous a
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -23,10 +24,14 @@ from numba.extending import intrinsic
 from ..codegen.source import BLOCK, ROWS
 
 __all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "batch_major",
-           "batch_major_both", "batch_major_params", "batch_major_backward_params", "transpose_tiles", "transpose_task_count", "TILE_ROWS", "TILE_COLUMNS"]
+           "batch_major_both", "batch_major_params", "batch_major_backward_params", "tiled", "tiled_both", "tiled_params",
+           "tiled_backward_params", "tile_count", "transpose_tiles", "transpose_task_count", "TILE_ROWS", "TILE_COLUMNS",
+           "TILE_BATCH", "TILE_NODES"]
 
 #: Rows and columns of the source's tiles in :func:`transpose_tiles` (measured best among 32-256 rows).
 TILE_ROWS, TILE_COLUMNS = 128, 64
+#: Rows (samples) and nodes of a tile of :func:`tiled` and friends: a float64 tile is 64 KB.
+TILE_BATCH, TILE_NODES = 256, 32
 
 
 @intrinsic
@@ -153,42 +158,182 @@ def batch_major_backward_params(first, last, z, err, delta, params, offsets, run
                            partials[r0 // ROWS, columns[s]:columns[s + 1]]))
 
 
-def _lanes(builder, first, second, mask):
-    """The elements ``mask`` of the concatenation of the vectors ``first`` and ``second``."""
-    return builder.shuffle_vector(first, second, ir.Constant(ir.VectorType(ir.IntType(32), len(mask)), list(mask)))
+# Batch-major arrays whose formulas interleave (runs of one formula too short to fill a vector):
+# a task is a tile of TILE_BATCH rows x TILE_NODES nodes, transposed into the call's scratch
+# arrays (node-major and small enough to stay in cache), computed by each node's node_block as
+# in the node-major layout, and transposed back. One pass over memory, where transposing the
+# whole layer in, computing, and transposing out took three.
+
+@_jit
+def _tile(task, b, n):  # pragma: no cover - compiled
+    """Rows r0..r1-1 and nodes k0..k1-1 of a task of a (b, n) layer (tiles along the nodes first)."""
+    tiles = (n + TILE_NODES - 1) // TILE_NODES
+    r0 = (task // tiles) * TILE_BATCH
+    k0 = (task - (task // tiles) * tiles) * TILE_NODES
+    return r0, min(r0 + TILE_BATCH, b), k0, min(k0 + TILE_NODES, n)
+
+
+@_jit
+def tiled(first, last, backward, z, err, out, params, offsets, kernels):  # pragma: no cover - compiled
+    """Tasks first..last-1 of a (b, n) layer, task = a tile (see :func:`_tile`): node_block of each
+    node k (kernels[k]) on its row of the transposed tile."""
+    b, n = z.shape
+    zt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    et = np.empty((TILE_NODES, TILE_BATCH), z.dtype) if backward else zt
+    ot = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    for task in range(first, last):
+        r0, r1, k0, k1 = _tile(task, b, n)
+        m = r1 - r0
+        _transpose_block(z, zt, r0, r1, k0, k1, 0, 0, True)
+        if backward:
+            _transpose_block(err, et, r0, r1, k0, k1, 0, 0, True)
+        for k in range(k0, k1):
+            _call(kernels[k], (backward, zt[k - k0, :m], et[k - k0, :m], ot[k - k0, :m], params, offsets[k]))
+        _transpose_block(ot, out, 0, k1 - k0, 0, m, r0, k0, False)
+
+
+@_jit
+def tiled_both(first, last, z, a, d, params, offsets, kernels):  # pragma: no cover - compiled
+    """As :func:`tiled`, calling node_block_both (f and df in one pass)."""
+    b, n = z.shape
+    zt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    at = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    dt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    for task in range(first, last):
+        r0, r1, k0, k1 = _tile(task, b, n)
+        m = r1 - r0
+        _transpose_block(z, zt, r0, r1, k0, k1, 0, 0, True)
+        for k in range(k0, k1):
+            _call(kernels[k], (zt[k - k0, :m], at[k - k0, :m], dt[k - k0, :m], params, offsets[k]))
+        _transpose_block(at, a, 0, k1 - k0, 0, m, r0, k0, False)
+        _transpose_block(dt, d, 0, k1 - k0, 0, m, r0, k0, False)
+
+
+@_jit
+def tiled_params(first, last, z, err, params, offsets, kernels, columns, partials):  # pragma: no cover - compiled
+    """As :func:`tiled`, calling node_block_params: node k of the tile with rows r0..r1-1 sums into
+    partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]."""
+    b, n = z.shape
+    zt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    et = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    for task in range(first, last):
+        r0, r1, k0, k1 = _tile(task, b, n)
+        m = r1 - r0
+        _transpose_block(z, zt, r0, r1, k0, k1, 0, 0, True)
+        _transpose_block(err, et, r0, r1, k0, k1, 0, 0, True)
+        for k in range(k0, k1):
+            _call(kernels[k], (zt[k - k0, :m], et[k - k0, :m], params, offsets[k],
+                               partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]))
+
+
+@_jit
+def tiled_backward_params(first, last, z, err, delta, params, offsets, kernels, columns,
+                          partials):  # pragma: no cover - compiled
+    """As :func:`tiled_params`, calling node_block_backward_params (delta too, in one pass)."""
+    b, n = z.shape
+    zt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    et = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    dt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    for task in range(first, last):
+        r0, r1, k0, k1 = _tile(task, b, n)
+        m = r1 - r0
+        _transpose_block(z, zt, r0, r1, k0, k1, 0, 0, True)
+        _transpose_block(err, et, r0, r1, k0, k1, 0, 0, True)
+        for k in range(k0, k1):
+            _call(kernels[k], (zt[k - k0, :m], et[k - k0, :m], dt[k - k0, :m], params, offsets[k],
+                               partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]))
+        _transpose_block(dt, delta, 0, k1 - k0, 0, m, r0, k0, False)
+
+
+@_jit
+def tile_count(b, n):  # pragma: no cover - compiled
+    """The number of tiles (tasks) of :func:`tiled` and friends for a (b, n) layer."""
+    return ((b + TILE_BATCH - 1) // TILE_BATCH) * ((n + TILE_NODES - 1) // TILE_NODES)
+
+
+#: Bytes of one row of a transposed block: a cache line, and one AVX-512 register (LLVM splits the
+#: vectors into halves or quarters on CPUs with narrower registers).
+BLOCK_BYTES = 64
+
+
+def block_size(itemsize: int) -> int:
+    """Rows (= columns) of the square blocks that :func:`_transpose_square` transposes for an element size."""
+    return BLOCK_BYTES // itemsize
 
 
 @intrinsic
-def _transpose_8x8(typingctx, source, target, r, c):
-    """``target[c:c+8, r:r+8] = source[r:r+8, c:c+8].T`` for C-contiguous 2-D arrays of one dtype.
+def _transpose_square(typingctx, source, target, r, c, tr, tc):
+    """``target[tr:tr+N, tc:tc+N] = source[r:r+N, c:c+N].T`` for C-contiguous 2-D arrays of one dtype,
+    N = :func:`block_size` (16 float32, 8 float64): each row one cache line.
 
-    Eight vector loads, the classic three rounds of shuffles (pairs of rows interleaved, then pairs
-    of pairs, then halves), eight vector stores: LLVM lowers the shuffles to the target's own
-    (unpack/shuffle/permute on x86, zip/trn on ARM), where element-wise copies were 5x slower.
+    N vector loads, log2(N) rounds of two-source shuffles, N vector stores. Round d (N/2, ..., 2, 1)
+    swaps the off-diagonal d x d sub-blocks of every 2d x 2d block (rows i and i + d, i & d == 0:
+    row i takes row i + d's elements c - d where c & d, row i + d takes row i's c + d where not),
+    which after all rounds is the transpose. LLVM lowers each shuffle to one or two of the target's
+    own instructions (vpermt2ps, unpck, shuf128 on x86; zip/trn on ARM): element-wise copies were
+    5x slower.
     """
     def codegen(context, builder, signature, args):
         source_array = context.make_array(signature.args[0])(context, builder, args[0])
         target_array = context.make_array(signature.args[1])(context, builder, args[1])
-        r, c = args[2], args[3]
-        vector = ir.VectorType(context.get_data_type(signature.args[0].dtype), 8).as_pointer()
+        r, c, tr, tc = args[2:]
+        n = block_size(context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype)))
+        vector = ir.VectorType(context.get_data_type(signature.args[0].dtype), n).as_pointer()
 
-        def at(array, row, column, k):  # a pointer to array[row + k, column] as a vector of 8
+        def at(array, row, column, k):  # a pointer to array[row + k, column] as a vector of n
             index = builder.add(builder.mul(builder.add(row, ir.Constant(row.type, k)),
                                             builder.extract_value(array.shape, 1)), column)
             return builder.bitcast(builder.gep(array.data, [index]), vector)
 
-        rows = [builder.load(at(source_array, r, c, k), align=1) for k in range(8)]
-        pairs = [_lanes(builder, rows[k], rows[k + 1], mask) for k in range(0, 8, 2)
-                 for mask in ((0, 8, 1, 9, 4, 12, 5, 13), (2, 10, 3, 11, 6, 14, 7, 15))]
-        quads = [_lanes(builder, pairs[base + half], pairs[base + 2 + half], mask) for base in (0, 4)
-                 for half in (0, 1) for mask in ((0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15))]
-        columns = [_lanes(builder, quads[k], quads[4 + k], mask)
-                   for mask in ((0, 1, 2, 3, 8, 9, 10, 11), (4, 5, 6, 7, 12, 13, 14, 15)) for k in range(4)]
-        for m in range(8):
-            builder.store(columns[m], at(target_array, c, r, m), align=1)
+        rows = [builder.load(at(source_array, r, c, k), align=1) for k in range(n)]
+        d = n // 2
+        while d:
+            low = [k if not k & d else n + k - d for k in range(n)]
+            high = [k + d if not k & d else n + k for k in range(n)]
+            mask_type = ir.VectorType(ir.IntType(32), n)
+            for i in range(n):
+                if not i & d:
+                    a, b = rows[i], rows[i + d]
+                    rows[i] = builder.shuffle_vector(a, b, ir.Constant(mask_type, low))
+                    rows[i + d] = builder.shuffle_vector(a, b, ir.Constant(mask_type, high))
+            d //= 2
+        for k in range(n):
+            builder.store(rows[k], at(target_array, tr, tc, k), align=1)
         return context.get_dummy_value()
 
-    return types.void(source, target, r, c), codegen
+    return types.void(source, target, r, c, tr, tc), codegen
+
+
+@_jit
+def _block(x):  # pragma: no cover - compiled
+    """:func:`block_size` for the dtype of the array ``x``, as a compile-time constant."""
+    return BLOCK_BYTES // x.itemsize
+
+
+@_jit
+def _transpose_block(source, target, r0, r1, c0, c1, tr, tc, along_rows):  # pragma: no cover - compiled
+    """``target[tr:tr+c1-c0, tc:tc+r1-r0] = source[r0:r1, c0:c1].T``: square blocks of one cache
+    line per row by vector shuffles (:func:`_transpose_square`), the edges element by element.
+
+    The blocks go along the source's rows first if ``along_rows`` (each group of source rows is
+    read whole while in cache), else down its columns first (each group of target rows is written
+    whole): whichever array is the large, strided one. With a power-of-two row stride, its rows
+    share a few cache sets, so a line left for later has been evicted by then. (One loop nest, no
+    call per block: a call would add reference counting of both arrays per block.)
+    """
+    n = _block(source)
+    row_blocks, column_blocks = (r1 - r0 + n - 1) // n, (c1 - c0 + n - 1) // n
+    outer, inner = (row_blocks, column_blocks) if along_rows else (column_blocks, row_blocks)
+    for o in range(outer):
+        for q in range(inner):
+            rb = r0 + n * (o if along_rows else q)
+            cb = c0 + n * (q if along_rows else o)
+            if rb + n <= r1 and cb + n <= c1:
+                _transpose_square(source, target, rb, cb, tr + cb - c0, tc + rb - r0)
+            else:
+                for c in range(cb, min(cb + n, c1)):
+                    for r in range(rb, min(rb + n, r1)):
+                        target[tr + c - c0, tc + r - r0] = source[r, c]
 
 
 @_jit
@@ -202,16 +347,7 @@ def transpose_tiles(first, last, source, target):  # pragma: no cover - compiled
     for tile in range(first, last):
         r0 = (tile // tile_cols) * TILE_ROWS
         c0 = (tile - (tile // tile_cols) * tile_cols) * TILE_COLUMNS
-        r1 = min(r0 + TILE_ROWS, rows)
-        c1 = min(c0 + TILE_COLUMNS, cols)
-        for cb in range(c0, c1, 8):
-            for rb in range(r0, r1, 8):
-                if rb + 8 <= r1 and cb + 8 <= c1:
-                    _transpose_8x8(source, target, rb, cb)
-                else:
-                    for c in range(cb, min(cb + 8, c1)):
-                        for r in range(rb, min(rb + 8, r1)):
-                            target[c, r] = source[r, c]
+        _transpose_block(source, target, r0, min(r0 + TILE_ROWS, rows), c0, min(c0 + TILE_COLUMNS, cols), c0, r0, False)
 
 
 @_jit
