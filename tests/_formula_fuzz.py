@@ -29,7 +29,9 @@ propagates through the partial derivatives. Inputs and the constants are exact (
 their float32-rounded values in float32), literals that the dtype cannot represent carry half an
 ulp; ``ndtr`` also carries the rounding of ``-x/sqrt(2)`` inside its documented implementation
 ``0.5*erfc(-x/sqrt(2))`` (about x**2 ulps in the lower tail). The derivative's bound comes from the
-same analysis of the derivative tree.
+same analysis of the derivative tree. Both also allow for the input's own rounding, ``|x*f'(x)|*u``
+(``|x*f''(x)|*u`` for the derivative): the kernels evaluate SymPy's canonical form, not the formula
+as written (``exp(x)**3`` is ``exp(3*x)``), which is as accurate as the input only.
 
 A point is *checked against the reference* only if the value (or derivative) is defined and finite,
 no intermediate leaves the dtype's range, no discrete decision (a Piecewise condition, a Max/Min
@@ -37,7 +39,7 @@ tie, sign/Heaviside/Abs' at 0, atan2's cut) lies within the error bound of its s
 ("ambiguous": a kink, branch boundary or pole for this rounding), and the bound is below 1e-3 of the
 value (first-order analysis holds). Exact ties (both sides carry no error, e.g. ``Max(num, a)`` at
 ``num = a``) are checked: that is where the documented conventions apply. The tolerance is
-``4*bound + 4*eta``.
+``4*(bound + |x*f'(x)|*u) + 4*eta``.
 """
 
 from __future__ import annotations
@@ -728,14 +730,15 @@ class Expected:
     overflow: bool = False    # an intermediate leaves the dtype's range: no class agreement either
 
 
-def expected(val: Val, dt: DType) -> Expected:
+def expected(val: Val, dt: DType, input_rounding=0) -> Expected:
+    """The reference for one output: tolerance ``4*(bound + input_rounding) + 4*eta``."""
     if val.amb:
         return Expected(amb=True, why="ambiguous")
     if val.v is None:
         return Expected(why="undefined")
     if not mpmath.isfinite(val.e) or (val.e > abs(val.v) * mpf("1e-3") and val.e > 64 * dt.eta):
         return Expected(why="ill-conditioned")
-    return Expected(val.v, 4 * val.e + 4 * dt.eta)
+    return Expected(val.v, 4 * (val.e + input_rounding) + 4 * dt.eta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1090,6 +1093,7 @@ def references(case: Case, dt: DType, xs: np.ndarray):
         a_val = mpf(float(dt.np(case.a)))
         b_val = mpf(float(dt.np(case.b)))
         dtree = derivative(case.tree)
+        d2tree = derivative(dtree)
         out = []
         for x in xs:
             x = float(x)
@@ -1098,14 +1102,27 @@ def references(case: Case, dt: DType, xs: np.ndarray):
                 continue
             evaluator = Evaluator(mpf(x), {"a": a_val, "b": b_val}, dt)
             value_val = evaluator.ev(case.tree)
-            value = expected(value_val, dt)
+            slope_val = evaluator.ev(dtree)
+            value = expected(value_val, dt, conditioning(x, slope_val, dt))
             value.overflow = evaluator.overflowed
             # a derivative exists only where the function does (SymPy's acosh' is defined below 1)
-            slope = expected(evaluator.ev(dtree), dt) if value_val.v is not None else Expected(
-                amb=value_val.amb, why="undefined")
+            if value_val.v is not None:
+                slope = expected(slope_val, dt, conditioning(x, evaluator.ev(d2tree), dt))
+            else:
+                slope = Expected(amb=value_val.amb, why="undefined")
             slope.overflow = evaluator.overflowed
             out.append((value, slope))
         return out
+
+
+def conditioning(x: float, slope: Val, dt: DType):
+    """``|x * slope| * u``: what rounding the input by half an ulp changes an output whose
+    derivative is ``slope``. SymPy's canonical form is not the formula as written (``exp(x)**3``
+    is ``exp(3*x)``, ``(u*v)**-2`` is ``u**-2*v**-2``), and a correctly rounded evaluation of the
+    canonical form may differ from the written one by this much."""
+    if slope.v is None or not mpmath.isfinite(slope.v):
+        return mpf(0)
+    return abs(mpf(x) * slope.v) * dt.u
 
 
 def check_case_outputs(case: Case, row: int, dtype_name: str, results: dict, refs, stats: Stats,

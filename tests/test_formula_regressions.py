@@ -323,6 +323,18 @@ def test_a_number_over_a_piecewise_at_a_subnormal(method):
     assert_matches(f2, [expected(w, np.dtype(np.float64)) for w in want], np.dtype(np.float64), "fused")
 
 
+def test_a_division_by_a_piecewise_of_quotients_at_a_subnormal(method, dtype):
+    """A branch that is itself a quotient (``num/tan(num)``) is inverted too: log1p(x)/|x| is 1 at a
+    subnormal x, log1p(x)*(1/|x|) is inf."""
+    sub = 1e-39 if dtype == np.float32 else 1e-310
+    formula = "log1p(num) / Piecewise((abs(num), num != 2), ((tan(num) / num), num < 0.5), ((ndtr(num) * num)**1.5, True))"
+    (f, _), (f2, _) = evaluate(formula, {}, method, [sub, 0.3, -0.2], dtype)
+    want = [1.0, expected(mp.log1p(at(0.3, dtype)) / at(0.3, dtype), dtype),
+            expected(mp.log1p(at(-0.2, dtype)) / at(0.2, dtype), dtype)]
+    assert_matches(f, want, dtype, "forward")
+    assert_matches(f2, want, dtype, "fused")
+
+
 def test_expm1_of_a_shifted_argument_does_not_cancel(method):
     """SymPy evaluated ``expm1(0.1 - num)`` as ``1.1052*exp(-num) - 1``: noise near num = 0.1."""
     xs = [0.1 + 2.0**-40, 0.004339567943426367, 0.1 - 1e-9]

@@ -83,20 +83,23 @@ def _denominator(factor: sp.Basic) -> sp.Basic | None:
     if isinstance(factor, sp.Piecewise):
         # SymPy distributes a/Piecewise(...) over the branches (a*Piecewise((1/x, c), ...)), and
         # 1/x is inf for a subnormal x where a/x is finite: divide by the Piecewise instead.
-        branches = [_denominator(value) for value, _ in factor.args]
-        if any(b is not None for b in branches):
-            branches = [b if b is not None else _reciprocal_number(value)
-                        for b, (value, _) in zip(branches, factor.args)]
-            if all(b is not None for b in branches):
-                return sp.Piecewise(*zip(branches, (cond for _, cond in factor.args)))
+        branches = [_reciprocal(value) for value, _ in factor.args]
+        if all(b is not None for b in branches) and not all(value.is_Number for value, _ in factor.args):
+            return sp.Piecewise(*zip(branches, (cond for _, cond in factor.args)))
     return None
 
 
-def _reciprocal_number(value: sp.Basic) -> sp.Basic | None:
-    """``1/value`` for a non-zero number (exact for rationals; within an ulp for floats), or None."""
-    if not value.is_Number or value.is_zero or not value.is_finite:
+def _reciprocal(value: sp.Basic) -> sp.Basic | None:
+    """``1/value`` for a non-zero number (exact for rationals; within an ulp for floats) or for a
+    quotient (``x/tan(x)`` gives ``tan(x)/x``), or None (a division would add a rounding)."""
+    if value.is_Number:
+        if value.is_zero or not value.is_finite:
+            return None
+        return 1 / value if value.is_Rational else sp.Float(1 / float(value))
+    numerator, denominator = value.as_numer_denom()
+    if denominator == 1:
         return None
-    return 1 / value if value.is_Rational else sp.Float(1 / float(value))
+    return denominator if numerator == 1 else denominator / numerator
 
 
 def with_divisions(expr: sp.Basic) -> sp.Basic:
@@ -129,11 +132,12 @@ def _quotients(expr: sp.Basic) -> sp.Basic:
     """``expr`` with every product that has a denominator written as one :class:`_Quotient`."""
     if not expr.args or isinstance(expr, sp.Symbol):
         return expr
-    args = [_quotients(a) for a in expr.args]
     if isinstance(expr, sp.Mul):
-        denominators = [d for d in map(_denominator, args) if d is not None]
+        # the factors as SymPy made them: a Piecewise's branches are still plain quotients
+        divisors = [_denominator(a) for a in expr.args]
+        denominators = [_quotients(d) for d in divisors if d is not None]
         if denominators:
-            numerators = [a for a in args if _denominator(a) is None]
+            numerators = [_quotients(a) for a, d in zip(expr.args, divisors) if d is None]
             # A constant divisor (2*sqrt(pi) in gelu') is a multiplication by its reciprocal, as
             # one literal: a division per element costs several multiplications. (Done here, in
             # every backend alike, rather than by a fast-math flag that also rewrites 1/x.)
@@ -145,6 +149,7 @@ def _quotients(expr: sp.Basic) -> sp.Basic:
             if not denominators:
                 return _product(numerators)
             return _Quotient(_product(numerators), _product(denominators))
+    args = [_quotients(a) for a in expr.args]
     return expr.func(*args) if args != list(expr.args) else expr
 
 
