@@ -1093,7 +1093,10 @@ def references(case: Case, dt: DType, xs: np.ndarray):
         a_val = mpf(float(dt.np(case.a)))
         b_val = mpf(float(dt.np(case.b)))
         dtree = derivative(case.tree)
-        d2tree = derivative(dtree)
+        try:
+            d2tree = derivative(dtree)
+        except KeyError:  # sinc'' and digamma' are not in the table: no allowance for the derivative
+            d2tree = None
         out = []
         for x in xs:
             x = float(x)
@@ -1102,15 +1105,18 @@ def references(case: Case, dt: DType, xs: np.ndarray):
                 continue
             evaluator = Evaluator(mpf(x), {"a": a_val, "b": b_val}, dt)
             value_val = evaluator.ev(case.tree)
+            value_overflowed = evaluator.overflowed
             slope_val = evaluator.ev(dtree)
+            overflowed = evaluator.overflowed  # (not counting the curvature's intermediates)
             value = expected(value_val, dt, conditioning(x, slope_val, dt))
-            value.overflow = evaluator.overflowed
+            value.overflow = value_overflowed
             # a derivative exists only where the function does (SymPy's acosh' is defined below 1)
             if value_val.v is not None:
-                slope = expected(slope_val, dt, conditioning(x, evaluator.ev(d2tree), dt))
+                curvature = Val(None, mpmath.inf) if d2tree is None else evaluator.ev(d2tree)
+                slope = expected(slope_val, dt, conditioning(x, curvature, dt))
             else:
                 slope = Expected(amb=value_val.amb, why="undefined")
-            slope.overflow = evaluator.overflowed
+            slope.overflow = overflowed
             out.append((value, slope))
         return out
 
