@@ -50,8 +50,9 @@ class _NumpyPrinter(NumPyPrinter):
     """SymPy's numpy printer, with three fixes for a backend that serves as the reference.
 
     Floats print with all their digits (SymPy prints 15, so ``exp(0.1)`` lost 2e-16 of its
-    value); an if-then-else inside a condition is ``numpy.where`` (SymPy rewrites it into a
-    Piecewise of booleans that its own logic then refuses); ``sinc`` is SymPy's ``sin(x)/x``
+    value); an if-then-else inside a condition is ``numpy.where`` (SymPy simplified it into and/or
+    forms that are false for NaN, or into a Piecewise of booleans that its own logic then refused);
+    ``sinc`` is SymPy's ``sin(x)/x``
     (SymPy prints ``numpy.sinc(x/pi)``, whose rounding of ``x/pi`` costs ``|x|`` ulps near each
     zero).
     """
@@ -61,6 +62,13 @@ class _NumpyPrinter(NumPyPrinter):
 
     def _print_ITE(self, expr: sp.ITE) -> str:  # noqa: N802
         return "{}({}, {}, {})".format(self._module_format("numpy.where"), *map(self._print, expr.args))
+
+    def _print_Piecewise(self, expr: sp.Piecewise) -> str:  # noqa: N802
+        # SymPy's own prints a condition holding an ITE through simplify_logic, which expands
+        # ITE(x < 0, a, b) into (x < 0 & a) | (x >= 0 & b): false for NaN, where the kernels take b.
+        conditions = ",".join(self._print(arg.cond) for arg in expr.args)
+        values = ",".join(self._print(arg.expr) for arg in expr.args)
+        return f"{self._module_format('numpy.select')}([{conditions}], [{values}], default={self._print(sp.S.NaN)})"
 
     def _print_sinc(self, expr: sp.sinc) -> str:
         return f"sinc({self._print(expr.args[0])})"
