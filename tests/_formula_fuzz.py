@@ -1063,10 +1063,62 @@ class Finding:
     def group(self):
         return (self.kind, self.backend, self.dtype, self.output)
 
+    @property
+    def excluded(self) -> str | None:
+        """The documented class this finding belongs to if the long profile excludes it, else None.
+
+        * ``subnormal input``: 0 < |x| < the dtype's smallest normal. SymPy's canonical form is
+          not the formula as written: it distributes powers over products (``(u*v)**-2`` is
+          ``u**-2*v**-2``), writes ``tan(acos(y))`` as ``sqrt(1 - y**2)/y`` and differentiates
+          ``u**x`` into ``u**x*(log(u) + x*u'/u)``, and those intermediates overflow or underflow
+          at a subnormal x where the written formula's do not.
+        * ``non-finite input``: x = NaN or +-inf (class agreement only, no reference value):
+          which of NaN/+-inf/a number comes out of a Piecewise or a power there follows SymPy's
+          rewrites of the conditions and C's or numpy's ``pow`` special cases.
+        * ``undefined constant``: a formula refused because SymPy folds part of it into an
+          undefined constant (``(num - num)**-2`` is ``0**-2``, ``atanh(erf(10))`` is ``atanh(1)``);
+          checked by asking SymPy about the constant the message names.
+        """
+        if self.kind == "refused":
+            return "undefined constant" if _names_an_undefined_constant(self.detail) else None
+        if isinstance(self.point, float) and not math.isfinite(self.point):
+            return "non-finite input"
+        tiny = np.finfo(DTYPES[self.dtype].np).tiny if self.dtype in DTYPES else 0.0
+        if isinstance(self.point, float) and 0 < abs(self.point) < tiny:
+            return "subnormal input"
+        return None
+
     def describe(self):
         return (f"[{self.kind}] {self.backend} {self.dtype} {self.output}: formula {self.case.text!r} "
                 f"(a={self.case.a}, b={self.case.b}; {self.case.ident}) at num={self.point!r}: "
                 f"got {self.got!r}, want {self.want!r} {self.detail}").rstrip()
+
+
+#: Names a refusal's constant may use, evaluated in mpmath (not SymPy: see the module docstring).
+_CONSTANT_NAMES = {name: getattr(mpmath, name) for name in (
+    "exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh",
+    "atanh", "erf", "erfc", "gamma", "pi")} | {"E": mpmath.e, "zoo": mpmath.inf, "oo": mpmath.inf, "I": mpmath.j,
+                                             "nan": mpmath.nan}
+
+
+def _names_an_undefined_constant(message: str) -> bool:
+    """Whether a refusal names a constant (``constant 0**(-2) is not ...``) that is not a finite
+    real number (evaluated in mpmath), or reports a division by zero."""
+    import re
+
+    if "division by zero" in message:
+        return True
+    match = re.search(r"constant (.+?) is not a", message)
+    if match is None:
+        return False
+    try:
+        with mp.workprec(PREC):
+            value = eval(match.group(1), {"__builtins__": {}}, _CONSTANT_NAMES)  # noqa: S307 - our own test's text
+    except ZeroDivisionError:
+        return True
+    except Exception:  # noqa: BLE001 - a name we do not know: not excluded
+        return False
+    return not isinstance(value, (int, float, mpmath.mpf)) or not mpmath.isfinite(value)
 
 
 @dataclass
@@ -1180,9 +1232,13 @@ def summarize(stats: Stats, examples_per_group: int = 1) -> str:
     groups: dict = {}
     for f in stats.findings:
         groups.setdefault(f.group, []).append(f)
+    excluded: dict = {}
+    for f in stats.findings:
+        if f.excluded:
+            excluded[f.excluded] = excluded.get(f.excluded, 0) + 1
     lines = [f"{stats.formulas} formulas, {stats.points} points per dtype; {stats.checked} outputs compared with "
              f"mpmath, {stats.class_checked} special-value comparisons; skipped: {stats.skipped}; "
-             f"{len(stats.findings)} disagreements in {len(groups)} groups"]
+             f"{len(stats.findings)} disagreements in {len(groups)} groups, of which in excluded classes: {excluded}"]
     for key, items in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         formulas = len({f.case.text for f in items})
         lines.append(f"- {' / '.join(key)}: {len(items)} points, {formulas} formulas, e.g.")

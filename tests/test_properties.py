@@ -43,7 +43,11 @@ Excluded classes, and why: a negative *literal* base with a symbolic exponent (`
 not generated, since its derivative is complex (refused, rightly), nor a constant base of 0 or an
 undefined one under a power (``sign(0)**(-2)``, refused rightly); Max/Min with more than 4
 flattened arguments (a deliberate grammar limit); 3-way exact ties, which SymPy's flattening of
-nested Max decides differently from the nested formula, occur only as ambiguous points.
+nested Max decides differently from the nested formula, occur only as ambiguous points. The long
+profile also lets three classes of disagreement pass, printed and counted in its report (see
+``Finding.excluded`` in the helper for the reasons): findings at subnormal inputs, at non-finite
+inputs, and refusals of formulas that SymPy folds into an undefined constant. The default profile
+allows none.
 
 Budget. The default profile (always run) is the 18 regression formulas below plus
 ``SYMJIT_FUZZ_DEFAULT`` (default 40) random formulas of a fixed seed, in one layer per backend,
@@ -241,14 +245,17 @@ def shrink(finding, seconds):
     return best_finding
 
 
-def assert_no_findings(stats):
+def assert_no_findings(stats, allow_excluded=False):
+    """Fail on any disagreement (``allow_excluded``: except those of the documented excluded
+    classes, :attr:`Finding.excluded`, which are printed and counted)."""
     report = fz.summarize(stats)
     print(report)
     if os.environ.get("SYMJIT_FUZZ_REPORT"):
         fz.dump(stats, os.environ["SYMJIT_FUZZ_REPORT"])
     print("seconds:", {key: round(value, 1) for key, value in stats.seconds.items()})
-    if stats.findings:
-        first = stats.findings[0]
+    failing = [f for f in stats.findings if not (allow_excluded and f.excluded)]
+    if failing:
+        first = failing[0]
         budget = fz.env_int("SYMJIT_FUZZ_SHRINK_SECONDS", 20)
         shrunk = shrink(first, budget) if budget > 0 and first.kind != "compile" else first
         pytest.fail(f"{report}\nshrunk example of the first group:\n    {shrunk.describe()}", pytrace=False)
@@ -277,7 +284,7 @@ def test_formula_language_matches_mpmath_long():
     cases = fz.generate(total, SEED + 1)
     for first in range(0, total, 100):
         run_cases(cases[first:first + 100], stats)
-    assert_no_findings(stats)
+    assert_no_findings(stats, allow_excluded=True)
 
 
 # ---------------------------------------------------------------------------------------------

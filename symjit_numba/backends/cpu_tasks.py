@@ -7,7 +7,8 @@ that function's C wrapper, given per node (or per run) in ``kernels``. So a laye
 compilation of its own: these runners are compiled once per installation (numba's cache, next to
 the package) and every formula once, whichever layers use it.
 
-Also here: the tiled transpose that the batch-major layout uses when it computes node-major.
+Also here: the block transpose by which the batch-major layout with interleaved formulas computes
+node-major, tile by tile (:func:`tiled`).
 
 A call through an address is not type-checked: the backend passes addresses of functions compiled
 for exactly the argument types the runner passes (the same dtype, C-contiguous arrays).
@@ -25,11 +26,8 @@ from ..codegen.source import BLOCK, ROWS
 
 __all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "batch_major",
            "batch_major_both", "batch_major_params", "batch_major_backward_params", "tiled", "tiled_both", "tiled_params",
-           "tiled_backward_params", "tile_count", "transpose_tiles", "transpose_task_count", "TILE_ROWS", "TILE_COLUMNS",
-           "TILE_BATCH", "TILE_NODES"]
+           "tiled_backward_params", "TILE_BATCH", "TILE_NODES"]
 
-#: Rows and columns of the source's tiles in :func:`transpose_tiles` (measured best among 32-256 rows).
-TILE_ROWS, TILE_COLUMNS = 128, 64
 #: Rows (samples) and nodes of a tile of :func:`tiled` and friends: a float64 tile is 64 KB.
 TILE_BATCH, TILE_NODES = 256, 32
 
@@ -245,12 +243,6 @@ def tiled_backward_params(first, last, z, err, delta, params, offsets, kernels, 
         _transpose_block(dt, delta, 0, k1 - k0, 0, m, r0, k0, False)
 
 
-@_jit
-def tile_count(b, n):  # pragma: no cover - compiled
-    """The number of tiles (tasks) of :func:`tiled` and friends for a (b, n) layer."""
-    return ((b + TILE_BATCH - 1) // TILE_BATCH) * ((n + TILE_NODES - 1) // TILE_NODES)
-
-
 #: Bytes of one row of a transposed block: a cache line, and one AVX-512 register (LLVM splits the
 #: vectors into halves or quarters on CPUs with narrower registers).
 BLOCK_BYTES = 64
@@ -334,23 +326,3 @@ def _transpose_block(source, target, r0, r1, c0, c1, tr, tc, along_rows):  # pra
                 for c in range(cb, min(cb + n, c1)):
                     for r in range(rb, min(rb + n, r1)):
                         target[tr + c - c0, tc + r - r0] = source[r, c]
-
-
-@_jit
-def transpose_tiles(first, last, source, target):  # pragma: no cover - compiled
-    """target = source.T for tiles first..last-1 of TILE_ROWS x TILE_COLUMNS elements of source
-    (rows of tiles first): 8 x 8 blocks by vector shuffles, the edges element by element. Within a
-    tile, the blocks go down the source's rows first, so each of the 8 target rows being written
-    advances contiguously (a power-of-two row stride would otherwise evict the lines from cache)."""
-    rows, cols = source.shape
-    tile_cols = (cols + TILE_COLUMNS - 1) // TILE_COLUMNS
-    for tile in range(first, last):
-        r0 = (tile // tile_cols) * TILE_ROWS
-        c0 = (tile - (tile // tile_cols) * tile_cols) * TILE_COLUMNS
-        _transpose_block(source, target, r0, min(r0 + TILE_ROWS, rows), c0, min(c0 + TILE_COLUMNS, cols), c0, r0, False)
-
-
-@_jit
-def transpose_task_count(rows, cols):  # pragma: no cover - compiled
-    """The number of tiles (tasks) of :func:`transpose_tiles` for a source of ``rows`` x ``cols``."""
-    return ((rows + TILE_ROWS - 1) // TILE_ROWS) * ((cols + TILE_COLUMNS - 1) // TILE_COLUMNS)
