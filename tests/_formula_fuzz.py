@@ -1081,6 +1081,8 @@ class Finding:
         """
         if self.kind == "refused":
             return "undefined constant" if _names_an_undefined_constant(self.detail) else None
+        if self.kind not in ("accuracy", "special values", "forward vs fused"):
+            return None   # compile and runtime errors are never excluded
         if isinstance(self.point, float) and not math.isfinite(self.point):
             return "non-finite input"
         tiny = np.finfo(DTYPES[self.dtype].np).tiny if self.dtype in DTYPES else 0.0

@@ -310,3 +310,27 @@ def test_reference_knows_its_conventions():
     case = fz.make_case("kink", F("Abs", ("sub", X, k("0.1"))), random.Random(0))
     assert fz.references(case, fz.F64, np.array([0.1]))[0][1].amb                         # rounding decides
     del stats
+
+
+def test_only_the_documented_classes_are_excluded():
+    """The long profile's excluded classes are exactly the documented ones, nothing wider."""
+    case = fz.make_case("any", F("sin", X), random.Random(0))
+
+    def finding(kind="accuracy", dtype="float64", point=0.5, detail=""):
+        return fz.Finding(kind, "CPU_JIT", dtype, "forward", case, point, detail=detail)
+
+    assert finding(point=1e-310).excluded == "subnormal input"
+    assert finding(point=-1e-39, dtype="float32").excluded == "subnormal input"
+    assert finding(point=1e-300).excluded is None            # normal in float64
+    assert finding(point=1e-39).excluded is None              # subnormal in float32 only
+    assert finding(point=0.0).excluded is None
+    assert finding(kind="special values", point=math.nan).excluded == "non-finite input"
+    assert finding(point=-math.inf).excluded == "non-finite input"
+    refused = "FormulaParsingError: constant {} is not a real number in formula"
+    assert finding("refused", "-", math.nan, refused.format("0**(-2)")).excluded == "undefined constant"
+    assert finding("refused", "-", math.nan, refused.format("atanh(1)")).excluded == "undefined constant"
+    assert finding("refused", "-", math.nan, refused.format("Heaviside(2)")).excluded is None   # unknown name
+    assert finding("refused", "-", math.nan, refused.format("2")).excluded is None             # a real number
+    assert finding("refused", "-", math.nan, "the derivative needs im").excluded is None
+    assert finding("runtime error", point=math.nan).excluded is None
+    assert finding("compile", point=1e-310).excluded is None
