@@ -180,6 +180,10 @@ UNARY = {
     "digamma": (_small(_digamma0, lambda x: None if _gamma_pole(x) else mpmath.digamma(x)),
                 _small(lambda x: 1 / x**2 + mpmath.pi**2 / 6 - 2 * mpmath.zeta(3) * x, lambda x: None if _gamma_pole(x) else mpmath.polygamma(1, x)),
                 16),  # internal
+    "trigamma": (_small(lambda x: 1 / x**2 + mpmath.pi**2 / 6 - 2 * mpmath.zeta(3) * x, lambda x: None if _gamma_pole(x) else mpmath.polygamma(1, x)),
+                 _small(lambda x: -2 / x**3 - 2 * mpmath.zeta(3), lambda x: None if _gamma_pole(x) else mpmath.polygamma(2, x)),
+                 16),  # internal: digamma's derivative (the derivative's input-rounding allowance)
+    "d2sinc": (_d2sinc, lambda x: x / 5 - x**3 / 42 if abs(x) < mpf("1e-6") else mpmath.diff(_sinc, x, 3), 16),  # internal
     "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1 - _sigmoid(x)), 4),
     "softplus": (_softplus, _sigmoid, 4),
 }
@@ -199,7 +203,7 @@ SATURATING = {
     "gamma": lambda s, x: None if s > 0 or x == mpmath.floor(x) else mpf(0),
 }
 #: Functions with a discrete value (sign, Heaviside) or several arguments are handled in Evaluator.
-PUBLIC_UNARY = [n for n in UNARY if n not in ("dsinc", "digamma")]
+PUBLIC_UNARY = [n for n in UNARY if n not in ("dsinc", "digamma", "trigamma", "d2sinc")]
 ALIASES = {"Abs": ["abs"], "Max": ["max"], "Min": ["min"], "loggamma": ["lgamma"], "Heaviside": ["heaviside"],
            "ndtr": ["Phi"]}
 ALL_FUNCTIONS = sorted(PUBLIC_UNARY + ["sign", "Heaviside", "Max", "Min", "atan2"])
@@ -470,6 +474,8 @@ def _derivative(t, memo):
         "ndtr": lambda: ("mul", lit("<1/sqrt(2pi)>", lambda: 1 / mpmath.sqrt(2 * mpmath.pi)),
                          _fn("exp", ("mul", lit("-0.5"), ("mul", u, u)))),
         "sinc": lambda: _fn("dsinc", u),
+        "dsinc": lambda: _fn("d2sinc", u),
+        "digamma": lambda: _fn("trigamma", u),
         "gamma": lambda: ("mul", t, _fn("digamma", u)),
         "loggamma": lambda: _fn("digamma", u),
         "sigmoid": lambda: ("mul", t, ("sub", ONE, t)),
@@ -1149,7 +1155,7 @@ def references(case: Case, dt: DType, xs: np.ndarray):
         dtree = derivative(case.tree)
         try:
             d2tree = derivative(dtree)
-        except KeyError:  # sinc'' and digamma' are not in the table: no allowance for the derivative
+        except KeyError:  # a function without a second derivative here: no allowance for the derivative
             d2tree = None
         out = []
         for x in xs:

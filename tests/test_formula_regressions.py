@@ -394,3 +394,12 @@ def test_a_piecewise_inside_a_boolean_condition_compiles_on_cpu_python():
     want = [1.0 if v <= 0.75 or float(mp.acosh(v)) <= 2 else 2.0 for v in x[0]]
     for m, a in got.items():
         np.testing.assert_array_equal(a, want, err_msg=m)
+
+
+def test_a_piecewise_with_a_series_branch_is_not_inverted(method, dtype):
+    """sinc's derivative is a Piecewise whose small-argument branch is a polynomial: inverting it
+    (to divide by the Piecewise) made a rational function of num**49 that overflowed to NaN."""
+    f = lambda x: mp.atan(mp.sin(mp.asinh(x) / x) / (mp.asinh(x) / x))  # noqa: E731
+    xs = [20.0, 0.5, 3.0]
+    points = [(x, f(at(x, dtype)), mp.diff(f, at(x, dtype))) for x in xs]
+    check("atan(sinc((asinh(num) / num)))", {}, method, dtype, points)

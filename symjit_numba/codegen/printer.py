@@ -91,15 +91,17 @@ def _denominator(factor: sp.Basic) -> sp.Basic | None:
 
 def _reciprocal(value: sp.Basic) -> sp.Basic | None:
     """``1/value`` for a non-zero number (exact for rationals; within an ulp for floats) or for a
-    quotient (``x/tan(x)`` gives ``tan(x)/x``), or None (a division would add a rounding)."""
+    product with a denominator (``x/tan(x)`` gives ``tan(x)/x``; each factor inverted, nothing
+    expanded), or None (a sum, a function: inverting would add a rounding, or expand)."""
     if value.is_Number:
         if value.is_zero or not value.is_finite:
             return None
         return 1 / value if value.is_Rational else sp.Float(1 / float(value))
-    numerator, denominator = value.as_numer_denom()
-    if denominator == 1:
-        return None
-    return denominator if numerator == 1 else denominator / numerator
+    if _denominator(value) is not None:
+        return _denominator(value)
+    if isinstance(value, sp.Mul) and any(_denominator(factor) is not None for factor in value.args):
+        return sp.Mul(*(1 / factor for factor in value.args))
+    return None
 
 
 def with_divisions(expr: sp.Basic) -> sp.Basic:
