@@ -403,3 +403,11 @@ def test_a_piecewise_with_a_series_branch_is_not_inverted(method, dtype):
     xs = [20.0, 0.5, 3.0]
     points = [(x, f(at(x, dtype)), mp.diff(f, at(x, dtype))) for x in xs]
     check("atan(sinc((asinh(num) / num)))", {}, method, dtype, points)
+
+
+def test_a_negative_fractional_power_is_not_a_division(method, dtype):
+    """d/dx (x**x - x)**-0.5 holds (x**x - x)**-1.5: 1e-39 at x = 20 (a float32 subnormal, fine),
+    while dividing by (x**x - x)**1.5 = 1e39 overflowed float32 to inf and gave -0.0."""
+    f = lambda x: (x**x - x) ** mp.mpf(-0.5)  # noqa: E731
+    points = [(x, f(at(x, dtype)), mp.diff(f, at(x, dtype))) for x in [20.0, 2.0, 5.0]]
+    check("(num**num - num)**(-0.5)", {}, method, dtype, points)

@@ -74,9 +74,17 @@ class _Quotient(sp.Function):  # noqa: N801
     nargs = 2
 
 
+def _is_reciprocal_power(factor: sp.Basic) -> bool:
+    """``x**-n`` (n a positive integer) or ``x**-0.5``: a division (by x**n, by sqrt(x)) costs no
+    pow call. Other negative powers stay powers: ``pow(u, -1.5)`` is finite where ``u**1.5``
+    overflows (u = 1e26 in float32)."""
+    return (isinstance(factor, sp.Pow) and factor.exp.is_Number and factor.exp < 0
+            and (factor.exp.is_integer or float(factor.exp) == -0.5))
+
+
 def _denominator(factor: sp.Basic) -> sp.Basic | None:
     """What ``factor`` of a product divides by (``x`` for ``x**-1``, ``2`` for ``1/2``), or None."""
-    if isinstance(factor, sp.Pow) and factor.exp.is_Number and factor.exp < 0:
+    if _is_reciprocal_power(factor):
         return factor.base**-factor.exp
     if isinstance(factor, sp.Rational) and not factor.is_Integer and factor.p == 1:
         return sp.Integer(factor.q)
@@ -97,6 +105,8 @@ def _reciprocal(value: sp.Basic) -> sp.Basic | None:
         if value.is_zero or not value.is_finite:
             return None
         return 1 / value if value.is_Rational else sp.Float(1 / float(value))
+    if isinstance(value, sp.Pow) and value.exp.is_Number and value.exp < 0:
+        return value.base**-value.exp
     if _denominator(value) is not None:
         return _denominator(value)
     if isinstance(value, sp.Mul) and any(_denominator(factor) is not None for factor in value.args):
@@ -112,6 +122,9 @@ def with_divisions(expr: sp.Basic) -> sp.Basic:
     """
     if not expr.args or isinstance(expr, sp.Symbol):
         return expr
+    if isinstance(expr, sp.Pow) and expr.exp.is_Rational and expr.exp < 0 and not _is_reciprocal_power(expr):
+        # SymPy's printer divides by u**(3/2) for u**(-3/2); as a float exponent it stays pow(u, -1.5)
+        return sp.Pow(with_divisions(expr.base), sp.Float(expr.exp), evaluate=False)
     args = [with_divisions(a) for a in expr.args]
     if isinstance(expr, sp.Mul) and any(isinstance(a, sp.Piecewise) and _denominator(a) is not None for a in args):
         return sp.Mul(*(sp.Pow(_denominator(a), -1, evaluate=False)
