@@ -172,39 +172,57 @@ def _tile(task, b, n):  # pragma: no cover - compiled
 
 
 @_jit
+def _scratch(z):  # pragma: no cover - compiled
+    """Room for one tile, node-major, in the dtype of ``z``."""
+    return np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+
+
+@_jit
+def _gather(source, tile, r0, r1, k0, k1):  # pragma: no cover - compiled
+    """``tile[:k1-k0, :r1-r0] = source[r0:r1, k0:k1].T``."""
+    _transpose_block(source, tile, r0, r1, k0, k1, 0, 0, True)
+
+
+@_jit
+def _scatter(tile, target, r0, r1, k0, k1):  # pragma: no cover - compiled
+    """``target[r0:r1, k0:k1] = tile[:k1-k0, :r1-r0].T``."""
+    _transpose_block(tile, target, 0, k1 - k0, 0, r1 - r0, r0, k0, False)
+
+
+@_jit
 def tiled(first, last, backward, z, err, out, params, offsets, kernels):  # pragma: no cover - compiled
     """Tasks first..last-1 of a (b, n) layer, task = a tile (see :func:`_tile`): node_block of each
     node k (kernels[k]) on its row of the transposed tile."""
     b, n = z.shape
-    zt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
-    et = np.empty((TILE_NODES, TILE_BATCH), z.dtype) if backward else zt
-    ot = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    zt = _scratch(z)
+    et = _scratch(z) if backward else zt
+    ot = _scratch(z)
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
         m = r1 - r0
-        _transpose_block(z, zt, r0, r1, k0, k1, 0, 0, True)
+        _gather(z, zt, r0, r1, k0, k1)
         if backward:
-            _transpose_block(err, et, r0, r1, k0, k1, 0, 0, True)
+            _gather(err, et, r0, r1, k0, k1)
         for k in range(k0, k1):
             _call(kernels[k], (backward, zt[k - k0, :m], et[k - k0, :m], ot[k - k0, :m], params, offsets[k]))
-        _transpose_block(ot, out, 0, k1 - k0, 0, m, r0, k0, False)
+        _scatter(ot, out, r0, r1, k0, k1)
 
 
 @_jit
 def tiled_both(first, last, z, a, d, params, offsets, kernels):  # pragma: no cover - compiled
     """As :func:`tiled`, calling node_block_both (f and df in one pass)."""
     b, n = z.shape
-    zt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
-    at = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
-    dt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    zt = _scratch(z)
+    at = _scratch(z)
+    dt = _scratch(z)
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
         m = r1 - r0
-        _transpose_block(z, zt, r0, r1, k0, k1, 0, 0, True)
+        _gather(z, zt, r0, r1, k0, k1)
         for k in range(k0, k1):
             _call(kernels[k], (zt[k - k0, :m], at[k - k0, :m], dt[k - k0, :m], params, offsets[k]))
-        _transpose_block(at, a, 0, k1 - k0, 0, m, r0, k0, False)
-        _transpose_block(dt, d, 0, k1 - k0, 0, m, r0, k0, False)
+        _scatter(at, a, r0, r1, k0, k1)
+        _scatter(dt, d, r0, r1, k0, k1)
 
 
 @_jit
@@ -212,13 +230,13 @@ def tiled_params(first, last, z, err, params, offsets, kernels, columns, partial
     """As :func:`tiled`, calling node_block_params: node k of the tile with rows r0..r1-1 sums into
     partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]."""
     b, n = z.shape
-    zt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
-    et = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    zt = _scratch(z)
+    et = _scratch(z)
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
         m = r1 - r0
-        _transpose_block(z, zt, r0, r1, k0, k1, 0, 0, True)
-        _transpose_block(err, et, r0, r1, k0, k1, 0, 0, True)
+        _gather(z, zt, r0, r1, k0, k1)
+        _gather(err, et, r0, r1, k0, k1)
         for k in range(k0, k1):
             _call(kernels[k], (zt[k - k0, :m], et[k - k0, :m], params, offsets[k],
                                partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]))
@@ -229,18 +247,18 @@ def tiled_backward_params(first, last, z, err, delta, params, offsets, kernels, 
                           partials):  # pragma: no cover - compiled
     """As :func:`tiled_params`, calling node_block_backward_params (delta too, in one pass)."""
     b, n = z.shape
-    zt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
-    et = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
-    dt = np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    zt = _scratch(z)
+    et = _scratch(z)
+    dt = _scratch(z)
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
         m = r1 - r0
-        _transpose_block(z, zt, r0, r1, k0, k1, 0, 0, True)
-        _transpose_block(err, et, r0, r1, k0, k1, 0, 0, True)
+        _gather(z, zt, r0, r1, k0, k1)
+        _gather(err, et, r0, r1, k0, k1)
         for k in range(k0, k1):
             _call(kernels[k], (zt[k - k0, :m], et[k - k0, :m], dt[k - k0, :m], params, offsets[k],
                                partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]))
-        _transpose_block(dt, delta, 0, k1 - k0, 0, m, r0, k0, False)
+        _scatter(dt, delta, r0, r1, k0, k1)
 
 
 #: Bytes of one row of a transposed block: a cache line, and one AVX-512 register (LLVM splits the
