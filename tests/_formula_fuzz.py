@@ -442,7 +442,7 @@ def _derivative(t, memo):
                     term = _mul(term, _fn("Heaviside", ("sub", ui, uj) if name == "Max" else ("sub", uj, ui)))
             total = _add(total, term)
         return total
-    if name in ("sign", "Heaviside"):
+    if name in ("sign", "Heaviside", "abs_slope"):
         return ZERO
     if name == "atan2":
         y, x = args
@@ -456,7 +456,7 @@ def _derivative(t, memo):
         "log1p": lambda: ("div", ONE, ("add", ONE, u)),
         "expm1": lambda: _fn("exp", u),
         "sqrt": lambda: ("div", ONE, ("mul", TWO, t)),
-        "Abs": lambda: _fn("sign", u),
+        "Abs": lambda: _fn("abs_slope", u),
         "sin": lambda: _fn("cos", u),
         "cos": lambda: ("neg", _fn("sin", u)),
         "tan": lambda: ("add", ("mul", t, t), ONE),
@@ -598,6 +598,11 @@ class Evaluator:
             if expo == 0:
                 return Val(mpf(1), mpf(0), amb)
             v = mpf(0)
+        elif integer and expo < 0 and abs(expo * mpmath.log(abs(base))) > mpmath.log(self.dt.max):
+            # every backend computes x**-n as 1/(x*...*x) (a quotient stays a division: see the
+            # printer), so x**n is an intermediate, and here it leaves the dtype's range
+            self.overflowed = True
+            return Val(None, mpmath.inf, amb)
         elif base < 0:
             if not integer:
                 return Val(None, mpmath.inf, amb)
@@ -626,11 +631,17 @@ class Evaluator:
     def _fn(self, name, args: list) -> Val:
         amb = any(a.amb for a in args)
         K = AMBIGUITY
-        if name in ("sign", "Heaviside"):
+        if name in ("sign", "Heaviside", "abs_slope"):
             u = args[0]
             if u.v is None:
                 return Val(None, mpmath.inf, amb)
             near = (u.v == 0 and u.e > 0) or (u.v != 0 and abs(u.v) <= K * u.e)
+            if name == "abs_slope":
+                # Abs' = sign, 0 at 0; but SymPy drops the Abs of a provably non-negative argument
+                # (Abs(Max(x, 0)) is Max(x, 0), whose slope at 0 is 1/2): at an exact zero the
+                # convention depends on that simplification
+                near = near or u.v == 0
+                name = "sign"
             if u.v > 0:
                 v = mpf(1)
             elif u.v < 0:
@@ -1114,8 +1125,8 @@ def _names_an_undefined_constant(message: str) -> bool:
     real number (evaluated in mpmath), or reports a division by zero."""
     import re
 
-    if "division by zero" in message:
-        return True
+    if "division by zero" in message or "Invalid comparison of non-real" in message:
+        return True   # (the latter: a condition compares a constant that is not real)
     match = re.search(r"constant (.+?) is not a", message)
     if match is None:
         return False
