@@ -685,6 +685,8 @@ class Evaluator:
             v = SATURATING[name](1 if u.v > 0 else -1, u.v)
             if v is None:
                 return Val(None, mpmath.inf, amb)
+            if name == "gamma" and u.v < 0 and u.e > 0:
+                amb = True   # a pole within the argument's error (0.01 - 1e16 is the integer -1e16 in float64)
             return Val(v, self.round_err(v, c) + u.e * (0 if name not in ("softplus",) else 1), amb)
         if u.e > 0 and name not in ("Abs",):
             # a domain boundary or pole within the argument's error: NaN, inf or finite is decided by rounding
@@ -1116,7 +1118,7 @@ class Finding:
 #: Names a refusal's constant may use, evaluated in mpmath (not SymPy: see the module docstring).
 _CONSTANT_NAMES = {name: getattr(mpmath, name) for name in (
     "exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh",
-    "atanh", "erf", "erfc", "gamma", "pi")} | {"E": mpmath.e, "zoo": mpmath.inf, "oo": mpmath.inf, "I": mpmath.j,
+    "atanh", "erf", "erfc", "gamma", "loggamma", "pi")} | {"lgamma": mpmath.loggamma, "E": mpmath.e, "zoo": mpmath.inf, "oo": mpmath.inf, "I": mpmath.j,
                                              "nan": mpmath.nan}
 
 
@@ -1133,7 +1135,7 @@ def _names_an_undefined_constant(message: str) -> bool:
     try:
         with mp.workprec(PREC):
             value = eval(match.group(1), {"__builtins__": {}}, _CONSTANT_NAMES)  # noqa: S307 - our own test's text
-    except ZeroDivisionError:
+    except (ZeroDivisionError, ValueError):   # ValueError: mpmath at a pole (gamma(0))
         return True
     except Exception:  # noqa: BLE001 - a name we do not know: not excluded
         return False
@@ -1185,8 +1187,8 @@ def references(case: Case, dt: DType, xs: np.ndarray):
             if value_val.v is not None:
                 curvature = Val(None, mpmath.inf) if d2tree is None else evaluator.ev(d2tree)
                 slope = expected(slope_val, dt, conditioning(x, curvature, dt))
-            else:
-                slope = Expected(amb=value_val.amb, why="undefined")
+            else:   # a derivative where the function has no finite value: no class either (inf*0)
+                slope = Expected(amb=True, why="undefined")
             slope.overflow = overflowed
             out.append((value, slope))
         return out

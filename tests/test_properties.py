@@ -38,7 +38,8 @@ switching point (kinks, branch boundaries), or where the bound exceeds 1e-3 of t
 (ill-conditioned); a derivative is checked only where the value is defined (SymPy's ``acosh'`` is
 finite below 1). ``x**-n`` counts ``x**n`` as an intermediate (every backend divides by it), and
 ``Abs'`` at an exact zero of its argument is ambiguous (SymPy drops the Abs of a provably
-non-negative argument, ``Abs(Max(x, 0))`` is ``Max(x, 0)``, whose slope at 0 is 1/2, not 0). Class agreement is skipped only at the ambiguous and the overflowing points. Exact
+non-negative argument, ``Abs(Max(x, 0))`` is ``Max(x, 0)``, whose slope at 0 is 1/2, not 0). Class agreement is skipped only at the ambiguous and the overflowing points, and for derivatives
+where the function itself has no finite value. Exact
 ties are checked.
 
 Excluded classes, and why: a negative *literal* base with a symbolic exponent (``(-2.5)**num``) is
