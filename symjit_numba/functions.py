@@ -23,7 +23,6 @@ to primitives.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import mpmath
@@ -194,41 +193,6 @@ class ndtr(sp.Function):  # noqa: N801
         return self.args[0].is_real
 
 
-_INVERSE_FUNCTIONS = (sp.asin, sp.acos, sp.atan, sp.asinh, sp.acosh, sp.atanh)
-
-
-def _keeping_inverse_arguments(base: type, inverse: type, derivative: Callable[[sp.Expr], sp.Expr]) -> type:
-    """SymPy's ``base`` (sin, cos, tan and their hyperbolic kin) without its rewrites of another
-    inverse function's value: SymPy writes ``sin(atan(u))`` as ``u/sqrt(u**2 + 1)``, whose
-    ``u**2`` overflows for ``|u| > 1e154`` (0 instead of 1), ``tan(acos(u))`` as
-    ``sqrt(1 - u**2)/u`` (inf at subnormal u), and their derivatives as sums that cancel (found
-    by the long fuzz profile). ``base(inverse(u)) = u`` is still applied; everything else too.
-    """
-
-    class Kept(base):
-        @classmethod
-        def eval(cls, arg: sp.Expr) -> sp.Expr | None:
-            if isinstance(arg, _INVERSE_FUNCTIONS) and not isinstance(arg, inverse):
-                return None
-            return super().eval(arg)
-
-        def fdiff(self, argindex: int = 1) -> sp.Expr:
-            return derivative(self)
-
-    Kept.__name__ = Kept.__qualname__ = base.__name__
-    Kept.__doc__ = f"SymPy's ``{base.__name__}``, keeping an inverse function's value as its argument."
-    return Kept
-
-
-# (their derivatives refer to these classes, not SymPy's: cos(atan(u)) stays as written there too)
-sin = _keeping_inverse_arguments(sp.sin, sp.asin, lambda f: cos(f.args[0]))
-cos = _keeping_inverse_arguments(sp.cos, sp.acos, lambda f: -sin(f.args[0]))
-tan = _keeping_inverse_arguments(sp.tan, sp.atan, lambda f: 1 + f**2)
-sinh = _keeping_inverse_arguments(sp.sinh, sp.asinh, lambda f: cosh(f.args[0]))
-cosh = _keeping_inverse_arguments(sp.cosh, sp.acosh, lambda f: sinh(f.args[0]))
-tanh = _keeping_inverse_arguments(sp.tanh, sp.atanh, lambda f: 1 - f**2)
-
-
 class sinc(sp.sinc):  # noqa: N801
     """SymPy's ``sinc(x) = sin(x)/x`` (not numpy's normalised one), with a derivative that is
     accurate near 0: ``cos(x)/x - sin(x)/x**2`` cancels there, so its Taylor series is used."""
@@ -236,7 +200,7 @@ class sinc(sp.sinc):  # noqa: N801
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         x = self.args[0]
         series = sum((-1) ** k * 2 * k * x ** (2 * k - 1) / sp.factorial(2 * k + 1) for k in range(1, 8))
-        return sp.Piecewise((series, sp.Abs(x) < sp.Rational(1, 2)), (cos(x) / x - sin(x) / x**2, True))
+        return sp.Piecewise((series, sp.Abs(x) < sp.Rational(1, 2)), (sp.cos(x) / x - sp.sin(x) / x**2, True))
 
 
 class _AbsOfReal(sp.Function):  # noqa: N801
@@ -329,16 +293,16 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("Max",      sp.Max,       "numpy.maximum",      _MAX,            _MAX, (2,)),
     MathFunction("Min",      sp.Min,       "numpy.minimum",      _MIN,            _MIN, (2,)),
     MathFunction("Piecewise", sp.Piecewise, "numpy.select",      "<printer>",     "<printer>", ()),
-    MathFunction("sin",      sin,          "numpy.sin",          "math.sin",      "math.sin"),
-    MathFunction("cos",      cos,          "numpy.cos",          "math.cos",      "math.cos"),
-    MathFunction("tan",      tan,          "numpy.tan",          "math.tan",      "math.tan"),
+    MathFunction("sin",      sp.sin,       "numpy.sin",          "math.sin",      "math.sin"),
+    MathFunction("cos",      sp.cos,       "numpy.cos",          "math.cos",      "math.cos"),
+    MathFunction("tan",      sp.tan,       "numpy.tan",          "math.tan",      "math.tan"),
     MathFunction("asin",     sp.asin,      "numpy.arcsin",       "math.asin",     "math.asin"),
     MathFunction("acos",     sp.acos,      "numpy.arccos",       "math.acos",     "math.acos"),
     MathFunction("atan",     sp.atan,      "numpy.arctan",       "math.atan",     "math.atan"),
     MathFunction("atan2",    sp.atan2,     "numpy.arctan2",      "math.atan2",    "math.atan2", (2,)),
-    MathFunction("sinh",     sinh,         "numpy.sinh",         "math.sinh",     "math.sinh"),
-    MathFunction("cosh",     cosh,         "numpy.cosh",         "math.cosh",     "math.cosh"),
-    MathFunction("tanh",     tanh,         "numpy.tanh",         "vm.tanh",       "math.tanh"),
+    MathFunction("sinh",     sp.sinh,      "numpy.sinh",         "math.sinh",     "math.sinh"),
+    MathFunction("cosh",     sp.cosh,      "numpy.cosh",         "math.cosh",     "math.cosh"),
+    MathFunction("tanh",     sp.tanh,      "numpy.tanh",         "vm.tanh",       "math.tanh"),
     MathFunction("asinh",    sp.asinh,     "numpy.arcsinh",      "math.asinh",    "math.asinh"),
     MathFunction("acosh",    sp.acosh,     "numpy.arccosh",      "math.acosh",    "math.acosh"),
     MathFunction("atanh",    sp.atanh,     "numpy.arctanh",      "math.atanh",    "math.atanh"),
@@ -358,10 +322,6 @@ FUNCTIONS: tuple[MathFunction, ...] = (
 
 FUNCTIONS_BY_NAME: dict[str, MathFunction] = {f.name: f for f in FUNCTIONS if f.public}
 FUNCTIONS_BY_SYMPY: dict[type, MathFunction] = {f.sympy: f for f in FUNCTIONS if isinstance(f.sympy, type)}
-# SymPy's own classes that this module refines (sp.sin for sin, sp.erfc for erfc...), which SymPy's
-# internals may still create, print as the refined function does.
-FUNCTIONS_BY_SYMPY.update({f.sympy.__bases__[0]: f for f in FUNCTIONS if isinstance(f.sympy, type)
-                           and f.sympy.__module__ == __name__ and f.sympy.__bases__[0] is not sp.Function})
 
 #: Extra spellings accepted in formula strings.
 ALIASES: dict[str, str] = {"abs": "Abs", "max": "Max", "min": "Min", "lgamma": "loggamma", "heaviside": "Heaviside",

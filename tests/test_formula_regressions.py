@@ -411,29 +411,3 @@ def test_a_negative_fractional_power_is_not_a_division(method, dtype):
     f = lambda x: (x**x - x) ** mp.mpf(-0.5)  # noqa: E731
     points = [(x, f(at(x, dtype)), mp.diff(f, at(x, dtype))) for x in [20.0, 2.0, 5.0]]
     check("(num**num - num)**(-0.5)", {}, method, dtype, points)
-
-
-TRIG_OF_INVERSE = [
-    # SymPy rewrote these as u/sqrt(u**2 + 1) (0 for |u| > 1e154), sqrt(1 - u**2)/u (inf at
-    # subnormal u), and differentiated them into sums that cancel (found by the long profile)
-    ("sin(atan(num))", lambda x: mp.sin(mp.atan(x)), [1e200, -3.0, 0.5]),
-    ("tanh(asinh(num))", lambda x: mp.tanh(mp.asinh(x)), [1e200, -2.0, 0.25]),
-    ("cosh(asinh(num))", lambda x: mp.cosh(mp.asinh(x)), [1e200, 1.5]),
-    ("sin(atan((sinc(num)*num)**(-2)))", lambda x: mp.sin(mp.atan((mp.sin(x)) ** -2)), [2.9506962363792058, -0.13008545109596348]),
-]
-
-
-@pytest.mark.parametrize("formula, f, xs", TRIG_OF_INVERSE, ids=[t[0] for t in TRIG_OF_INVERSE])
-def test_a_trig_function_of_an_inverse_one_is_kept_as_written(formula, f, xs, method):
-    dtype = np.dtype(np.float64)
-    points = [(x, f(at(x, dtype)), mp.diff(f, at(x, dtype))) for x in xs]
-    check(formula, {}, method, dtype, points)
-
-
-def test_sympy_internals_creating_its_own_trig_classes_still_print():
-    """sp.sin (not the refined class) where SymPy's own code makes one: printed as sin."""
-    from symjit_numba.codegen.printer import KernelPrinter
-
-    x = sp.Symbol("num")
-    statements, (result,) = KernelPrinter("numba", {x: "num"}).block([sp.sin(x) + sp.tanh(x)])
-    assert "math.sin(num)" in result and "vm.tanh(num)" in result, result

@@ -96,4 +96,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (vm.sigmoid(y_pred) - y_true)
 
-# codegen fingerprint: 9b607e380adfc34f
+# codegen fingerprint: 31c05f8380fed78f

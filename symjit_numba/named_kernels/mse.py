@@ -98,4 +98,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
 
-# codegen fingerprint: 9b607e380adfc34f
+# codegen fingerprint: 31c05f8380fed78f
