@@ -132,7 +132,7 @@ class expm1(cfunctions.expm1):  # noqa: N801
         if arg.is_zero:
             return sp.S.Zero
         if arg.is_Float:
-            return sp.Float(mpmath.expm1(arg._to_mpmath(arg._prec)), precision=arg._prec)
+            return sp.Float(mpmath.expm1(mpmath.mpf(arg)))
         return None
 
 

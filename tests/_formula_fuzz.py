@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -1125,8 +1126,6 @@ _CONSTANT_NAMES = {name: getattr(mpmath, name) for name in (
 def _names_an_undefined_constant(message: str) -> bool:
     """Whether a refusal names a constant (``constant 0**(-2) is not ...``) that is not a finite
     real number (evaluated in mpmath), or reports a division by zero."""
-    import re
-
     if "division by zero" in message or "Invalid comparison of non-real" in message:
         return True   # (the latter: a condition compares a constant that is not real)
     match = re.search(r"constant (.+?) is not a", message)

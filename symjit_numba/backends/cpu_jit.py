@@ -350,7 +350,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         addresses, addresses_both = _Addresses(kernels, run_ids), _Addresses(kernels_both, run_ids)
 
     def n_tasks(z: np.ndarray) -> int:
-        return task_count(tasks, z.shape, runs)
+        return task_grid(tasks, z.shape, runs)[0]
 
     def compile_pair(dtype: np.dtype) -> None:  # forward_kernel and backward_kernel
         addresses(dtype), runner(dtype)
@@ -407,13 +407,16 @@ def task_layout(plan: LayerPlan, layout: str) -> tuple[str, tuple[np.ndarray, ..
     return "batch_major", runs
 
 
-def task_count(tasks: str, shape: tuple[int, int], runs: tuple[np.ndarray, ...] | None) -> int:
-    """The number of tasks of the runners ``tasks`` for arrays of ``shape``: see :mod:`.cpu_tasks`."""
-    if tasks == "node_major":
-        return shape[0] * -(-shape[1] // BLOCK)
-    if tasks == "tiled":
-        return -(-shape[0] // cpu_tasks.TILE_BATCH) * -(-shape[1] // cpu_tasks.TILE_NODES)
-    return -(-shape[0] // ROWS) * len(runs[0])
+def task_grid(tasks: str, shape: tuple[int, int], runs: tuple[np.ndarray, ...] | None) -> tuple[int, int]:
+    """The number of tasks of the runners ``tasks`` for arrays of ``shape``, and of their blocks of
+    samples (the rows of a parameter-gradient ``partials``): see :mod:`.cpu_tasks`."""
+    if runs is not None:  # batch_major: ROWS rows of each run
+        blocks = -(-shape[0] // ROWS)
+        return blocks * len(runs[0]), blocks
+    samples, nodes = cpu_tasks.TASK_TILES[tasks]
+    n, b = shape if tasks == "node_major" else shape[::-1]
+    blocks = -(-b // samples)
+    return blocks * -(-n // nodes), blocks
 
 
 def numba_kernels(plan: LayerPlan, layout: str) -> Any:
@@ -461,8 +464,6 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: str, runs: tuple[np.ndar
         bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         addresses = [_Addresses(kernels, func_ids) for kernels in per_function]
         dispatch: tuple[np.ndarray, ...] = ()
-        # rows of partials: a node's blocks of samples (node-major), or the tiles' rows of samples
-        samples, per_row = (1, BLOCK) if tasks == "node_major" else (0, cpu_tasks.TILE_BATCH)
     else:
         start, stop, run_ids = runs
         run_counts = counts[start]
@@ -470,7 +471,6 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: str, runs: tuple[np.ndar
         bounds = np.concatenate(([0], np.cumsum(run_counts * (stop - start)))).astype(np.int64)
         addresses = [_Addresses(kernels, run_ids) for kernels in per_function]
         dispatch = (start, stop)
-        samples, per_row = 0, ROWS
 
     def compile_all(dtype: np.dtype) -> None:
         for table in addresses:
@@ -483,10 +483,11 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: str, runs: tuple[np.ndar
 
     def run(which: int, z, err, delta, grad_params, params, offsets):
         readiness.ensure(z.dtype)
-        partials = np.empty((-(-z.shape[samples] // per_row), columns.size), dtype=np.float64)
+        n_tasks, rows = task_grid(tasks, z.shape, runs)
+        partials = np.empty((rows, columns.size), dtype=np.float64)
         outputs = () if delta is None else (delta,)
-        _pool.run(runners[which](z.dtype), task_count(tasks, z.shape, runs), z.size, z, err, *outputs, params,
-                  offsets, *dispatch, addresses[which](z.dtype), bounds, partials)
+        _pool.run(runners[which](z.dtype), n_tasks, z.size, z, err, *outputs, params, offsets, *dispatch,
+                  addresses[which](z.dtype), bounds, partials)
         columns.combine(partials, offsets, grad_params)
 
     def run_params(z, err, grad_params, params, offsets):

@@ -203,7 +203,7 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
     n_columns = columns.size
     n_runs = len(start)
     # per node: tasks are tiles of tile_rows samples x tile_nodes nodes (node-major: 1 node)
-    tile_rows, tile_nodes = (cpu_tasks.TILE_BATCH, cpu_tasks.TILE_NODES) if tasks == "tiled" else (BLOCK, 1)
+    tile_rows, tile_nodes = cpu_tasks.TASK_TILES[tasks] if per_node else (ROWS, 1)
 
     def setup(what: str, suffix: str, floats: dict[str, Any], params: Any, offset_list: Any,
               grad_params: Any = None) -> tuple[Any, int]:

@@ -47,14 +47,14 @@ def _lambdify(built: BuiltFormula, exprs: tuple | None = None) -> tuple[Callable
 
 
 class _NumpyPrinter(NumPyPrinter):
-    """SymPy's numpy printer, with three fixes for a backend that serves as the reference.
+    """SymPy's numpy printer, with the fixes a backend that serves as the reference needs.
 
     Floats print with all their digits (SymPy prints 15, so ``exp(0.1)`` lost 2e-16 of its
-    value); an if-then-else inside a condition is ``numpy.where`` (SymPy simplified it into and/or
-    forms that are false for NaN, or into a Piecewise of booleans that its own logic then refused);
-    ``sinc`` is SymPy's ``sin(x)/x``
-    (SymPy prints ``numpy.sinc(x/pi)``, whose rounding of ``x/pi`` costs ``|x|`` ulps near each
-    zero).
+    value). An if-then-else inside a condition is ``numpy.where``, and a Piecewise's conditions
+    print as they are: SymPy's printer passed them through ``simplify_logic``, which expanded an
+    ITE into and/or forms that are false for NaN, or into a Piecewise of booleans that its own
+    logic then refused. ``sinc`` is SymPy's ``sin(x)/x`` (SymPy prints ``numpy.sinc(x/pi)``, whose
+    rounding of ``x/pi`` costs ``|x|`` ulps near each zero).
     """
 
     def _print_Float(self, expr: sp.Float) -> str:  # noqa: N802 (SymPy's dispatch name)

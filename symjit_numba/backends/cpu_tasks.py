@@ -26,10 +26,13 @@ from ..codegen.source import BLOCK, ROWS
 
 __all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "batch_major",
            "batch_major_both", "batch_major_params", "batch_major_backward_params", "tiled", "tiled_both", "tiled_params",
-           "tiled_backward_params", "TILE_BATCH", "TILE_NODES"]
+           "tiled_backward_params", "TILE_BATCH", "TILE_NODES", "TASK_TILES"]
 
 #: Rows (samples) and nodes of a tile of :func:`tiled` and friends: a float64 tile is 64 KB.
 TILE_BATCH, TILE_NODES = 256, 32
+#: Samples and nodes of one task of the runners with a task per node block: ``node_major`` (one
+#: node's block of BLOCK samples) and ``tiled``. (``batch_major`` tasks are ROWS rows of a run.)
+TASK_TILES = {"node_major": (BLOCK, 1), "tiled": (TILE_BATCH, TILE_NODES)}
 
 
 @intrinsic

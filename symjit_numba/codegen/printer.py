@@ -106,8 +106,8 @@ def _reciprocal(value: sp.Basic) -> sp.Basic | None:
             return None
         return 1 / value if value.is_Rational else sp.Float(1 / float(value))
     if isinstance(value, sp.Pow) and value.exp.is_Number and value.exp < 0:
-        return value.base**-value.exp
-    if _denominator(value) is not None:
+        return value.base**-value.exp  # any negative power: the branch is a pow call either way
+    if isinstance(value, sp.Piecewise):
         return _denominator(value)
     if isinstance(value, sp.Mul) and any(_denominator(factor) is not None for factor in value.args):
         return sp.Mul(*(1 / factor for factor in value.args))
