@@ -31,7 +31,8 @@ from sympy.codegen import cfunctions
 from sympy.codegen.cfunctions import log1p
 
 __all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "ALIASES", "sigmoid", "softplus", "ndtr", "sinc", "erfc",
-           "loggamma", "log1p", "expm1", "exp_neg_abs", "real_derivative"]
+           "loggamma", "log1p", "expm1", "exp_neg_abs", "asin", "acos", "atan", "atan2", "asinh", "acosh",
+           "atanh", "real_derivative"]
 
 
 class sigmoid(sp.Function):  # noqa: N801 - SymPy functions are lower-case, like sympy.exp
@@ -203,6 +204,79 @@ class sinc(sp.sinc):  # noqa: N801
         return sp.Piecewise((series, sp.Abs(x) < sp.Rational(1, 2)), (sp.cos(x) / x - sp.sin(x) / x**2, True))
 
 
+class _InverseFunction(sp.Function):
+    """An inverse trigonometric or hyperbolic function that SymPy's ``sin``, ``cosh``… do not see
+    through.
+
+    SymPy evaluates ``sin(atan(u))`` as ``u/sqrt(u**2 + 1)`` (and ``cosh(asinh(u))`` as
+    ``sqrt(u**2 + 1)``, ``sin(atan2(y, x))`` as ``y/sqrt(x**2 + y**2)``, and so on for every pair)
+    as soon as the formula is built: ``u**2`` overflows for ``|u| > 1e154``, giving 0 instead of 1,
+    and the derivative becomes a difference that cancels. These classes are not subclasses of
+    SymPy's, so the formula is computed as written; SymPy's class (:attr:`sympy_class`) still
+    supplies numbers, derivatives and assumptions.
+    """
+
+    nargs = 1
+    sympy_class: type[sp.Function]
+
+    @classmethod
+    def eval(cls, *args: sp.Expr) -> sp.Expr | None:
+        if all(arg.is_Number for arg in args):
+            value = cls.sympy_class(*args)
+            return None if isinstance(value, cls.sympy_class) else value  # asin(2) stays a call
+        return None
+
+    def _sympy_form(self) -> sp.Expr:
+        return self.sympy_class(*self.args, evaluate=False)
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return self._sympy_form().fdiff(argindex)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        return self.sympy_class(*self.args)._eval_evalf(prec)
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self._sympy_form().is_extended_real
+
+    def _eval_is_finite(self) -> bool | None:
+        return self._sympy_form().is_finite
+
+
+class asin(_InverseFunction):  # noqa: N801
+    sympy_class = sp.asin
+
+
+class acos(_InverseFunction):  # noqa: N801
+    sympy_class = sp.acos
+
+
+class atan(_InverseFunction):  # noqa: N801
+    sympy_class = sp.atan
+
+
+class asinh(_InverseFunction):  # noqa: N801
+    sympy_class = sp.asinh
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        # 1/sqrt(x**2 + 1) is 0 once x**2 overflows (|x| > 1e154, or 1e19 in float32) where the
+        # derivative is 1/|x|; beyond 1e8, 1/|x| is that derivative to float64 rounding.
+        x = self.args[0]
+        return sp.Piecewise((1 / sp.sqrt(x**2 + 1), sp.Abs(x) < 10**8), (1 / sp.Abs(x), True))
+
+
+class acosh(_InverseFunction):  # noqa: N801
+    sympy_class = sp.acosh
+
+
+class atanh(_InverseFunction):  # noqa: N801
+    sympy_class = sp.atanh
+
+
+class atan2(_InverseFunction):  # noqa: N801
+    nargs = 2
+    sympy_class = sp.atan2
+
+
 class _AbsOfReal(sp.Function):  # noqa: N801
     """``Abs(u)`` while differentiating: ``d|u| = sign(u)*du`` for real ``u``."""
 
@@ -296,16 +370,16 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("sin",      sp.sin,       "numpy.sin",          "math.sin",      "math.sin"),
     MathFunction("cos",      sp.cos,       "numpy.cos",          "math.cos",      "math.cos"),
     MathFunction("tan",      sp.tan,       "numpy.tan",          "math.tan",      "math.tan"),
-    MathFunction("asin",     sp.asin,      "numpy.arcsin",       "math.asin",     "math.asin"),
-    MathFunction("acos",     sp.acos,      "numpy.arccos",       "math.acos",     "math.acos"),
-    MathFunction("atan",     sp.atan,      "numpy.arctan",       "math.atan",     "math.atan"),
-    MathFunction("atan2",    sp.atan2,     "numpy.arctan2",      "math.atan2",    "math.atan2", (2,)),
+    MathFunction("asin",     asin,         "numpy.arcsin",       "math.asin",     "math.asin"),
+    MathFunction("acos",     acos,         "numpy.arccos",       "math.acos",     "math.acos"),
+    MathFunction("atan",     atan,         "numpy.arctan",       "math.atan",     "math.atan"),
+    MathFunction("atan2",    atan2,        "numpy.arctan2",      "math.atan2",    "math.atan2", (2,)),
     MathFunction("sinh",     sp.sinh,      "numpy.sinh",         "math.sinh",     "math.sinh"),
     MathFunction("cosh",     sp.cosh,      "numpy.cosh",         "math.cosh",     "math.cosh"),
     MathFunction("tanh",     sp.tanh,      "numpy.tanh",         "vm.tanh",       "math.tanh"),
-    MathFunction("asinh",    sp.asinh,     "numpy.arcsinh",      "math.asinh",    "math.asinh"),
-    MathFunction("acosh",    sp.acosh,     "numpy.arccosh",      "math.acosh",    "math.acosh"),
-    MathFunction("atanh",    sp.atanh,     "numpy.arctanh",      "math.atanh",    "math.atanh"),
+    MathFunction("asinh",    asinh,        "numpy.arcsinh",      "math.asinh",    "math.asinh"),
+    MathFunction("acosh",    acosh,        "numpy.arccosh",      "math.acosh",    "math.acosh"),
+    MathFunction("atanh",    atanh,        "numpy.arctanh",      "math.atanh",    "math.atanh"),
     MathFunction("erf",      sp.erf,       "special.erf",        "vm.erf",        "math.erf"),
     MathFunction("erfc",     erfc,         "special.erfc",       "vm.erfc",       "math.erfc"),
     MathFunction("ndtr",     ndtr,         "special.ndtr",       _NDTR_NUMBA,     _NDTR_CUDA),
@@ -322,6 +396,9 @@ FUNCTIONS: tuple[MathFunction, ...] = (
 
 FUNCTIONS_BY_NAME: dict[str, MathFunction] = {f.name: f for f in FUNCTIONS if f.public}
 FUNCTIONS_BY_SYMPY: dict[type, MathFunction] = {f.sympy: f for f in FUNCTIONS if isinstance(f.sympy, type)}
+# SymPy makes its own inverse functions too (atan2(y, 2) evaluates to atan(y/2)): print them alike.
+FUNCTIONS_BY_SYMPY.update({f.sympy.sympy_class: f for f in FUNCTIONS if isinstance(f.sympy, type)
+                           and issubclass(f.sympy, _InverseFunction)})
 
 #: Extra spellings accepted in formula strings.
 ALIASES: dict[str, str] = {"abs": "Abs", "max": "Max", "min": "Min", "lgamma": "loggamma", "heaviside": "Heaviside",

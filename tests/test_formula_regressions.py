@@ -411,3 +411,32 @@ def test_a_negative_fractional_power_is_not_a_division(method, dtype):
     f = lambda x: (x**x - x) ** mp.mpf(-0.5)  # noqa: E731
     points = [(x, f(at(x, dtype)), mp.diff(f, at(x, dtype))) for x in [20.0, 2.0, 5.0]]
     check("(num**num - num)**(-0.5)", {}, method, dtype, points)
+
+
+TRIG_OF_INVERSE = [
+    # formula, f(x), points (both dtypes), points beyond float32 (float64 only). SymPy rewrote each
+    # as an algebraic function of num (u/sqrt(u**2 + 1), ...) whose u**2 overflows at large num and
+    # whose derivative cancels. Points are where the formula as written is well conditioned
+    # (cos(atan(num)) at large num is not: it is cos of a rounded pi/2).
+    ("sin(atan(num))", lambda x: mp.sin(mp.atan(x)), [2.5, -0.75, 1e-5], [1e200, -3e160]),
+    ("cos(atan(num))", lambda x: mp.cos(mp.atan(x)), [-3.0, 0.25], []),
+    ("tanh(asinh(num))", lambda x: mp.tanh(mp.asinh(x)), [0.5, -4.0], [1e200, -1e170]),
+    ("cosh(asinh(num))", lambda x: mp.cosh(mp.asinh(x)), [-2.0, 0.5], [1e200]),
+    ("tan(asin(num))", lambda x: mp.tan(mp.asin(x)), [0.5, -0.75], []),
+    ("sinh(acosh(num))", lambda x: mp.sinh(mp.acosh(x)), [1.5, 3.0], [1e200]),
+    ("cosh(atanh(num))", lambda x: mp.cosh(mp.atanh(x)), [0.5, -0.25], []),
+    ("asinh(num)", mp.asinh, [1e20, -3e25, 0.5], [1e200]),
+    ("sin(atan2(num, 2))", lambda x: mp.sin(mp.atan2(x, 2)), [2.5, -0.5], [1e200, -1e170]),
+    ("sin(atan((sinc(num)*num)**-2))", lambda x: mp.sin(mp.atan((mp.sin(x) / x * x) ** -2)), [0.5, 1.2], [2.95]),
+]
+
+
+@pytest.mark.parametrize(("formula", "f", "xs", "beyond_float32"), TRIG_OF_INVERSE, ids=[c[0] for c in TRIG_OF_INVERSE])
+def test_a_function_of_an_inverse_function_is_computed_as_written(formula, f, xs, beyond_float32, method, dtype):
+    """Found by the long fuzz profile (seed 404): ``sin(atan((sinc(num)*Max(num, num))**-2))`` was
+    0 instead of 1 where the argument of atan exceeds 1e154, and its derivative lost 12 digits at
+    2.95 (SymPy's ``u/sqrt(u**2 + 1)``). The inverse functions are now opaque to SymPy's rewrites."""
+    xs = xs + beyond_float32 if dtype == np.float64 else xs
+    step = lambda x: max(abs(x), 1) * mp.mpf("1e-20")  # noqa: E731 - mpmath's default step is absolute
+    points = [(x, f(at(x, dtype)), mp.diff(f, at(x, dtype), h=step(x))) for x in xs]
+    check(formula, {}, method, dtype, points)
