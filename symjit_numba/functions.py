@@ -259,9 +259,10 @@ class asinh(_InverseFunction):  # noqa: N801
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         # 1/sqrt(x**2 + 1) is 0 once x**2 overflows (|x| > 1e154, or 1e19 in float32) where the
-        # derivative is 1/|x|; beyond 1e8, 1/|x| is that derivative to float64 rounding.
+        # derivative is 1/|x|; beyond 1e8, 1/|x| is that derivative to float64 rounding. (Not
+        # Abs(x): SymPy evaluates Abs(exp(u)) as exp(re(u)) unless it can prove u real.)
         x = self.args[0]
-        return sp.Piecewise((1 / sp.sqrt(x**2 + 1), sp.Abs(x) < 10**8), (1 / sp.Abs(x), True))
+        return sp.Piecewise((1 / sp.sqrt(x**2 + 1), x**2 < 10**16), (1 / x, x > 0), (-1 / x, True))
 
 
 class acosh(_InverseFunction):  # noqa: N801

@@ -440,3 +440,13 @@ def test_a_function_of_an_inverse_function_is_computed_as_written(formula, f, xs
     step = lambda x: max(abs(x), 1) * mp.mpf("1e-20")  # noqa: E731 - mpmath's default step is absolute
     points = [(x, f(at(x, dtype)), mp.diff(f, at(x, dtype), h=step(x))) for x in xs]
     check(formula, {}, method, dtype, points)
+
+
+def test_the_derivative_of_asinh_of_a_possibly_complex_argument_compiles():
+    """Found by the long fuzz profile (seed 102 #238): asinh's large-argument derivative took
+    Abs(u), which SymPy rewrites as exp(re(...)) for u = exp(v) with v not provably real."""
+    formula = "asinh(exp((Min(3, num, 1e-3))**(2.5)))"
+    f = lambda x: mp.asinh(mp.exp(min(mp.mpf(x), mp.mpf("1e-3")) ** mp.mpf(2.5)))  # noqa: E731
+    for method in ("CPU_PYTHON", "CPU_JIT"):
+        points = [(x, f(x), mp.diff(f, x)) for x in (5e-4, 1e-4)]
+        check(formula, {}, method, np.dtype(np.float64), points)
