@@ -116,12 +116,21 @@ def load_seed(path: Path, need_gxx: bool = True):
     return module, None
 
 
+#: Seconds between two blocks of :func:`time_blocks`: libgomp's and Eigen's threads spin for up to
+#: milliseconds after a parallel region before they sleep.
+SETTLE = 0.05
+#: Seconds of untimed calls (at least ``warmup`` of them) that start each block after the pause: an
+#: idle core of a virtual machine takes a while to run at full speed again.
+WARM = 0.05
+
+
 def time_blocks(functions: dict[str, Callable[[], object]], reps: int, rounds: int, warmup: int) -> dict[str, list[float]]:
     """Seconds per call of each function.
 
     The reps are split over ``rounds`` rounds; in each round every function runs ``warmup`` untimed
-    calls then its share of timed calls, in a block. Blocks (rather than interleaving calls) keep one
-    library's idle spinning OpenMP threads from slowing the next library's call; rounds spread slow
+    calls (for WARM seconds at least) then its share of timed calls, in a block. Blocks (rather than
+    interleaving calls), each after a pause of SETTLE seconds, keep one library's idle spinning
+    threads (OpenMP's, XLA's) from taking a core from the next library's calls; rounds spread slow
     drifts of a shared machine over all functions.
     """
     times: dict[str, list[float]] = {name: [] for name in functions}
@@ -134,8 +143,12 @@ def time_blocks(functions: dict[str, Callable[[], object]], reps: int, rounds: i
             order = names[r % len(names):] + names[:r % len(names)]
             for name in order:
                 f = functions[name]
-                for _ in range(warmup):
+                time.sleep(SETTLE)
+                started = time.perf_counter()
+                calls = 0
+                while calls < warmup or time.perf_counter() - started < WARM:  # cores awake, caches filled
                     f()
+                    calls += 1
                 for _ in range(count):
                     t = time.perf_counter()
                     f()

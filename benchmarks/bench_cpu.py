@@ -61,7 +61,20 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_SEED, REPO, W1_KINDS, cores, emit, load_seed, machine_lines, median, time_blocks, w1_configs  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_SEED,
+    REPO,
+    SETTLE,
+    W1_KINDS,
+    WARM,
+    cores,
+    emit,
+    load_seed,
+    machine_lines,
+    median,
+    time_blocks,
+    w1_configs,
+)
 
 
 def parse_args() -> argparse.Namespace:
@@ -460,7 +473,9 @@ def main() -> None:
               "forward applied to err; fwd+bwd step = one `jax.vjp`. torch.compile: inductor, the grouped code as one "
               "function (forward; backward = the grouped aten backward calls). Both allocate their outputs.",
               "- timing: contenders run in blocks (warm-up, then timed calls), rotated over rounds, all in this one "
-              "process: interleaved, so slow drifts of a shared machine spread over every contender.",
+              "process: interleaved, so slow drifts of a shared machine spread over every contender. Each block "
+              f"starts {SETTLE * 1000:.0f} ms after the previous one, once that library's spinning threads "
+              f"(OpenMP, XLA) have gone idle, with {WARM * 1000:.0f} ms of untimed calls.",
               ""]
     lines.append("| workload | elements | " + " | ".join(columns) + " | CPU_JIT GB/s |")
     lines.append("|---|---:|" + "---:|" * len(columns) + "---:|")
