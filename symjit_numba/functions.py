@@ -243,18 +243,26 @@ class _InverseFunction(sp.Function):
 
 
 class asin(_InverseFunction):  # noqa: N801
+    """SymPy's ``asin``, opaque to the rewrites of the functions applied to it (see :class:`_InverseFunction`)."""
+
     sympy_class = sp.asin
 
 
 class acos(_InverseFunction):  # noqa: N801
+    """SymPy's ``acos``, opaque to the rewrites of the functions applied to it (see :class:`_InverseFunction`)."""
+
     sympy_class = sp.acos
 
 
 class atan(_InverseFunction):  # noqa: N801
+    """SymPy's ``atan``, opaque to the rewrites of the functions applied to it (see :class:`_InverseFunction`)."""
+
     sympy_class = sp.atan
 
 
 class asinh(_InverseFunction):  # noqa: N801
+    """SymPy's ``asinh``, opaque to the rewrites of the functions applied to it (see :class:`_InverseFunction`)."""
+
     sympy_class = sp.asinh
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
@@ -266,14 +274,20 @@ class asinh(_InverseFunction):  # noqa: N801
 
 
 class acosh(_InverseFunction):  # noqa: N801
+    """SymPy's ``acosh``, opaque to the rewrites of the functions applied to it (see :class:`_InverseFunction`)."""
+
     sympy_class = sp.acosh
 
 
 class atanh(_InverseFunction):  # noqa: N801
+    """SymPy's ``atanh``, opaque to the rewrites of the functions applied to it (see :class:`_InverseFunction`)."""
+
     sympy_class = sp.atanh
 
 
 class atan2(_InverseFunction):  # noqa: N801
+    """SymPy's ``atan2``, opaque to the rewrites of the functions applied to it (see :class:`_InverseFunction`)."""
+
     nargs = 2
     sympy_class = sp.atan2
 

@@ -130,4 +130,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             delta_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
 
-# codegen fingerprint: c7d860a4250fec8b
+# codegen fingerprint: 6e3ec4c6ab9bbf7f

@@ -164,4 +164,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t4 = (t3 + T(2.0)*t2)
             delta_s[i] = err_s[i] * ((t3/t4) + ((T(4.0)*t2*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
 
-# codegen fingerprint: c7d860a4250fec8b
+# codegen fingerprint: 6e3ec4c6ab9bbf7f

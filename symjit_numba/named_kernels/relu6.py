@@ -132,4 +132,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             delta_s[i] = err_s[i] * (T(0.0) if (num >= T(6.0) or num <= T(0.0)) else T(1.0))
 
-# codegen fingerprint: c7d860a4250fec8b
+# codegen fingerprint: 6e3ec4c6ab9bbf7f

@@ -188,4 +188,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             g_scale[i] += np.float64(err_s[i] * (t1*c_alpha if t0 else num))
             delta_s[i] = err_s[i] * (c_scale*(c_alpha*vm.exp(num) if t0 else T(1.0)))
 
-# codegen fingerprint: c7d860a4250fec8b
+# codegen fingerprint: 6e3ec4c6ab9bbf7f

@@ -134,4 +134,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t0 = (T(1.0) + abs(num))
             delta_s[i] = err_s[i] * ((T(1)/(t0)) + ((-(num*(T(1) if num > T(0) else (T(-1) if num < T(0) else num))))/(t0*t0)))
 
-# codegen fingerprint: c7d860a4250fec8b
+# codegen fingerprint: 6e3ec4c6ab9bbf7f

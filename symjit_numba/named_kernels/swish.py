@@ -140,4 +140,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t1 = vm.sigmoid(t0)
             delta_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
 
-# codegen fingerprint: c7d860a4250fec8b
+# codegen fingerprint: 6e3ec4c6ab9bbf7f

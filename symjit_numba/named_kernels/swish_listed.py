@@ -172,4 +172,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             g_beta[i] += np.float64(err_s[i] * (t2*(num*num)))
             delta_s[i] = err_s[i] * (t1 + t0*t2)
 
-# codegen fingerprint: c7d860a4250fec8b
+# codegen fingerprint: 6e3ec4c6ab9bbf7f

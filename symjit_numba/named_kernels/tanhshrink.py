@@ -134,4 +134,4 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             h0 = vm.tanh(num)
             delta_s[i] = err_s[i] * (h0*h0)
 
-# codegen fingerprint: c7d860a4250fec8b
+# codegen fingerprint: 6e3ec4c6ab9bbf7f
