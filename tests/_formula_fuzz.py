@@ -146,6 +146,10 @@ def _small(series, full):
 
 
 # name: (value(x) or None outside the real domain, derivative(x) or None at a pole, c)
+#: digamma and trigamma (polygamma(0|1, x)), with the series at 0 where x is tiny.
+_DIGAMMA = _small(_digamma0, lambda x: None if _gamma_pole(x) else mpmath.digamma(x))
+_TRIGAMMA = _small(lambda x: 1 / x**2 + mpmath.pi**2 / 6 - 2 * mpmath.zeta(3) * x, lambda x: None if _gamma_pole(x) else mpmath.polygamma(1, x))
+
 UNARY = {
     "exp": (mpmath.exp, mpmath.exp, 4),
     "log": (lambda x: mpmath.log(x) if x > 0 else None, lambda x: 1 / x if x > 0 else None, 4),
@@ -176,12 +180,10 @@ UNARY = {
               _small(lambda x: -1 / x**2, lambda x: None if _gamma_pole(x) else mpmath.gamma(x) * mpmath.digamma(x)),
               16),
     "loggamma": (_small(lambda x: -mpmath.log(abs(x)) - mpmath.euler * x + mpmath.pi**2 / 12 * x**2, lambda x: None if _gamma_pole(x) else _lgamma(x)),
-                 _small(_digamma0, lambda x: None if _gamma_pole(x) else mpmath.digamma(x)),
+                 _DIGAMMA,
                  16),
-    "digamma": (_small(_digamma0, lambda x: None if _gamma_pole(x) else mpmath.digamma(x)),
-                _small(lambda x: 1 / x**2 + mpmath.pi**2 / 6 - 2 * mpmath.zeta(3) * x, lambda x: None if _gamma_pole(x) else mpmath.polygamma(1, x)),
-                16),  # internal
-    "trigamma": (_small(lambda x: 1 / x**2 + mpmath.pi**2 / 6 - 2 * mpmath.zeta(3) * x, lambda x: None if _gamma_pole(x) else mpmath.polygamma(1, x)),
+    "digamma": (_DIGAMMA, _TRIGAMMA, 16),  # internal
+    "trigamma": (_TRIGAMMA,
                  _small(lambda x: -2 / x**3 - 2 * mpmath.zeta(3), lambda x: None if _gamma_pole(x) else mpmath.polygamma(2, x)),
                  16),  # internal: digamma's derivative (the derivative's input-rounding allowance)
     "d2sinc": (_d2sinc, lambda x: x / 5 - x**3 / 42 if abs(x) < mpf("1e-6") else mpmath.diff(_sinc, x, 3), 16),  # internal
@@ -1089,9 +1091,9 @@ class Finding:
 
         * ``subnormal input``: 0 < |x| < the dtype's smallest normal. SymPy's canonical form is
           not the formula as written: it distributes powers over products (``(u*v)**-2`` is
-          ``u**-2*v**-2``), writes ``tan(acos(y))`` as ``sqrt(1 - y**2)/y`` and differentiates
-          ``u**x`` into ``u**x*(log(u) + x*u'/u)``, and those intermediates overflow or underflow
-          at a subnormal x where the written formula's do not.
+          ``u**-2*v**-2``) and differentiates ``u**x`` into ``u**x*(log(u) + x*u'/u)``, and
+          those intermediates overflow or underflow at a subnormal x where the written formula's
+          do not.
         * ``non-finite input``: x = NaN or +-inf (class agreement only, no reference value):
           which of NaN/+-inf/a number comes out of a Piecewise or a power there follows SymPy's
           rewrites of the conditions and C's or numpy's ``pow`` special cases.
@@ -1119,8 +1121,9 @@ class Finding:
 #: Names a refusal's constant may use, evaluated in mpmath (not SymPy: see the module docstring).
 _CONSTANT_NAMES = {name: getattr(mpmath, name) for name in (
     "exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh",
-    "atanh", "erf", "erfc", "gamma", "loggamma", "pi")} | {"lgamma": mpmath.loggamma, "E": mpmath.e, "zoo": mpmath.inf, "oo": mpmath.inf, "I": mpmath.j,
-                                             "nan": mpmath.nan}
+    "atanh", "erf", "erfc", "gamma", "loggamma", "pi")}
+_CONSTANT_NAMES |= {"lgamma": mpmath.loggamma, "E": mpmath.e, "zoo": mpmath.inf, "oo": mpmath.inf, "I": mpmath.j,
+                    "nan": mpmath.nan}
 
 
 def _names_an_undefined_constant(message: str) -> bool:
