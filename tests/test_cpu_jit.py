@@ -373,21 +373,29 @@ def test_batch_major_long_runs_and_interleaved_formulas(runs):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 9), (8, 8), (16, 16), (16, 24), (129, 65), (300, 1000), (3, 700)])
-@pytest.mark.parametrize("along_rows", [True, False])
-def test_block_transpose_is_numpy_transpose(shape, dtype, along_rows):
-    """The transpose of the batch-major tiles: vector-shuffled square blocks and element-wise
-    edges, into a target at an offset (a tile's place in the layer), in either order of blocks."""
-    from symjit_numba.backends.cpu_tasks import _transpose_block
+@pytest.mark.parametrize("region", ["whole", "inside"])
+def test_tile_gather_and_scatter_are_numpy_transposes(shape, dtype, region):
+    """A tile's moves (cpu_tasks._move): vector-shuffled square blocks and element-wise edges, each
+    node into its sorted row of the tile (a random permutation here) and back, nothing written
+    outside the tile's rows and nodes."""
+    from symjit_numba.backends.cpu_tasks import _move
 
-    source = np.random.default_rng(shape[0]).standard_normal(shape).astype(dtype)
-    target = np.full((shape[1] + 5, shape[0] + 3), -1.0, dtype=dtype)
-    _transpose_block(source, target, 0, shape[0], 0, shape[1], 5, 3, along_rows)
-    np.testing.assert_array_equal(target[5:, 3:], source.T)
-    assert (target[:5] == -1).all() and (target[:, :3] == -1).all()  # nothing written outside
-    inner = np.full((4, 6), -1.0, dtype=dtype)  # a sub-block of the source: rows 1..6, columns 2..5
-    if shape[0] >= 7 and shape[1] >= 6:
-        _transpose_block(source, inner, 1, 7, 2, 6, 0, 0, along_rows)
-        np.testing.assert_array_equal(inner, source[1:7, 2:6].T)
+    b, n = shape
+    r0, r1, k0, k1 = (0, b, 0, n) if region == "whole" else (b // 4, b - b // 5, n // 3, n)
+    rng = np.random.default_rng(b * n)
+    layer = rng.standard_normal(shape).astype(dtype)
+    pos = np.arange(n, dtype=np.int64)
+    pos[k0:k1] = k0 + rng.permutation(k1 - k0)
+    tile = np.full((k1 - k0 + 2, r1 - r0 + 3), -1.0, dtype=dtype)
+    _move(layer, tile, r0, r1, k0, k1, pos, True)
+    want = np.full_like(tile, -1.0)
+    want[pos[k0:k1] - k0, :r1 - r0] = layer[r0:r1, k0:k1].T
+    np.testing.assert_array_equal(tile, want)
+    back = np.full_like(layer, -1.0)
+    _move(tile, back, r0, r1, k0, k1, pos, False)
+    expected = np.full_like(layer, -1.0)
+    expected[r0:r1, k0:k1] = layer[r0:r1, k0:k1]
+    np.testing.assert_array_equal(back, expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -29,6 +29,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -145,13 +146,15 @@ _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     "node_block_both": lambda t: (t[::1],) * 3 + (t[::1], _I),
     "row_block": lambda t: (_B,) + (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4,
     "row_block_both": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4,
+    "nodes_block": lambda t: (_B,) + (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 3,
+    "nodes_block_both": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 3,
     # the task runners (cpu_tasks): first, last, (backward,) arrays, params, offsets, dispatch, kernels
     "node_major": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
     "node_major_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
     "batch_major": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 4,
     "batch_major_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 4,
-    "tiled": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
-    "tiled_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
+    "tiled": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 6,
+    "tiled_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 6,
     # a loss module: first, last, (backward,) y_pred, y_true, outputs, params
     "loss": lambda t: (_I, _I, _B) + (t[::1],) * 4,
     "loss_both": lambda t: (_I, _I) + (t[::1],) * 5,
@@ -161,10 +164,12 @@ _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     "node_block_backward_params": lambda t: (t[::1],) * 4 + (_I, _F64),
     "row_block_params": lambda t: (t[:, ::1],) * 2 + (t[::1], _INDEX) + (_I,) * 4 + (_F64,),
     "row_block_backward_params": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4 + (_F64,),
+    "nodes_block_params": lambda t: (t[:, ::1],) * 2 + (t[::1], _INDEX, _INDEX) + (_I,) * 3 + (_F64,),
+    "nodes_block_backward_params": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX) + (_I,) * 3 + (_F64,),
     "node_major_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
     "node_major_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
-    "tiled_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
-    "tiled_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
+    "tiled_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 7 + (_F64_2D,),
+    "tiled_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 7 + (_F64_2D,),
     "batch_major_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 5 + (_F64_2D,),
     "batch_major_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 5 + (_F64_2D,),
     "loss_params": lambda t: (_I, _I) + (t[::1],) * 3 + (_F64_2D,),
@@ -331,26 +336,21 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     """
     if plan.mode == "loss":
         return _build_loss(plan)
-    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
-    tasks, runs = task_layout(plan, layout)
-    block = "row_block" if tasks == "batch_major" else "node_block"
+    tasks = task_layout(plan, layout)
+    block = tasks.block
     _compile_ahead(plan.formulas, "activation", (block,), [np.dtype(np.float32)])
     modules = [formula_module(key, "activation") for key in plan.formulas]
     kernels = [_Kernel(getattr(module, block), repr(key.label)) for key, (module, _) in zip(plan.formulas, modules)]
     kernels_both = [_Kernel(getattr(module, f"{block}_both"), repr(key.label))
                     for key, (module, _) in zip(plan.formulas, modules)]
-    runner = _Kernel(getattr(cpu_tasks, tasks), "the task runner")
-    runner_both = _Kernel(getattr(cpu_tasks, f"{tasks}_both"), "the task runner")
-    if runs is None:
-        dispatch: tuple[np.ndarray, ...] = ()
-        addresses, addresses_both = _Addresses(kernels, func_ids), _Addresses(kernels_both, func_ids)
-    else:
-        start, stop, run_ids = runs
-        dispatch = (start, stop)
-        addresses, addresses_both = _Addresses(kernels, run_ids), _Addresses(kernels_both, run_ids)
+    runner = _Kernel(getattr(cpu_tasks, tasks.runner), "the task runner")
+    runner_both = _Kernel(getattr(cpu_tasks, f"{tasks.runner}_both"), "the task runner")
+    dispatch = tasks.dispatch
+    addresses = _Addresses(kernels, tasks.formula_ids)
+    addresses_both = _Addresses(kernels_both, tasks.formula_ids)
 
     def n_tasks(z: np.ndarray) -> int:
-        return task_grid(tasks, z.shape, runs)[0]
+        return tasks.grid(z.shape)[0]
 
     def compile_pair(dtype: np.dtype) -> None:  # forward_kernel and backward_kernel
         addresses(dtype), runner(dtype)
@@ -386,37 +386,80 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
                   addresses_both(z.dtype))
 
     text = "\n\n".join(text for _, text in modules)
-    params_kernels = _param_kernels(plan, layout, tasks, runs, [module for module, _ in modules])
+    params_kernels = _param_kernels(plan, layout, tasks, [module for module, _ in modules])
     return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both),
                                        source=text, warm_up=warm_up), params_kernels)
 
 
-def task_layout(plan: LayerPlan, layout: str) -> tuple[str, tuple[np.ndarray, ...] | None]:
-    """Which task runners of :mod:`.cpu_tasks` compute an activation layer in ``layout``, and its runs.
+@dataclass(frozen=True)
+class Tasks:
+    """How the task runners of :mod:`.cpu_tasks` compute an activation layer (see :func:`task_layout`).
 
-    ``"node_major"``; ``"batch_major"`` with the runs (start, stop, formula) of neighbouring
-    same-formula nodes; or ``"tiled"`` for a batch-major layer whose runs are shorter than
-    SHORT_RUNS on average (formulas interleaved: a run of one node cannot fill a vector), computed
-    node-major tile by tile.
+    Attributes
+    ----------
+    runner : str
+        The runners' name (``"node_major"``, ``"batch_major"`` or ``"tiled"``; ``_both``,
+        ``_params`` and ``_backward_params`` name the others).
+    block : str
+        The formula functions they call (``"node_block"``, ``"row_block"``, ``"nodes_block"``).
+    formula_ids : numpy.ndarray of int64
+        The formula of each entry of the runners' ``kernels`` table (a node, run or group).
+    dispatch : tuple of numpy.ndarray
+        The runners' arguments between ``offsets`` and ``kernels``.
+    columns : Columns
+        The columns of the parameter-gradient runners' ``partials``.
+    column_starts : numpy.ndarray of int64
+        The summing runners' ``columns`` argument: where each node's (or run's) columns start.
     """
+
+    runner: str
+    block: str
+    formula_ids: np.ndarray
+    dispatch: tuple[np.ndarray, ...]
+    columns: Columns
+    column_starts: np.ndarray
+
+    @property
+    def samples(self) -> int:
+        """Samples per task."""
+        return ROWS if self.runner == "batch_major" else cpu_tasks.TASK_TILES[self.runner][0]
+
+    @property
+    def nodes(self) -> int:
+        """Nodes per task; 0: a task per run (batch_major)."""
+        return 0 if self.runner == "batch_major" else cpu_tasks.TASK_TILES[self.runner][1]
+
+    @property
+    def runs(self) -> int:
+        return self.formula_ids.size
+
+    def grid(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """The number of tasks for arrays of ``shape``, and of their blocks of samples (the rows of
+        a parameter-gradient ``partials``)."""
+        n, b = shape[::-1] if self.runner != "node_major" else shape
+        return cpu_tasks.task_grid(n, b, self.samples, self.nodes, self.runs)
+
+
+def task_layout(plan: LayerPlan, layout: str) -> Tasks:
+    """Which task runners of :mod:`.cpu_tasks` compute an activation layer in ``layout``.
+
+    ``"node_major"``; ``"batch_major"`` with the runs (start, stop) of neighbouring same-formula
+    nodes; or ``"tiled"`` for a batch-major layer whose runs are shorter than SHORT_RUNS on average
+    (formulas interleaved: a run of one node cannot fill a vector), computed node-major tile by
+    tile with the tile plan of :func:`.cpu_tasks.tile_plan`.
+    """
+    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
+    counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
+    per_node = Columns.per_node(counts), np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     if layout != "batch_major":
-        return "node_major", None
-    runs = _segments(np.asarray(plan.func_ids, dtype=np.int64), SEGMENT)
-    if plan.n_nodes < SHORT_RUNS * len(runs[0]):
-        return "tiled", None
-    return "batch_major", runs
-
-
-def task_grid(tasks: str, shape: tuple[int, int], runs: tuple[np.ndarray, ...] | None) -> tuple[int, int]:
-    """The number of tasks of the runners ``tasks`` for arrays of ``shape``, and of their blocks of
-    samples (the rows of a parameter-gradient ``partials``): see :mod:`.cpu_tasks`."""
-    if runs is not None:  # batch_major: ROWS rows of each run
-        blocks = -(-shape[0] // ROWS)
-        return blocks * len(runs[0]), blocks
-    samples, nodes = cpu_tasks.TASK_TILES[tasks]
-    n, b = shape if tasks == "node_major" else shape[::-1]
-    blocks = -(-b // samples)
-    return blocks * -(-n // nodes), blocks
+        return Tasks("node_major", "node_block", func_ids, (), *per_node)
+    start, stop, run_ids = _segments(func_ids, SEGMENT)
+    if plan.n_nodes < SHORT_RUNS * len(start):
+        *plan_arrays, group_ids = cpu_tasks.tile_plan(func_ids)
+        return Tasks("tiled", "nodes_block", group_ids, tuple(plan_arrays), *per_node)
+    run_counts = counts[start]
+    return Tasks("batch_major", "row_block", run_ids, (start, stop), Columns.per_run(start, stop, run_counts),
+                 np.concatenate(([0], np.cumsum(run_counts * (stop - start)))).astype(np.int64))
 
 
 def numba_kernels(plan: LayerPlan, layout: str) -> Any:
@@ -442,8 +485,7 @@ def _with_param_kernels(kernels: Kernels, extra: tuple[Callable[..., None], Call
     return kernels
 
 
-def _param_kernels(plan: LayerPlan, layout: str, tasks: str, runs: tuple[np.ndarray, ...] | None,
-                   modules: list[ModuleType]) -> tuple:
+def _param_kernels(plan: LayerPlan, layout: str, tasks: Tasks, modules: list[ModuleType]) -> tuple:
     """``param_backward_kernel``, ``backward_with_params_kernel`` and their warm-up, for an activation layer.
 
     Compiled (or loaded) at their first call or ``warm_up``, not when the layer is built: a layer
@@ -451,26 +493,13 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: str, runs: tuple[np.ndar
     :func:`task_layout`), a fixed set for a shape; each writes its float64 sums into its own row
     and columns of ``partials``, added in a fixed order by :mod:`.param_sums`.
     """
-    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
-    counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
-    block = "row_block" if tasks == "batch_major" else "node_block"
-    functions = (f"{block}_params", f"{block}_backward_params")
+    functions = (f"{tasks.block}_params", f"{tasks.block}_backward_params")
     per_function = [[_Kernel(getattr(module, name), repr(key.label)) for key, module in zip(plan.formulas, modules)]
                     for name in functions]
-    runners = [_Kernel(getattr(cpu_tasks, f"{tasks}{suffix}"), "the task runner")
+    runners = [_Kernel(getattr(cpu_tasks, f"{tasks.runner}{suffix}"), "the task runner")
                for suffix in ("_params", "_backward_params")]
-    if runs is None:
-        columns = Columns.per_node(counts)
-        bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        addresses = [_Addresses(kernels, func_ids) for kernels in per_function]
-        dispatch: tuple[np.ndarray, ...] = ()
-    else:
-        start, stop, run_ids = runs
-        run_counts = counts[start]
-        columns = Columns.per_run(start, stop, run_counts)
-        bounds = np.concatenate(([0], np.cumsum(run_counts * (stop - start)))).astype(np.int64)
-        addresses = [_Addresses(kernels, run_ids) for kernels in per_function]
-        dispatch = (start, stop)
+    columns, bounds, dispatch = tasks.columns, tasks.column_starts, tasks.dispatch
+    addresses = [_Addresses(kernels, tasks.formula_ids) for kernels in per_function]
 
     def compile_all(dtype: np.dtype) -> None:
         for table in addresses:
@@ -483,7 +512,7 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: str, runs: tuple[np.ndar
 
     def run(which: int, z, err, delta, grad_params, params, offsets):
         readiness.ensure(z.dtype)
-        n_tasks, rows = task_grid(tasks, z.shape, runs)
+        n_tasks, rows = tasks.grid(z.shape)
         partials = np.empty((rows, columns.size), dtype=np.float64)
         outputs = () if delta is None else (delta,)
         _pool.run(runners[which](z.dtype), n_tasks, z.size, z, err, *outputs, params, offsets, *dispatch,

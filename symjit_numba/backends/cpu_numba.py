@@ -34,10 +34,9 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 from numba.np.numpy_support import as_dtype
 
-from ..codegen.source import BLOCK, ROWS
+from ..codegen.source import BLOCK
 from ..formulas.resolve import LayerPlan
 from . import cpu_tasks
-from .param_sums import Columns
 
 __all__ = ["NumbaKernels", "layer_kernels"]
 
@@ -124,12 +123,6 @@ def _check_shape(array, rows, cols):  # pragma: no cover - compiled
 
 
 @njit(**_OPTIONS)
-def _tasks(n, b, tile_nodes, tile_rows):  # pragma: no cover - compiled
-    """The number of tasks of the per-node runners: tiles of tile_rows samples x tile_nodes nodes."""
-    return ((n + tile_nodes - 1) // tile_nodes) * ((b + tile_rows - 1) // tile_rows)
-
-
-@njit(**_OPTIONS)
 def _combine(partials, offsets, nodes, constants, grad):  # pragma: no cover - compiled
     """As :meth:`.param_sums.Columns.combine`, in the same order (so with the same bits): each column
     summed down its rows in order, then the columns of one ``grad`` entry in column order."""
@@ -181,29 +174,21 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
     from ..store import formula_module
     from .cpu_jit import _Addresses, _Kernel, task_layout
 
-    func_ids = np.asarray(plan.func_ids, dtype=np.int64)
     counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
-    tasks, runs = task_layout(plan, layout)  # the backend's runners, so the same tasks and sums
+    tasks = task_layout(plan, layout)  # the backend's runners, so the same tasks and sums
     modules = [formula_module(key, "activation")[0] for key in plan.formulas]
-    block = "row_block" if tasks == "batch_major" else "node_block"
-    ids = func_ids if runs is None else runs[2]
-    tables = {suffix: _Addresses([_Kernel(getattr(m, block + suffix), repr(k.label))
-                                  for k, m in zip(plan.formulas, modules)], ids)
+    tables = {suffix: _Addresses([_Kernel(getattr(m, tasks.block + suffix), repr(k.label))
+                                  for k, m in zip(plan.formulas, modules)], tasks.formula_ids)
               for suffix in ("", "_both", "_params", "_backward_params")}
-    per_node = runs is None  # node_major or tiled: one table entry per node
-    if runs is None:
-        columns = Columns.per_node(counts)
-        bounds = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-        start = stop = np.zeros(0, dtype=np.int64)
-    else:
-        start, stop, _ = runs
-        columns = Columns.per_run(start, stop, counts[start])
-        bounds = np.concatenate(([0], np.cumsum(counts[start] * (stop - start)))).astype(np.int64)
-    nodes, constants = columns.nodes, columns.constants
-    n_columns = columns.size
-    n_runs = len(start)
-    # per node: tasks are tiles of tile_rows samples x tile_nodes nodes (node-major: 1 node)
-    tile_rows, tile_nodes = cpu_tasks.TASK_TILES[tasks] if per_node else (ROWS, 1)
+    nodes, constants = tasks.columns.nodes, tasks.columns.constants
+    n_columns = tasks.columns.size
+    bounds, dispatch = tasks.column_starts, tasks.dispatch
+    samples, nodes_per_task, runs = tasks.samples, tasks.nodes, tasks.runs
+    task_grid = njit(**_OPTIONS)(cpu_tasks.task_grid)
+
+    @njit(**_OPTIONS)
+    def grid(n, b):  # pragma: no cover - compiled
+        return task_grid(n, b, samples, nodes_per_task, runs)
 
     def setup(what: str, suffix: str, floats: dict[str, Any], params: Any, offset_list: Any,
               grad_params: Any = None) -> tuple[Any, int]:
@@ -219,12 +204,9 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
         table = tables[suffix](dtype)  # kept alive by ``tables`` for as long as the layer's kernels exist
         return _table_pointer(int(table.ctypes.data)), table.size
 
-    prefix = "tiled" if tasks == "tiled" else "node_major"
-    node_runner, node_both = getattr(cpu_tasks, prefix), getattr(cpu_tasks, f"{prefix}_both")
-    node_params = getattr(cpu_tasks, f"{prefix}_params")
-    node_backward_params = getattr(cpu_tasks, f"{prefix}_backward_params")
-    row_runner, row_both = cpu_tasks.batch_major, cpu_tasks.batch_major_both
-    row_params, row_backward_params = cpu_tasks.batch_major_params, cpu_tasks.batch_major_backward_params
+    runner, runner_both = getattr(cpu_tasks, tasks.runner), getattr(cpu_tasks, f"{tasks.runner}_both")
+    runner_params = getattr(cpu_tasks, f"{tasks.runner}_params")
+    runner_backward_params = getattr(cpu_tasks, f"{tasks.runner}_backward_params")
     rows_first = layout == "batch_major"
 
     forward_stub, backward_stub, both_stub = _stub("forward"), _stub("backward"), _stub("forward_derivative")
@@ -242,10 +224,7 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(a, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if per_node:
-                node_runner(0, _tasks(n, b, tile_nodes, tile_rows), backward, z, z, a, params, offsets, t)
-            else:
-                row_runner(0, ((b + ROWS - 1) // ROWS) * n_runs, backward, z, z, a, params, offsets, start, stop, t)
+            runner(0, grid(n, b)[0], backward, z, z, a, params, offsets, *dispatch, t)
         return impl
 
     @overload(backward_stub, jit_options=_OPTIONS)
@@ -261,11 +240,7 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(delta, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if per_node:
-                node_runner(0, _tasks(n, b, tile_nodes, tile_rows), backward, z, err, delta, params, offsets, t)
-            else:
-                row_runner(0, ((b + ROWS - 1) // ROWS) * n_runs, backward, z, err, delta, params, offsets, start,
-                           stop, t)
+            runner(0, grid(n, b)[0], backward, z, err, delta, params, offsets, *dispatch, t)
         return impl
 
     @overload(both_stub, jit_options=_OPTIONS)
@@ -280,10 +255,7 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(d, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if per_node:
-                node_both(0, _tasks(n, b, tile_nodes, tile_rows), z, a, d, params, offsets, t)
-            else:
-                row_both(0, ((b + ROWS - 1) // ROWS) * n_runs, z, a, d, params, offsets, start, stop, t)
+            runner_both(0, grid(n, b)[0], z, a, d, params, offsets, *dispatch, t)
         return impl
 
     @overload(params_stub, jit_options=_OPTIONS)
@@ -297,13 +269,9 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(err, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if per_node:
-                partials = np.empty(((b + tile_rows - 1) // tile_rows, n_columns), dtype=np.float64)
-                node_params(0, _tasks(n, b, tile_nodes, tile_rows), z, err, params, offsets, t, bounds, partials)
-            else:
-                row_blocks = (b + ROWS - 1) // ROWS
-                partials = np.empty((row_blocks, n_columns), dtype=np.float64)
-                row_params(0, row_blocks * n_runs, z, err, params, offsets, start, stop, t, bounds, partials)
+            n_tasks, blocks = grid(n, b)
+            partials = np.empty((blocks, n_columns), dtype=np.float64)
+            runner_params(0, n_tasks, z, err, params, offsets, *dispatch, t, bounds, partials)
             _combine(partials, offsets, nodes, constants, grad_params)
         return impl
 
@@ -320,15 +288,9 @@ def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
             _check_shape(delta, rows, cols)
             offsets = _int64(offset_list)
             _check_offsets(offsets, counts, params.size, n)
-            if per_node:
-                partials = np.empty(((b + tile_rows - 1) // tile_rows, n_columns), dtype=np.float64)
-                node_backward_params(0, _tasks(n, b, tile_nodes, tile_rows), z, err, delta, params, offsets, t, bounds,
-                                     partials)
-            else:
-                row_blocks = (b + ROWS - 1) // ROWS
-                partials = np.empty((row_blocks, n_columns), dtype=np.float64)
-                row_backward_params(0, row_blocks * n_runs, z, err, delta, params, offsets, start, stop, t, bounds,
-                                    partials)
+            n_tasks, blocks = grid(n, b)
+            partials = np.empty((blocks, n_columns), dtype=np.float64)
+            runner_backward_params(0, n_tasks, z, err, delta, params, offsets, *dispatch, t, bounds, partials)
             _combine(partials, offsets, nodes, constants, grad_params)
         return impl
 

@@ -2,13 +2,14 @@
 
 A task is one node's block of the batch (node-major) or a block of rows of a run of same-formula
 nodes (batch-major). Each task calls its formula's function from the formula's generated module
-(``node_block`` or ``row_block``, see :mod:`symjit_numba.codegen.source`) through the address of
-that function's C wrapper, given per node (or per run) in ``kernels``. So a layer needs no
+(``node_block``, ``row_block`` or ``nodes_block``, see :mod:`symjit_numba.codegen.source`) through
+the address of that function's C wrapper, given per node (or per run, or group of nodes) in
+``kernels``. So a layer needs no
 compilation of its own: these runners are compiled once per installation (numba's cache, next to
 the package) and every formula once, whichever layers use it.
 
 Also here: the block transpose by which the batch-major layout with interleaved formulas computes
-node-major, tile by tile (:func:`tiled`).
+node-major, tile by tile (:func:`tiled`), a call per formula in each tile.
 
 A call through an address is not type-checked: the backend passes addresses of functions compiled
 for exactly the argument types the runner passes (the same dtype, C-contiguous arrays).
@@ -26,10 +27,12 @@ from ..codegen.source import BLOCK, ROWS
 
 __all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "batch_major",
            "batch_major_both", "batch_major_params", "batch_major_backward_params", "tiled", "tiled_both", "tiled_params",
-           "tiled_backward_params", "TILE_BATCH", "TILE_NODES", "TASK_TILES"]
+           "tiled_backward_params", "tile_plan", "task_grid", "TILE_BATCH", "TILE_NODES", "TASK_TILES"]
 
-#: Rows (samples) and nodes of a tile of :func:`tiled` and friends: a float64 tile is 64 KB.
-TILE_BATCH, TILE_NODES = 256, 32
+#: Rows (samples) and nodes of a tile of :func:`tiled` and friends: a float32 tile is 64 KB, a
+#: float64 one 128 KB (each of the two or three scratch arrays of a task). Measured on W1 (512
+#: nodes, batch-major): 32 rows x 512 nodes beat 16 x 512, 64 x 512, 32 x 256 and 128 x 256.
+TILE_BATCH, TILE_NODES = 32, 512
 #: Samples and nodes of one task of the runners with a task per node block: ``node_major`` (one
 #: node's block of BLOCK samples) and ``tiled``. (``batch_major`` tasks are ROWS rows of a run.)
 TASK_TILES = {"node_major": (BLOCK, 1), "tiled": (TILE_BATCH, TILE_NODES)}
@@ -60,6 +63,14 @@ def _jit(function):
         return njit(cache=True, **options)(function)
     except RuntimeError:
         return njit(**options)(function)
+
+
+def task_grid(n: int, b: int, samples: int, nodes: int, runs: int) -> tuple[int, int]:
+    """The number of tasks of an (n nodes, b samples) layer, and of their blocks of samples (the
+    rows of a summing runner's ``partials``), for tasks of ``samples`` samples x ``nodes`` nodes
+    (``nodes`` = 0: ``runs`` runs of nodes per block). Plain Python, also compiled by cpu_numba."""
+    blocks = (b + samples - 1) // samples
+    return blocks * (runs if nodes == 0 else (n + nodes - 1) // nodes), blocks
 
 
 @_jit
@@ -160,10 +171,19 @@ def batch_major_backward_params(first, last, z, err, delta, params, offsets, run
 
 
 # Batch-major arrays whose formulas interleave (runs of one formula too short to fill a vector):
-# a task is a tile of TILE_BATCH rows x TILE_NODES nodes, transposed into the call's scratch
-# arrays (node-major and small enough to stay in cache), computed by each node's node_block as
-# in the node-major layout, and transposed back. One pass over memory, where transposing the
-# whole layer in, computing, and transposing out took three.
+# a task is a tile of TILE_BATCH rows x TILE_NODES nodes (whole rows of the layer when it has at most
+# TILE_NODES nodes: one contiguous block of memory), transposed into the call's scratch arrays
+# (node-major, in cache) with the tile's nodes sorted by formula, so that one call of a formula's
+# nodes_block computes all the tile's nodes of that formula; then transposed back. One pass over
+# memory, where transposing the whole layer in, computing, and transposing out took three, and one
+# call per formula and tile, where a call per node cost as much as the transposes (about 25 ns each,
+# most of it the reference counting of the three slices passed).
+#
+# The tile plan (:func:`tile_plan`, fixed per layer): ``order[i]`` is the node at sorted position
+# i (positions k0..k1-1 hold the nodes k0..k1-1 of a tile, sorted by formula), ``pos`` its
+# inverse; the tile of nodes k0.. has the formula groups ``groups[k0 // TILE_NODES]`` to
+# ``groups[k0 // TILE_NODES + 1] - 1``; group g holds the positions ``bounds[g]..bounds[g + 1] - 1``
+# and its formula's function is ``kernels[g]``.
 
 @_jit
 def _tile(task, b, n):  # pragma: no cover - compiled
@@ -177,91 +197,129 @@ def _tile(task, b, n):  # pragma: no cover - compiled
 @_jit
 def _scratch(z):  # pragma: no cover - compiled
     """Room for one tile, node-major, in the dtype of ``z``."""
-    return np.empty((TILE_NODES, TILE_BATCH), z.dtype)
+    return np.empty((min(TILE_NODES, z.shape[1]), TILE_BATCH), z.dtype)
 
 
 @_jit
-def _gather(source, tile, r0, r1, k0, k1):  # pragma: no cover - compiled
-    """``tile[:k1-k0, :r1-r0] = source[r0:r1, k0:k1].T``."""
-    _transpose_block(source, tile, r0, r1, k0, k1, 0, 0, True)
+def _move(source, target, r0, r1, k0, k1, pos, gather):  # pragma: no cover - compiled
+    """``tile[pos[k] - k0, r - r0] = layer[r, k]`` for r in r0..r1-1, k in k0..k1-1, where (source,
+    target) is (layer, tile) if ``gather``, else (tile, layer) and the copy goes the other way.
+
+    Square blocks of one cache line per row by vector shuffles (:func:`_transpose_square`), the
+    edges element by element. The blocks go along the layer's rows first: each block reads (or
+    writes) the next cache line of N neighbouring rows, which a tile of whole rows holds in one
+    contiguous piece of memory. (Going down its columns first, a power-of-two row stride put the
+    rows of the layer and of the tile in the same few cache sets: twice the time.)
+    """
+    n = _block(source)
+    for rb in range(r0, r1, n):
+        for kb in range(k0, k1, n):
+            if rb + n <= r1 and kb + n <= k1:
+                if gather:
+                    _transpose_square(source, None, rb, 0, kb, target, pos, kb, -k0, rb - r0)
+                else:
+                    _transpose_square(source, pos, kb, -k0, rb - r0, target, None, rb, 0, kb)
+            else:
+                for r in range(rb, min(rb + n, r1)):
+                    for k in range(kb, min(kb + n, k1)):
+                        if gather:
+                            target[pos[k] - k0, r - r0] = source[r, k]
+                        else:
+                            target[r, k] = source[pos[k] - k0, r - r0]
 
 
 @_jit
-def _scatter(tile, target, r0, r1, k0, k1):  # pragma: no cover - compiled
-    """``target[r0:r1, k0:k1] = tile[:k1-k0, :r1-r0].T``."""
-    _transpose_block(tile, target, 0, k1 - k0, 0, r1 - r0, r0, k0, False)
-
-
-@_jit
-def tiled(first, last, backward, z, err, out, params, offsets, kernels):  # pragma: no cover - compiled
-    """Tasks first..last-1 of a (b, n) layer, task = a tile (see :func:`_tile`): node_block of each
-    node k (kernels[k]) on its row of the transposed tile."""
+def tiled(first, last, backward, z, err, out, params, offsets, order, pos, groups, bounds,
+          kernels):  # pragma: no cover - compiled
+    """Tasks first..last-1 of a (b, n) layer, task = a tile (see :func:`_tile`): nodes_block of each
+    formula group g of the tile (kernels[g]) on its rows of the transposed tile."""
     b, n = z.shape
     zt = _scratch(z)
     et = _scratch(z) if backward else zt
     ot = _scratch(z)
+    sorted_offsets = offsets[order]
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
-        m = r1 - r0
-        _gather(z, zt, r0, r1, k0, k1)
+        _move(z, zt, r0, r1, k0, k1, pos, True)
         if backward:
-            _gather(err, et, r0, r1, k0, k1)
-        for k in range(k0, k1):
-            _call(kernels[k], (backward, zt[k - k0, :m], et[k - k0, :m], ot[k - k0, :m], params, offsets[k]))
-        _scatter(ot, out, r0, r1, k0, k1)
+            _move(err, et, r0, r1, k0, k1, pos, True)
+        for g in range(groups[k0 // TILE_NODES], groups[k0 // TILE_NODES + 1]):
+            _call(kernels[g], (backward, zt, et, ot, params, sorted_offsets[k0:], bounds[g] - k0, bounds[g + 1] - k0,
+                               r1 - r0))
+        _move(ot, out, r0, r1, k0, k1, pos, False)
 
 
 @_jit
-def tiled_both(first, last, z, a, d, params, offsets, kernels):  # pragma: no cover - compiled
-    """As :func:`tiled`, calling node_block_both (f and df in one pass)."""
+def tiled_both(first, last, z, a, d, params, offsets, order, pos, groups, bounds,
+               kernels):  # pragma: no cover - compiled
+    """As :func:`tiled`, calling nodes_block_both (f and df in one pass)."""
     b, n = z.shape
     zt = _scratch(z)
     at = _scratch(z)
     dt = _scratch(z)
+    sorted_offsets = offsets[order]
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
-        m = r1 - r0
-        _gather(z, zt, r0, r1, k0, k1)
-        for k in range(k0, k1):
-            _call(kernels[k], (zt[k - k0, :m], at[k - k0, :m], dt[k - k0, :m], params, offsets[k]))
-        _scatter(at, a, r0, r1, k0, k1)
-        _scatter(dt, d, r0, r1, k0, k1)
+        _move(z, zt, r0, r1, k0, k1, pos, True)
+        for g in range(groups[k0 // TILE_NODES], groups[k0 // TILE_NODES + 1]):
+            _call(kernels[g], (zt, at, dt, params, sorted_offsets[k0:], bounds[g] - k0, bounds[g + 1] - k0, r1 - r0))
+        _move(at, a, r0, r1, k0, k1, pos, False)
+        _move(dt, d, r0, r1, k0, k1, pos, False)
 
 
 @_jit
-def tiled_params(first, last, z, err, params, offsets, kernels, columns, partials):  # pragma: no cover - compiled
-    """As :func:`tiled`, calling node_block_params: node k of the tile with rows r0..r1-1 sums into
-    partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]."""
+def tiled_params(first, last, z, err, params, offsets, order, pos, groups, bounds, kernels, columns,
+                 partials):  # pragma: no cover - compiled
+    """As :func:`tiled`, calling nodes_block_params: node j of the tile with rows r0..r1-1 sums
+    into partials[r0 // TILE_BATCH, columns[j]:columns[j + 1]]."""
     b, n = z.shape
     zt = _scratch(z)
     et = _scratch(z)
+    sorted_offsets, sorted_columns = offsets[order], columns[order]
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
-        m = r1 - r0
-        _gather(z, zt, r0, r1, k0, k1)
-        _gather(err, et, r0, r1, k0, k1)
-        for k in range(k0, k1):
-            _call(kernels[k], (zt[k - k0, :m], et[k - k0, :m], params, offsets[k],
-                               partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]))
+        _move(z, zt, r0, r1, k0, k1, pos, True)
+        _move(err, et, r0, r1, k0, k1, pos, True)
+        for g in range(groups[k0 // TILE_NODES], groups[k0 // TILE_NODES + 1]):
+            _call(kernels[g], (zt, et, params, sorted_offsets[k0:], sorted_columns[k0:], bounds[g] - k0,
+                               bounds[g + 1] - k0, r1 - r0, partials[r0 // TILE_BATCH]))
 
 
 @_jit
-def tiled_backward_params(first, last, z, err, delta, params, offsets, kernels, columns,
-                          partials):  # pragma: no cover - compiled
-    """As :func:`tiled_params`, calling node_block_backward_params (delta too, in one pass)."""
+def tiled_backward_params(first, last, z, err, delta, params, offsets, order, pos, groups, bounds, kernels,
+                          columns, partials):  # pragma: no cover - compiled
+    """As :func:`tiled_params`, calling nodes_block_backward_params (delta too, in one pass)."""
     b, n = z.shape
     zt = _scratch(z)
     et = _scratch(z)
     dt = _scratch(z)
+    sorted_offsets, sorted_columns = offsets[order], columns[order]
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
-        m = r1 - r0
-        _gather(z, zt, r0, r1, k0, k1)
-        _gather(err, et, r0, r1, k0, k1)
-        for k in range(k0, k1):
-            _call(kernels[k], (zt[k - k0, :m], et[k - k0, :m], dt[k - k0, :m], params, offsets[k],
-                               partials[r0 // TILE_BATCH, columns[k]:columns[k + 1]]))
-        _scatter(dt, delta, r0, r1, k0, k1)
+        _move(z, zt, r0, r1, k0, k1, pos, True)
+        _move(err, et, r0, r1, k0, k1, pos, True)
+        for g in range(groups[k0 // TILE_NODES], groups[k0 // TILE_NODES + 1]):
+            _call(kernels[g], (zt, et, dt, params, sorted_offsets[k0:], sorted_columns[k0:], bounds[g] - k0,
+                               bounds[g + 1] - k0, r1 - r0, partials[r0 // TILE_BATCH]))
+        _move(dt, delta, r0, r1, k0, k1, pos, False)
+
+
+def tile_plan(func_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The tile plan of a layer whose node j has formula ``func_ids[j]`` (see above): ``order``,
+    ``pos``, ``groups``, ``bounds``, and each group's formula (for its entry of ``kernels``)."""
+    func_ids = np.asarray(func_ids, dtype=np.int64)
+    order = np.concatenate([k0 + np.argsort(func_ids[k0:k0 + TILE_NODES], kind="stable")
+                            for k0 in range(0, func_ids.size, TILE_NODES)]).astype(np.int64)
+    pos = np.empty_like(order)
+    pos[order] = np.arange(order.size, dtype=np.int64)
+    ids = func_ids[order]
+    tile_starts = np.arange(0, ids.size, TILE_NODES)
+    new_group = np.ones(ids.size, dtype=bool)
+    new_group[1:] = ids[1:] != ids[:-1]
+    new_group[tile_starts] = True  # a group never spans two tiles
+    starts = np.flatnonzero(new_group).astype(np.int64)
+    groups = np.searchsorted(starts, np.append(tile_starts, ids.size)).astype(np.int64)
+    return order, pos, groups, np.append(starts, ids.size).astype(np.int64), ids[starts].copy()
 
 
 #: Bytes of one row of a transposed block: a cache line, and one AVX-512 register (LLVM splits the
@@ -275,9 +333,16 @@ def block_size(itemsize: int) -> int:
 
 
 @intrinsic
-def _transpose_square(typingctx, source, target, r, c, tr, tc):
-    """``target[tr:tr+N, tc:tc+N] = source[r:r+N, c:c+N].T`` for C-contiguous 2-D arrays of one dtype,
+def _transpose_square(typingctx, source, source_rows, source_row, source_shift, source_column, target, target_rows,
+                      target_row, target_shift, target_column):
+    """Transpose an N x N block of ``source`` into ``target`` (C-contiguous 2-D arrays of one dtype),
     N = :func:`block_size` (16 float32, 8 float64): each row one cache line.
+
+    The block's row k (k = 0..N-1) is ``source[i_k, source_column:source_column + N]`` with
+    ``i_k = source_row + k``, or ``source_rows[source_row + k] + source_shift`` if ``source_rows``
+    is an index array (not None); it becomes column k of ``target[t_0..t_{N-1}, target_column +
+    k]``, the rows ``t_k`` given the same way. (An index array puts a tile's nodes in their
+    sorted places.)
 
     N vector loads, log2(N) rounds of two-source shuffles, N vector stores. Round d (N/2, ..., 2, 1)
     swaps the off-diagonal d x d sub-blocks of every 2d x 2d block (rows i and i + d, i & d == 0:
@@ -287,18 +352,24 @@ def _transpose_square(typingctx, source, target, r, c, tr, tc):
     5x slower.
     """
     def codegen(context, builder, signature, args):
-        source_array = context.make_array(signature.args[0])(context, builder, args[0])
-        target_array = context.make_array(signature.args[1])(context, builder, args[1])
-        r, c, tr, tc = args[2:]
         n = block_size(context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype)))
         vector = ir.VectorType(context.get_data_type(signature.args[0].dtype), n).as_pointer()
 
-        def at(array, row, column, k):  # a pointer to array[row + k, column] as a vector of n
-            index = builder.add(builder.mul(builder.add(row, ir.Constant(row.type, k)),
-                                            builder.extract_value(array.shape, 1)), column)
-            return builder.bitcast(builder.gep(array.data, [index]), vector)
+        def rows_of(array_at, rows_at):  # a pointer to each row k of the block, as a vector of n
+            array = context.make_array(signature.args[array_at])(context, builder, args[array_at])
+            row, shift, column = args[rows_at + 1:rows_at + 4]
+            indexed = not isinstance(signature.args[rows_at], types.NoneType)
+            rows = context.make_array(signature.args[rows_at])(context, builder, args[rows_at]) if indexed else None
+            pointers = []
+            for k in range(n):
+                i = builder.add(row, ir.Constant(row.type, k))
+                if indexed:
+                    i = builder.add(builder.load(builder.gep(rows.data, [i])), shift)
+                index = builder.add(builder.mul(i, builder.extract_value(array.shape, 1)), column)
+                pointers.append(builder.bitcast(builder.gep(array.data, [index]), vector))
+            return pointers
 
-        rows = [builder.load(at(source_array, r, c, k), align=1) for k in range(n)]
+        rows = [builder.load(pointer, align=1) for pointer in rows_of(0, 1)]
         d = n // 2
         while d:
             low = [k if not k & d else n + k - d for k in range(n)]
@@ -310,40 +381,15 @@ def _transpose_square(typingctx, source, target, r, c, tr, tc):
                     rows[i] = builder.shuffle_vector(a, b, ir.Constant(mask_type, low))
                     rows[i + d] = builder.shuffle_vector(a, b, ir.Constant(mask_type, high))
             d //= 2
-        for k in range(n):
-            builder.store(rows[k], at(target_array, tr, tc, k), align=1)
+        for row, pointer in zip(rows, rows_of(5, 6)):
+            builder.store(row, pointer, align=1)
         return context.get_dummy_value()
 
-    return types.void(source, target, r, c, tr, tc), codegen
+    return types.void(source, source_rows, source_row, source_shift, source_column, target, target_rows, target_row,
+                      target_shift, target_column), codegen
 
 
 @_jit
 def _block(x):  # pragma: no cover - compiled
     """:func:`block_size` for the dtype of the array ``x``, as a compile-time constant."""
     return BLOCK_BYTES // x.itemsize
-
-
-@_jit
-def _transpose_block(source, target, r0, r1, c0, c1, tr, tc, along_rows):  # pragma: no cover - compiled
-    """``target[tr:tr+c1-c0, tc:tc+r1-r0] = source[r0:r1, c0:c1].T``: square blocks of one cache
-    line per row by vector shuffles (:func:`_transpose_square`), the edges element by element.
-
-    The blocks go along the source's rows first if ``along_rows`` (each group of source rows is
-    read whole while in cache), else down its columns first (each group of target rows is written
-    whole): whichever array is the large, strided one. With a power-of-two row stride, its rows
-    share a few cache sets, so a line left for later has been evicted by then. (One loop nest, no
-    call per block: a call would add reference counting of both arrays per block.)
-    """
-    n = _block(source)
-    row_blocks, column_blocks = (r1 - r0 + n - 1) // n, (c1 - c0 + n - 1) // n
-    outer, inner = (row_blocks, column_blocks) if along_rows else (column_blocks, row_blocks)
-    for o in range(outer):
-        for q in range(inner):
-            rb = r0 + n * (o if along_rows else q)
-            cb = c0 + n * (q if along_rows else o)
-            if rb + n <= r1 and cb + n <= c1:
-                _transpose_square(source, target, rb, cb, tr + cb - c0, tc + rb - r0)
-            else:
-                for c in range(cb, min(cb + n, c1)):
-                    for r in range(rb, min(rb + n, r1)):
-                        target[tr + c - c0, tc + r - r0] = source[r, c]

@@ -271,8 +271,9 @@ def _cpu_signature(kinds: list[KernelKind], mode: str) -> tuple[list[str], list[
 
 def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, kinds: list[KernelKind],
                outputs: list[list[str]], size: str, reads: Sequence[str], err: str | None,
-               sums: Sequence[str]) -> None:
-    """One element loop per kind (under ``if backward:``/``else:`` for two), over ``size`` elements."""
+               sums: Sequence[str], at: str = "i", suffix: str = "_s") -> None:
+    """One element loop per kind (under ``if backward:``/``else:`` for two), over ``size`` elements;
+    element ``at`` of the outputs (named with ``suffix``)."""
     branches = [("if backward:", kinds[1], outputs[1]), ("else:", kinds[0], outputs[0])] if len(kinds) > 1 \
         else [(None, kinds[0], outputs[0])]
     for condition, kind, outs in branches:
@@ -281,7 +282,7 @@ def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, kinds: list[
         inner = indent + (condition is not None)
         lines(inner, f"for i in range({size}):")
         _element(lines, inner + 1, printed, kind, reads,
-                 _stores(kind, printed, [f"{o}_s" for o in outs], "i", err if kind.chain else None, sums))
+                 _stores(kind, printed, [f"{o}{suffix}" for o in outs], at, err if kind.chain else None, sums))
 
 
 def _accumulators(printed: PrintedFormula) -> list[str]:
@@ -317,6 +318,18 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
         lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
         _cpu_loops(lines, 2, printed, kinds, outputs, "z_s.size", ["num = z_s[i]", *_constant_reads(printed, "offs[i]")],
                    "err_s[i]", [f"{a}[i] += np.float64({{}})" for a in g])
+        sums_at = ", columns" if reduces else ""
+        lines(0, "", "", "@JIT", f"def nodes_block{suffix}({', '.join(arguments)}, params, offsets{sums_at}, k0, k1, m{partial}):",
+              "    \"\"\"Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):",
+              f"    {doc}" + (";\n    row k's sum for its constant c goes to partial[columns[k] + c]." if reduces else ".") + '"""',
+              "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes", "    for k in range(k0, k1):",
+              *(f"        {read}" for read in _constant_reads(printed, "offsets[k]")))
+        if reduces:
+            lines(2, *(f"{a} = 0.0" for a in g))
+        _cpu_loops(lines, 2, printed, kinds, outputs, "m", ["num = z[k, i]"], "err[k, i]",
+                   [f"{a} = sums.add({a}, {{}})" for a in g], at="k, i", suffix="")
+        if reduces:
+            lines(2, *(f"partial[columns[k] + {i}] = {a}" for i, a in enumerate(g)))
 
 
 def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:

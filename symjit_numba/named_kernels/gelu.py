@@ -54,6 +54,23 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
 
 
 @JIT
+def nodes_block(backward, z, err, out, params, offsets, k0, k1, m):
+    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+    out = f(z), or out = err * df/dz if backward."""
+    T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    for k in range(k0, k1):
+        if backward:
+            for i in range(m):
+                num = z[k, i]
+                out[k, i] = err[k, i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+        else:
+            for i in range(m):
+                num = z[k, i]
+                out[k, i] = num*(T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
+
+
+@JIT
 def node_block_both(z_s, a_s, d_s, params, p):
     """One node's block of the batch (node-major; constants at params[p:]): a = f(z) and d = df/dz in one pass."""
     T = z_s.dtype.type
@@ -83,6 +100,20 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
 
 
 @JIT
+def nodes_block_both(z, a, d, params, offsets, k0, k1, m):
+    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+    a = f(z) and d = df/dz in one pass."""
+    T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    for k in range(k0, k1):
+        for i in range(m):
+            num = z[k, i]
+            t0 = (T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
+            a[k, i] = t0*num
+            d[k, i] = (t0 + T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))))
+
+
+@JIT
 def node_block_params(z_s, err_s, params, p, partial):
     """One node's block of the batch (node-major; constants at params[p:]): partial = the float64 sums of err * df/dc per constant c."""
     T = z_s.dtype.type
@@ -102,6 +133,18 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
         for i in range(z_s.size):
+            pass
+
+
+@JIT
+def nodes_block_params(z, err, params, offsets, columns, k0, k1, m, partial):
+    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+    partial = the float64 sums of err * df/dc per constant c;
+    row k's sum for its constant c goes to partial[columns[k] + c]."""
+    T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    for k in range(k0, k1):
+        for i in range(m):
             pass
 
 
@@ -130,4 +173,17 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             delta_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
 
-# codegen fingerprint: 6e3ec4c6ab9bbf7f
+
+@JIT
+def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1, m, partial):
+    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+    delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
+    row k's sum for its constant c goes to partial[columns[k] + c]."""
+    T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    for k in range(k0, k1):
+        for i in range(m):
+            num = z[k, i]
+            delta[k, i] = err[k, i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+
+# codegen fingerprint: 06594de7dee97db3

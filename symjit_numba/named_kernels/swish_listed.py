@@ -63,6 +63,26 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
 
 
 @JIT
+def nodes_block(backward, z, err, out, params, offsets, k0, k1, m):
+    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+    out = f(z), or out = err * df/dz if backward."""
+    T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    for k in range(k0, k1):
+        c_beta = params[offsets[k] + 0]
+        if backward:
+            for i in range(m):
+                num = z[k, i]
+                t0 = c_beta*num
+                t1 = vm.sigmoid(t0)
+                out[k, i] = err[k, i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+        else:
+            for i in range(m):
+                num = z[k, i]
+                out[k, i] = num*vm.sigmoid(c_beta*num)
+
+
+@JIT
 def node_block_both(z_s, a_s, d_s, params, p):
     """One node's block of the batch (node-major; constants at params[p:]): a = f(z) and d = df/dz in one pass."""
     T = z_s.dtype.type
@@ -94,6 +114,22 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             t1 = vm.sigmoid(t0)
             a_s[i] = t1*num
             d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
+
+
+@JIT
+def nodes_block_both(z, a, d, params, offsets, k0, k1, m):
+    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+    a = f(z) and d = df/dz in one pass."""
+    T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    for k in range(k0, k1):
+        c_beta = params[offsets[k] + 0]
+        for i in range(m):
+            num = z[k, i]
+            t0 = c_beta*num
+            t1 = vm.sigmoid(t0)
+            a[k, i] = t1*num
+            d[k, i] = (t1 + t0*t1*vm.sigmoid((-t0)))
 
 
 @JIT
@@ -129,6 +165,23 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
             c_beta = params[offs[i] + 0]
             t0 = c_beta*num
             g_beta[i] += np.float64(err_s[i] * ((num*num)*vm.sigmoid(t0)*vm.sigmoid((-t0))))
+
+
+@JIT
+def nodes_block_params(z, err, params, offsets, columns, k0, k1, m, partial):
+    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+    partial = the float64 sums of err * df/dc per constant c;
+    row k's sum for its constant c goes to partial[columns[k] + c]."""
+    T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    for k in range(k0, k1):
+        c_beta = params[offsets[k] + 0]
+        g_beta = 0.0
+        for i in range(m):
+            num = z[k, i]
+            t0 = c_beta*num
+            g_beta = sums.add(g_beta, err[k, i] * ((num*num)*vm.sigmoid(t0)*vm.sigmoid((-t0))))
+        partial[columns[k] + 0] = g_beta
 
 
 @JIT
@@ -172,4 +225,24 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             g_beta[i] += np.float64(err_s[i] * (t2*(num*num)))
             delta_s[i] = err_s[i] * (t1 + t0*t2)
 
-# codegen fingerprint: 6e3ec4c6ab9bbf7f
+
+@JIT
+def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1, m, partial):
+    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+    delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
+    row k's sum for its constant c goes to partial[columns[k] + c]."""
+    T = z.dtype.type
+    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    for k in range(k0, k1):
+        c_beta = params[offsets[k] + 0]
+        g_beta = 0.0
+        for i in range(m):
+            num = z[k, i]
+            t0 = c_beta*num
+            t1 = vm.sigmoid(t0)
+            t2 = t1*vm.sigmoid((-t0))
+            g_beta = sums.add(g_beta, err[k, i] * (t2*(num*num)))
+            delta[k, i] = err[k, i] * (t1 + t0*t2)
+        partial[columns[k] + 0] = g_beta
+
+# codegen fingerprint: 06594de7dee97db3
