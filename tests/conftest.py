@@ -25,6 +25,12 @@ from symjit_numba import SymbolicJITCompiler, settings  # noqa: E402
 # For the same reason the settings may have read the cache folder already: point them at it.
 settings.cache_dir = os.environ["SYMJIT_NUMBA_CACHE_DIR"]
 
+from symjit_numba.backends import cpu_jit  # noqa: E402
+
+# Every call of SERIAL_BELOW elements or more is split over the threads, whatever it measures: the
+# pool is exercised by every such test, not only where this machine's timings say splitting pays.
+cpu_jit._pool.split_above = 0.0
+
 # In CI the property tests draw the same examples every run (a submission's CI must not depend on
 # luck); on a developer's machine they keep exploring new ones.
 hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)

@@ -306,6 +306,39 @@ def test_one_node_with_a_huge_batch_and_threads_agree():
     np.testing.assert_allclose(d, d_ref, rtol=1e-13, atol=1e-15)
 
 
+def test_the_pool_splits_only_calls_worth_a_round_trip(monkeypatch):
+    """TaskPool.run: below SERIAL_BELOW elements never split; above, split only when the layer's
+    learned cost says one thread would take SPLIT_ABOVE_ROUND_TRIPS round trips or more; the cost
+    is learned from each call (a first call runs on one thread)."""
+    from symjit_numba.backends.cpu_jit import SERIAL_BELOW, SPLIT_ABOVE_ROUND_TRIPS, CallCost, TaskPool
+
+    pool = TaskPool()
+    monkeypatch.setattr(pool, "round_trip", lambda: 1e-3)  # a 1 ms round trip: far above any test kernel
+    pool._round_trip = (1, 1e-3)
+    ranges = []
+
+    def kernel(first, last):
+        ranges.append((first, last))
+
+    elements = 4 * SERIAL_BELOW
+    with settings.override(num_threads=2):
+        pool.run(kernel, 8, SERIAL_BELOW - 1)  # small: one thread, no cost needed
+        cost = CallCost()
+        pool.run(kernel, 8, elements, cost=cost)  # unknown cost: one thread, and measured
+        assert cost.seconds_per_element is not None and cost.seconds_per_element < 1e-6
+        pool.run(kernel, 8, elements, cost=cost)  # far below 3 round trips: one thread again
+        assert ranges == [(0, 8)] * 3
+        ranges.clear()
+        cost.seconds_per_element = SPLIT_ABOVE_ROUND_TRIPS * 1e-3 / elements * 1.01  # worth splitting
+        pool.run(kernel, 8, elements, cost=cost)
+        assert sorted(ranges) == [(0, 4), (4, 8)]
+        assert cost.seconds_per_element == 0.0  # the split call took less than a round trip: re-learned
+        ranges.clear()
+        pool.split_above = 0.0  # split every call of SERIAL_BELOW elements or more (the test suite's setting)
+        pool.run(kernel, 8, elements, cost=CallCost())
+        assert sorted(ranges) == [(0, 4), (4, 8)]
+
+
 def test_eight_threads_forty_calls_each_identical_results():
     layer = build(W1 * 8, "CPU_JIT")
     rng = np.random.default_rng(2)

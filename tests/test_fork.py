@@ -42,6 +42,7 @@ PRELUDE = textwrap.dedent(f"""
 
     CHILD_TIMEOUT = {CHILD_TIMEOUT}
     settings.num_threads = 4  # the pool is used even on a one-core machine
+    cpu_jit._pool.split_above = 0.0  # and by every call of SERIAL_BELOW elements or more
     N, B = 64, 4096
     assert N * B >= 8 * cpu_jit.SERIAL_BELOW
     LAYER = SymbolicJITCompiler([("relu", {{}}), ("tanh", {{}}), ("sigmoid", {{}}),

@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ METHOD = "CPU_JIT"
 SEGMENT = 1024
 #: Below this many elements a call runs on the calling thread alone: waking threads costs more.
 SERIAL_BELOW = 32_768
+#: A call is split over the threads only if it would take at least this many pool round trips on
+#: one thread (see :meth:`TaskPool.run`): split in two, it then saves at least one round trip.
+SPLIT_ABOVE_ROUND_TRIPS = 3
 #: A batch-major layer whose runs of same-formula nodes are shorter than this on average is
 #: computed node-major, tile by tile (cpu_tasks.tiled): a run of one node (formulas interleaved)
 #: cannot fill a vector.
@@ -80,6 +84,10 @@ class TaskPool:
         self._executor: ThreadPoolExecutor | None = None
         self._size = 0
         self._lock = threading.Lock()
+        self._round_trip: tuple[int, float] | None = None
+        #: Seconds of one-thread work above which a call is split; None: SPLIT_ABOVE_ROUND_TRIPS
+        #: round trips, learned per layer (0.0 splits every call of SERIAL_BELOW elements or more).
+        self.split_above: float | None = None
         if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
             reference = weakref.ref(self)
 
@@ -106,20 +114,67 @@ class TaskPool:
                 self._size = workers
             return [self._executor.submit(*call) for call in calls]
 
-    def run(self, kernel: Callable[..., None], n_tasks: int, elements: int, *args: object) -> None:
+    def round_trip(self) -> float:
+        """Seconds to hand an empty range to a pool thread and get it back (measured once per pool size)."""
+        size = settings.num_threads - 1
+        if self._round_trip is None or self._round_trip[0] != size:
+            times = []
+            for _ in range(7):
+                started = time.perf_counter()
+                for future in self._submit(size, [(int, 0)]):
+                    future.result()
+                times.append(time.perf_counter() - started)
+            self._round_trip = (size, sorted(times)[len(times) // 2])
+        return self._round_trip[1]
+
+    def run(self, kernel: Callable[..., None], n_tasks: int, elements: int, *args: object,
+            cost: CallCost | None = None) -> None:
+        """``kernel(first, last, *args)`` over the task ranges of ``n_tasks`` tasks of ``elements`` elements.
+
+        A call of fewer than SERIAL_BELOW elements runs on the calling thread alone; so does a
+        larger one whose ``cost`` says it would take less than SPLIT_ABOVE_ROUND_TRIPS pool round
+        trips on one thread: handing ranges to threads would cost more than it saves (a round trip
+        took 50-80 us on a 2-core VM, whose idle cores wake slowly). ``cost`` learns from every
+        call: the time of a call on one thread (the first such call is one), or of a split call
+        less a round trip, times the threads. The results have the same bits either way: the tasks
+        are the same.
+        """
         num_threads = settings.num_threads
         threads = min(num_threads, n_tasks) if elements >= SERIAL_BELOW else 1
+        if threads > 1 and cost is not None:
+            limit = SPLIT_ABOVE_ROUND_TRIPS * self.round_trip() if self.split_above is None else self.split_above
+            per_element = cost.seconds_per_element
+            if limit > 0 and (per_element is None or per_element * elements < limit):
+                threads = 1
         if threads <= 1:
+            started = time.perf_counter()
             kernel(0, n_tasks, *args)
+            if cost is not None and elements:
+                cost.seconds_per_element = (time.perf_counter() - started) / elements
             return
         bounds = [n_tasks * k // threads for k in range(threads + 1)]
         calls = [(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, threads)]
+        started = time.perf_counter()
         futures = self._submit(num_threads - 1, calls)
         try:
             kernel(bounds[0], bounds[1], *args)
         finally:  # never return (even on an error) while pool threads still write into the arrays
             for future in futures:
                 future.result()
+        if cost is not None and self._round_trip is not None:  # what one thread would have taken, about
+            work = max(time.perf_counter() - started - self._round_trip[1], 0.0) * threads
+            cost.seconds_per_element = work / elements
+
+
+class CallCost:
+    """What one kernel of one layer takes per element on one thread in one dtype (estimated from
+    its latest call), for :meth:`TaskPool.run` to decide whether splitting a call pays. A layer
+    keeps one per kernel and dtype: ``defaultdict(CallCost)`` keyed by dtype."""
+
+    __slots__ = ("seconds_per_element",)
+
+    def __init__(self) -> None:
+        self.seconds_per_element: float | None = None
 
 
 _pool = TaskPool()
@@ -299,19 +354,24 @@ def _build_loss(plan: LayerPlan) -> Kernels:
     readiness.warm_up([np.float32])  # now, so that failures surface in the constructor
 
     def run_loss(backward: bool) -> Callable[..., None]:
+        costs: defaultdict[np.dtype, CallCost] = defaultdict(CallCost)
+
         def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
             readiness.ensure(out.dtype)
             size = out.size
             _pool.run(kernel(out.dtype), -(-size // BLOCK), size, backward,
-                      y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params)
+                      y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params, cost=costs[out.dtype])
         return run
+
+    costs_both: defaultdict[np.dtype, CallCost] = defaultdict(CallCost)
 
     def run_loss_both(y_pred: np.ndarray, y_true: np.ndarray, res: np.ndarray, grad: np.ndarray,
                       params: np.ndarray) -> None:
         readiness_both.ensure(res.dtype)
         size = res.size
         _pool.run(kernel_both(res.dtype), -(-size // BLOCK), size,
-                  y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params)
+                  y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params,
+                  cost=costs_both[res.dtype])
 
     return _with_param_kernels(Kernels(METHOD, *wrap_loss(plan, run_loss(False), run_loss(True), run_loss_both),
                                        source=text, warm_up=_joined(readiness, readiness_both)),
@@ -370,20 +430,22 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         readiness.warm_up(dtypes)
         readiness_both.warm_up(dtypes)
 
+    forward_cost, backward_cost, both_cost = defaultdict(CallCost), defaultdict(CallCost), defaultdict(CallCost)
+
     def run_forward(z, a, params, offsets):
         readiness.ensure(z.dtype)
         _pool.run(runner(z.dtype), n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch,
-                  addresses(z.dtype))
+                  addresses(z.dtype), cost=forward_cost[z.dtype])
 
     def run_backward(z, err, delta, params, offsets):
         readiness.ensure(z.dtype)
         _pool.run(runner(z.dtype), n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch,
-                  addresses(z.dtype))
+                  addresses(z.dtype), cost=backward_cost[z.dtype])
 
     def run_both(z, a, d, params, offsets):
         readiness_both.ensure(z.dtype)
         _pool.run(runner_both(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch,
-                  addresses_both(z.dtype))
+                  addresses_both(z.dtype), cost=both_cost[z.dtype])
 
     text = "\n\n".join(text for _, text in modules)
     params_kernels = _param_kernels(plan, layout, tasks, [module for module, _ in modules])
@@ -510,13 +572,15 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: Tasks, modules: list[Mod
     readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", functions, dtypes),
                            compile_all, f"the parameter-gradient kernels of this layer ({len(plan.formulas)} formulas)")
 
+    costs = [defaultdict(CallCost), defaultdict(CallCost)]
+
     def run(which: int, z, err, delta, grad_params, params, offsets):
         readiness.ensure(z.dtype)
         n_tasks, rows = tasks.grid(z.shape)
         partials = np.empty((rows, columns.size), dtype=np.float64)
         outputs = () if delta is None else (delta,)
         _pool.run(runners[which](z.dtype), n_tasks, z.size, z, err, *outputs, params, offsets, *dispatch,
-                  addresses[which](z.dtype), bounds, partials)
+                  addresses[which](z.dtype), bounds, partials, cost=costs[which][z.dtype])
         columns.combine(partials, offsets, grad_params)
 
     def run_params(z, err, grad_params, params, offsets):
@@ -545,6 +609,8 @@ def _loss_param_kernels(plan: LayerPlan, module: ModuleType) -> tuple:
     readiness = _Readiness(lambda dtypes: _compile_ahead((key,), "loss", functions, dtypes), compile_all,
                            f"the parameter gradients of {what}")
 
+    costs = [defaultdict(CallCost), defaultdict(CallCost)]
+
     def run(which: int, y_pred, y_true, grad, grad_params, params):
         dtype = np.asarray(y_pred).dtype
         readiness.ensure(dtype)
@@ -553,7 +619,7 @@ def _loss_param_kernels(plan: LayerPlan, module: ModuleType) -> tuple:
         partials = np.empty((tasks, columns.size), dtype=np.float64)
         outputs = () if grad is None else (grad.reshape(-1),)
         _pool.run(kernels[which](dtype), tasks, size, y_pred.reshape(-1), y_true.reshape(-1), *outputs, params,
-                  partials)
+                  partials, cost=costs[which][dtype])
         columns.combine(partials, offsets, grad_params)
 
     return (*wrap_param_loss(plan, lambda p, t, gp, c: run(0, p, t, None, gp, c), lambda p, t, g, gp, c:
