@@ -310,7 +310,7 @@ def test_the_pool_splits_only_calls_worth_a_round_trip(monkeypatch):
     """TaskPool.run: below SERIAL_BELOW elements never split; above, split only when the layer's
     learned cost says one thread would take SPLIT_ABOVE_ROUND_TRIPS round trips or more; the cost
     is learned from each call (a first call runs on one thread)."""
-    from symjit_numba.backends.cpu_jit import SERIAL_BELOW, SPLIT_ABOVE_ROUND_TRIPS, CallCost, TaskPool
+    from symjit_numba.backends.cpu_pool import SERIAL_BELOW, SPLIT_ABOVE_ROUND_TRIPS, CallCost, TaskPool
 
     pool = TaskPool()
     monkeypatch.setattr(pool, "round_trip", lambda: 1e-3)  # a 1 ms round trip: far above any test kernel

@@ -22,14 +22,10 @@ involved, so kernels may be called from any number of Python threads at once: th
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 import warnings
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -40,141 +36,24 @@ import numpy as np
 from ..codegen.source import BLOCK, ROWS
 from ..errors import CompilationWarning, JITCompilationError
 from ..formulas.resolve import FormulaKey, LayerPlan
-from ..settings import settings
 from ..store import compile_cached, formula_module, formula_on_disk, in_numba_cache
 from . import cpu_tasks
+from .cpu_pool import SERIAL_BELOW, CallCost, Runner, TaskPool, runner_for
 from .cpu_workers import compile_in_workers
 from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
 from .param_sums import Columns
 
-__all__ = ["build", "TaskPool", "SEGMENT"]
+__all__ = ["build", "TaskPool", "SEGMENT", "SERIAL_BELOW"]
 
 logger = logging.getLogger("symjit_numba")
 
 METHOD = "CPU_JIT"
 #: Longest run of neighbouring same-formula nodes handled as one inner loop (batch-major layout).
 SEGMENT = 1024
-#: Below this many elements a call runs on the calling thread alone: waking threads costs more.
-SERIAL_BELOW = 32_768
-#: A call is split over the threads only if it would take at least this many pool round trips on
-#: one thread (see :meth:`TaskPool.run`): split in two, it then saves at least one round trip.
-SPLIT_ABOVE_ROUND_TRIPS = 3
 #: A batch-major layer whose runs of same-formula nodes are shorter than this on average is
 #: computed node-major, tile by tile (cpu_tasks.tiled): a run of one node (formulas interleaved)
 #: cannot fill a vector.
 SHORT_RUNS = 8
-
-
-class TaskPool:
-    """Runs ``kernel(first, last, ...)`` over task ranges on ``settings.num_threads`` threads.
-
-    The calling thread runs the first range itself and waits for the others; pool threads never
-    wait on the pool, so nested or concurrent calls from many Python threads cannot deadlock.
-
-    The pool holds ``settings.num_threads - 1`` threads and follows changes of the setting both ways:
-    a new size gets a new executor, and the old one is shut down once its queued ranges are done.
-    Forks: a forked child (``os.fork``, multiprocessing's default on Linux, DataLoader workers) has
-    only the thread that forked, so the parent's executor would queue ranges that no thread ever runs
-    (the child's first call would wait forever), and a lock held by another thread at fork time would
-    stay locked. After a fork the child therefore drops the executor and gets a new lock; its first
-    parallel call starts fresh threads.
-    """
-
-    def __init__(self) -> None:
-        self._executor: ThreadPoolExecutor | None = None
-        self._size = 0
-        self._lock = threading.Lock()
-        self._round_trip: tuple[int, float] | None = None
-        #: Seconds of one-thread work above which a call is split; None: SPLIT_ABOVE_ROUND_TRIPS
-        #: round trips, learned per layer (0.0 splits every call of SERIAL_BELOW elements or more).
-        self.split_above: float | None = None
-        if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-            reference = weakref.ref(self)
-
-            def after_fork_in_child() -> None:
-                pool = reference()
-                if pool is not None:
-                    pool._forget_threads()
-
-            os.register_at_fork(after_in_child=after_fork_in_child)
-
-    def _forget_threads(self) -> None:
-        """In a forked child: the parent's threads do not exist here; nor does whoever held the lock."""
-        self._lock = threading.Lock()
-        self._executor = None
-        self._size = 0
-
-    def _submit(self, workers: int, calls: list[tuple]) -> list[Future]:
-        """Submit ``calls`` to an executor of ``workers`` threads (replacing one of another size)."""
-        with self._lock:  # submitting under the lock: no executor is shut down between lookup and submit
-            if self._executor is None or self._size != workers:
-                if self._executor is not None:
-                    self._executor.shutdown(wait=False)  # its threads finish what is queued, then exit
-                self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="symjit_numba")
-                self._size = workers
-            return [self._executor.submit(*call) for call in calls]
-
-    def round_trip(self) -> float:
-        """Seconds to hand an empty range to a pool thread and get it back (measured once per pool size)."""
-        size = settings.num_threads - 1
-        if self._round_trip is None or self._round_trip[0] != size:
-            times = []
-            for _ in range(7):
-                started = time.perf_counter()
-                for future in self._submit(size, [(int, 0)]):
-                    future.result()
-                times.append(time.perf_counter() - started)
-            self._round_trip = (size, sorted(times)[len(times) // 2])
-        return self._round_trip[1]
-
-    def run(self, kernel: Callable[..., None], n_tasks: int, elements: int, *args: object,
-            cost: CallCost | None = None) -> None:
-        """``kernel(first, last, *args)`` over the task ranges of ``n_tasks`` tasks of ``elements`` elements.
-
-        A call of fewer than SERIAL_BELOW elements runs on the calling thread alone; so does a
-        larger one whose ``cost`` says it would take less than SPLIT_ABOVE_ROUND_TRIPS pool round
-        trips on one thread: handing ranges to threads would cost more than it saves (a round trip
-        took 50-80 us on a 2-core VM, whose idle cores wake slowly). ``cost`` learns from every
-        call: the time of a call on one thread (the first such call is one), or of a split call
-        less a round trip, times the threads. The results have the same bits either way: the tasks
-        are the same.
-        """
-        num_threads = settings.num_threads
-        threads = min(num_threads, n_tasks) if elements >= SERIAL_BELOW else 1
-        if threads > 1 and cost is not None:
-            limit = SPLIT_ABOVE_ROUND_TRIPS * self.round_trip() if self.split_above is None else self.split_above
-            per_element = cost.seconds_per_element
-            if limit > 0 and (per_element is None or per_element * elements < limit):
-                threads = 1
-        if threads <= 1:
-            started = time.perf_counter()
-            kernel(0, n_tasks, *args)
-            if cost is not None and elements:
-                cost.seconds_per_element = (time.perf_counter() - started) / elements
-            return
-        bounds = [n_tasks * k // threads for k in range(threads + 1)]
-        calls = [(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, threads)]
-        started = time.perf_counter()
-        futures = self._submit(num_threads - 1, calls)
-        try:
-            kernel(bounds[0], bounds[1], *args)
-        finally:  # never return (even on an error) while pool threads still write into the arrays
-            for future in futures:
-                future.result()
-        if cost is not None and self._round_trip is not None:  # what one thread would have taken, about
-            work = max(time.perf_counter() - started - self._round_trip[1], 0.0) * threads
-            cost.seconds_per_element = work / elements
-
-
-class CallCost:
-    """What one kernel of one layer takes per element on one thread in one dtype (estimated from
-    its latest call), for :meth:`TaskPool.run` to decide whether splitting a call pays. A layer
-    keeps one per kernel and dtype: ``defaultdict(CallCost)`` keyed by dtype."""
-
-    __slots__ = ("seconds_per_element",)
-
-    def __init__(self) -> None:
-        self.seconds_per_element: float | None = None
 
 
 _pool = TaskPool()
@@ -245,6 +124,7 @@ class _Kernel:
         self._arguments = _ARGUMENTS[dispatcher.py_func.__name__]
         self._what = what
         self._ready: set[np.dtype] = set()
+        self._runners: dict[np.dtype, Runner] = {}
 
     def __call__(self, dtype: np.dtype) -> Any:
         """The dispatcher, compiled for ``dtype``."""
@@ -264,6 +144,14 @@ class _Kernel:
         if not address:  # never call through a null pointer: e.g. a numba that stopped making C wrappers
             raise JITCompilationError(f"numba compiled {self._what} for {dtype} without a C wrapper to call")
         return address
+
+    def runner(self, dtype: np.dtype) -> Runner:
+        """The ``dtype`` version as a task runner for the pool (see :mod:`.cpu_pool`)."""
+        runner = self._runners.get(dtype)
+        if runner is None:
+            runner = self._runners[dtype] = runner_for(self(dtype), self.address(dtype),
+                                                       self._arguments(numba.from_dtype(dtype))[2:])
+        return runner
 
 
 class _Addresses:
@@ -359,7 +247,7 @@ def _build_loss(plan: LayerPlan) -> Kernels:
         def run(y_pred: np.ndarray, y_true: np.ndarray, out: np.ndarray, params: np.ndarray) -> None:
             readiness.ensure(out.dtype)
             size = out.size
-            _pool.run(kernel(out.dtype), -(-size // BLOCK), size, backward,
+            _pool.run(kernel.runner(out.dtype), -(-size // BLOCK), size, backward,
                       y_pred.reshape(-1), y_true.reshape(-1), out.reshape(-1), params, cost=costs[out.dtype])
         return run
 
@@ -369,7 +257,7 @@ def _build_loss(plan: LayerPlan) -> Kernels:
                       params: np.ndarray) -> None:
         readiness_both.ensure(res.dtype)
         size = res.size
-        _pool.run(kernel_both(res.dtype), -(-size // BLOCK), size,
+        _pool.run(kernel_both.runner(res.dtype), -(-size // BLOCK), size,
                   y_pred.reshape(-1), y_true.reshape(-1), res.reshape(-1), grad.reshape(-1), params,
                   cost=costs_both[res.dtype])
 
@@ -434,17 +322,17 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
 
     def run_forward(z, a, params, offsets):
         readiness.ensure(z.dtype)
-        _pool.run(runner(z.dtype), n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch,
+        _pool.run(runner.runner(z.dtype), n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch,
                   addresses(z.dtype), cost=forward_cost[z.dtype])
 
     def run_backward(z, err, delta, params, offsets):
         readiness.ensure(z.dtype)
-        _pool.run(runner(z.dtype), n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch,
+        _pool.run(runner.runner(z.dtype), n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch,
                   addresses(z.dtype), cost=backward_cost[z.dtype])
 
     def run_both(z, a, d, params, offsets):
         readiness_both.ensure(z.dtype)
-        _pool.run(runner_both(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch,
+        _pool.run(runner_both.runner(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch,
                   addresses_both(z.dtype), cost=both_cost[z.dtype])
 
     text = "\n\n".join(text for _, text in modules)
@@ -579,7 +467,7 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: Tasks, modules: list[Mod
         n_tasks, rows = tasks.grid(z.shape)
         partials = np.empty((rows, columns.size), dtype=np.float64)
         outputs = () if delta is None else (delta,)
-        _pool.run(runners[which](z.dtype), n_tasks, z.size, z, err, *outputs, params, offsets, *dispatch,
+        _pool.run(runners[which].runner(z.dtype), n_tasks, z.size, z, err, *outputs, params, offsets, *dispatch,
                   addresses[which](z.dtype), bounds, partials, cost=costs[which][z.dtype])
         columns.combine(partials, offsets, grad_params)
 
@@ -618,7 +506,7 @@ def _loss_param_kernels(plan: LayerPlan, module: ModuleType) -> tuple:
         tasks = -(-size // BLOCK)
         partials = np.empty((tasks, columns.size), dtype=np.float64)
         outputs = () if grad is None else (grad.reshape(-1),)
-        _pool.run(kernels[which](dtype), tasks, size, y_pred.reshape(-1), y_true.reshape(-1), *outputs, params,
+        _pool.run(kernels[which].runner(dtype), tasks, size, y_pred.reshape(-1), y_true.reshape(-1), *outputs, params,
                   partials, cost=costs[which][dtype])
         columns.combine(partials, offsets, grad_params)
 

@@ -57,8 +57,9 @@ def _call(typingctx, address, arguments):
 
 def _jit(function):
     """``njit``, cached by numba next to the package (so compiled once per installation), or in
-    each process where numba finds no writable cache location (it raises at decoration then)."""
-    options = {"nogil": True, "error_model": "numpy", "no_rewrites": True, "no_cfunc_wrapper": True}
+    each process where numba finds no writable cache location (it raises at decoration then).
+    With a C wrapper: the pool's spinning threads call the runners through it (see :mod:`.cpu_pool`)."""
+    options = {"nogil": True, "error_model": "numpy", "no_rewrites": True}
     try:
         return njit(cache=True, **options)(function)
     except RuntimeError:

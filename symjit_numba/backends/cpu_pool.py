@@ -1,0 +1,514 @@
+"""The CPU_JIT thread pool: runs a task runner's range of tasks on ``settings.num_threads`` threads.
+
+Handing work to a thread that sleeps costs a futex wake-up: 50-80 us on a 2-core VM, more than a
+W1 layer of 64 x 512 takes to compute. So the pool's threads wait by spinning, in native code
+(a numba ``nogil`` loop, :func:`_serve`) on a mailbox of int64 slots, for up to about a
+millisecond after their last job; only then do they park on a condition variable, and the next
+call wakes them the slow way. A call hands them its job in about a microsecond:
+
+* The job is the runner's arguments, stored as numba values (array structs, flags) in a buffer
+  (:func:`_post`, compiled per argument types), and the address of an *entry* function for those
+  types, ``entry(buffer, first, last)``, which loads them and calls the runner's C wrapper
+  (:func:`_job_functions`). Both are small, cached by numba on disk, per runner and dtype.
+* :func:`_post` writes each worker's range, publishes the job (an atomic increment of the job
+  number), runs the calling thread's range and waits until every worker has marked the job done.
+  The arguments stay alive in that call for as long as any worker uses them.
+
+Only one job runs on the spinning threads at a time; a call from a second Python thread meanwhile,
+a call with more threads than usable cores (spinning threads would steal time from working ones),
+and any callable that is not a :class:`Runner` run on a ``ThreadPoolExecutor`` instead, as before.
+Either way the tasks, and so the results' bits, are the same as on one thread.
+
+Forks: a forked child has only the thread that forked; it drops the parent's threads, executor
+and locks (``os.register_at_fork``), and its first parallel call starts fresh threads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ..settings import settings
+from ..store import compile_cached
+from .cpu_tasks import _call
+
+__all__ = ["TaskPool", "CallCost", "Runner", "runner_for", "SERIAL_BELOW", "SPLIT_ABOVE_ROUND_TRIPS"]
+
+#: Below this many elements a call runs on the calling thread alone: waking threads costs more.
+SERIAL_BELOW = 32_768
+#: A call is split over the threads only if it would take at least this many pool round trips on
+#: one thread (see :meth:`TaskPool.run`): split in two, it then saves at least one round trip.
+SPLIT_ABOVE_ROUND_TRIPS = 3
+#: int64 slots per line of the mailbox (64 bytes: each worker's slots on their own cache line).
+#: Line 0: [job number (-1: stop), entry address, buffer address]; line 1 + w: worker w's
+#: [first task, last task, number of the last job it finished].
+LINE = 8
+#: Bytes of the job buffer: the runner's address, then (from byte 64) its arguments.
+BUFFER_BYTES = 4096
+#: How long an idle thread spins before it parks, and how long a call spins for its workers
+#: before it checks whether one parked (then it wakes them and spins on).
+IDLE_SECONDS, WAIT_SECONDS = 1e-3, 50e-6
+
+_OPTIONS = {"nogil": True, "error_model": "numpy"}
+_X86 = llvm.get_default_triple().startswith(("x86_64", "i386", "i686"))
+
+
+def _cached(function: Callable) -> Any:
+    """``njit`` with numba's disk cache where there is a writable cache location (compiled at the
+    first :func:`_compiled`, which loads cached code without refreshing numba's registries)."""
+    try:
+        return njit(**_OPTIONS, cache=True)(function)
+    except RuntimeError:  # no writable cache location: compile in each process
+        return njit(**_OPTIONS)(function)
+
+
+def _compiled(dispatcher: Any, *argument_types: Any) -> Any:
+    """``dispatcher``, compiled (or loaded from the disk cache) for ``argument_types``."""
+    compile_cached(dispatcher, argument_types)
+    return dispatcher
+
+
+def _address(dispatcher: Any, *argument_types: Any) -> int:
+    """Where the C wrapper of ``dispatcher``'s version for ``argument_types`` is (compiled or loaded now)."""
+    result = _compiled(dispatcher, *argument_types).overloads[argument_types]
+    return result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
+
+
+# -- atomics and raw memory ----------------------------------------------------------------------------------
+
+@intrinsic
+def _load_acquire(typingctx, mailbox, slot):
+    """``mailbox[slot]`` (int64), read atomically: what a store before the matching release wrote is visible."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.load_atomic(builder.gep(array.data, [args[1]]), "acquire", 8)
+    return types.int64(mailbox, slot), codegen
+
+
+@intrinsic
+def _store_release(typingctx, mailbox, slot, value):
+    """``mailbox[slot] = value`` atomically, after every store before it (int64)."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        value = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.store_atomic(value, builder.gep(array.data, [args[1]]), "release", 8)
+        return context.get_dummy_value()
+    return types.void(mailbox, slot, value), codegen
+
+
+@intrinsic
+def _pause(typingctx):
+    """The CPU's spin-wait hint (``pause`` on x86: fewer wasted cycles, nothing elsewhere)."""
+    def codegen(context, builder, signature, args):
+        if _X86:
+            hint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                  "llvm.x86.sse2.pause")
+            builder.call(hint, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
+def _store(typingctx, address, value):
+    """Store ``value`` (an int64 or a tuple) at ``address``.
+
+    Arrays are stored without their owner (meminfo and parent null, so that the threads that load
+    them never count references): their memory belongs to the caller, who holds the arrays until
+    every thread is done with them. (The meminfo of an array passed in from Python lives only as
+    long as the call that received it.)
+    """
+    def codegen(context, builder, signature, args):
+        given, stored = signature.args[1], args[1]
+        for i, item in enumerate(given.types if isinstance(given, types.BaseTuple) else ()):
+            if isinstance(item, types.Array):
+                array = context.make_array(item)(context, builder, value=builder.extract_value(stored, i))
+                array.meminfo = cgutils.get_null_value(array.meminfo.type)
+                array.parent = cgutils.get_null_value(array.parent.type)
+                stored = builder.insert_value(stored, array._getvalue(), i)
+        builder.store(stored, builder.inttoptr(args[0], stored.type.as_pointer()))
+        return context.get_dummy_value()
+    return types.void(address, value), codegen
+
+
+@intrinsic
+def _load_as(typingctx, address, typeref):
+    """The value of the type ``typeref`` names stored at ``address`` (arrays without an owner:
+    numba's reference counting skips them)."""
+    wanted = typeref.instance_type
+
+    def codegen(context, builder, signature, args):
+        return builder.load(builder.inttoptr(args[0], context.get_value_type(wanted).as_pointer()))
+    return wanted(address, typeref), codegen
+
+
+# -- the spinning side ---------------------------------------------------------------------------------------
+
+def _serve(mailbox, worker, seen, spins):  # pragma: no cover - compiled
+    """Worker ``worker``'s loop: run each new job's range, until ``spins`` idle turns pass or the job
+    number is -1 (stop); return the number of the last job seen (-1: stopped)."""
+    line = LINE * (worker + 1)
+    idle = 0
+    while idle < spins:
+        job = _load_acquire(mailbox, 0)
+        if job == seen:
+            idle += 1
+            _pause()
+            continue
+        if job < 0:
+            return job
+        seen = job
+        first, last = mailbox[line], mailbox[line + 1]
+        if first < last:
+            _call(mailbox[1], (mailbox[2], first, last, types.int64))  # (any typeref: the entry ignores it)
+        _store_release(mailbox, line + 2, job)
+        idle = 0
+    return seen
+
+
+def _wait(mailbox, job, spins):  # pragma: no cover - compiled
+    """Spin until every worker finished job ``job`` (True), or ``spins`` turns passed (False)."""
+    for line in range(LINE, mailbox.size, LINE):
+        while _load_acquire(mailbox, line + 2) != job:
+            if spins == 0:
+                return False
+            spins -= 1
+            _pause()
+    return True
+
+
+_serve = _cached(_serve)
+_wait = _cached(_wait)
+_MAILBOX, _BUFFER = types.int64[::1], types.uint8[::1]
+
+
+def _entry(buffer, first, last, arguments):  # pragma: no cover - compiled
+    """Run ``first..last`` of the job in ``buffer``: the runner there, with the arguments stored
+    there as a value of the type ``arguments`` names (a typeref, compiled once per type)."""
+    _call(_load_as(buffer, types.int64), (first, last) + _load_as(buffer + 64, arguments))
+
+
+def _post(mailbox, buffer, entry, runner, first, last, args, spins):  # pragma: no cover - compiled
+    """Post the job (the runner at ``runner`` and its ``args``), run ``first..last`` on this thread,
+    and wait ``spins`` turns at most for the workers: the job's number if they all finished, its
+    negative if not (then the caller must not return before they do)."""
+    address = buffer.ctypes.data
+    _store(address, runner)
+    _store(address + 64, args)
+    mailbox[1] = entry
+    mailbox[2] = address
+    job = mailbox[0] + 1
+    _store_release(mailbox, 0, job)  # publishes everything above
+    _call(runner, (first, last) + args)
+    return job if _wait(mailbox, job, spins) else -job
+
+
+_entry = _cached(_entry)
+_post = _cached(_post)
+
+
+def _job_functions(argument_types: tuple) -> tuple[int, Any]:
+    """The entry's address and the typeref of a runner whose arguments after ``first, last`` have
+    the numba types ``argument_types`` (the entry compiled or loaded now)."""
+    functions = _JOBS.get(argument_types)
+    if functions is None:
+        arguments = types.Tuple(argument_types)
+        i64 = types.int64
+        functions = _JOBS[argument_types] = (_address(_entry, i64, i64, i64, types.TypeRef(arguments)), arguments)
+    return functions
+
+
+_JOBS: dict[tuple, tuple[int, Any]] = {}
+
+
+@dataclass
+class Runner:
+    """A task runner compiled for one dtype: callable as itself, and runnable by the spinning threads.
+
+    ``arguments`` is the numba type of the arguments after ``first, last`` that the runner was
+    compiled for, as the spinning threads read them; the first job checks that the arguments of
+    the call have that layout (``checked``).
+    """
+
+    function: Callable[..., None]
+    address: int
+    entry: int
+    arguments: Any
+    checked: bool = False
+
+    def __call__(self, *args: Any) -> None:
+        self.function(*args)
+
+    def check(self, args: tuple) -> None:
+        """Refuse ``args`` unless each has the machine layout of the runner's argument (a read-only
+        array or one of another layout passes as an array of its dtype and dimensions)."""
+        given = numba.typeof(args)
+
+        def layout(t: Any) -> Any:
+            return (t.dtype, t.ndim) if isinstance(t, types.Array) else t
+
+        if len(given) != len(self.arguments) or any(layout(g) != layout(w) for g, w in zip(given, self.arguments)):
+            raise TypeError(f"the pool cannot pass {given} as {self.arguments}")
+        self.checked = True
+
+
+def runner_for(function: Callable[..., None], address: int, argument_types: tuple) -> Runner:
+    """A :class:`Runner` for the compiled runner ``function`` (C wrapper at ``address``) taking
+    ``(first, last, *arguments)`` with ``arguments`` of the numba types ``argument_types``."""
+    return Runner(function, address, *_job_functions(tuple(argument_types)))
+
+
+def _spins_per_second() -> float:
+    """How many idle turns of :func:`_serve` a second holds on this CPU (measured once)."""
+    _compiled(_serve, _MAILBOX, types.int64, types.int64, types.int64)
+    _compiled(_wait, _MAILBOX, types.int64, types.int64)
+    mailbox = np.zeros(LINE, np.int64)
+    _serve(mailbox, -1, 0, 1000)  # compiled or loaded, and warm
+    started = time.perf_counter()
+    _serve(mailbox, -1, 0, 100_000)
+    return 100_000 / max(time.perf_counter() - started, 1e-6)
+
+
+class _Spinners:
+    """``workers`` daemon threads serving one mailbox (see the module's docstring)."""
+
+    def __init__(self, workers: int, spins_per_second: float) -> None:
+        self.mailbox = np.zeros(LINE * (workers + 1), np.int64)
+        self.buffer = np.zeros(BUFFER_BYTES, np.uint8)
+        self.idle_spins = max(int(spins_per_second * IDLE_SECONDS), 1)
+        self.wait_spins = max(int(spins_per_second * WAIT_SECONDS), 1)
+        self.workers = workers
+        self._parked = 0
+        self._stopped = False
+        self._condition = threading.Condition()
+        for worker in range(workers):
+            threading.Thread(target=self._serve, args=(worker,), name=f"symjit_numba-spin-{worker}", daemon=True).start()
+
+    def _serve(self, worker: int) -> None:
+        seen = 0
+        while True:
+            seen = _serve(self.mailbox, worker, seen, self.idle_spins)
+            if seen < 0:
+                return
+            with self._condition:  # park, unless a job came meanwhile (posted jobs are checked under the lock)
+                if self.mailbox[0] == seen and not self._stopped:
+                    self._parked += 1
+                    self._condition.wait()
+                    self._parked -= 1
+
+    def run(self, runner: Runner, bounds: list[int], args: tuple) -> None:
+        mailbox = self.mailbox
+        for worker in range(self.workers):
+            mailbox[LINE * (worker + 1)] = bounds[worker + 1]
+            mailbox[LINE * (worker + 1) + 1] = bounds[worker + 2]
+        if not runner.checked:
+            runner.check(args)
+        job = _post(mailbox, self.buffer, runner.entry, runner.address, bounds[0], bounds[1], args, self.wait_spins)
+        if job < 0:  # a worker has not finished: it may have parked before the job was posted
+            with self._condition:
+                if self._parked:
+                    self._condition.notify_all()
+            while not _wait(mailbox, -job, self.wait_spins):
+                pass
+
+    def stop(self) -> None:
+        """Let the threads end (those spinning at once, the parked ones when woken)."""
+        with self._condition:
+            self._stopped = True
+            self.mailbox[0] = -1
+            self._condition.notify_all()
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class TaskPool:
+    """Runs ``kernel(first, last, ...)`` over task ranges on ``settings.num_threads`` threads.
+
+    The calling thread runs the first range itself and waits for the others; pool threads never
+    wait on the pool, so nested or concurrent calls from many Python threads cannot deadlock.
+
+    The pool follows changes of ``settings.num_threads`` both ways: a new size gets new spinning
+    threads (the old ones end) and a new executor (the old one is shut down once its queued
+    ranges are done). Forks: a forked child (``os.fork``, multiprocessing's default on Linux,
+    DataLoader workers) has only the thread that forked, so the parent's threads would never run
+    the child's ranges (its first call would wait forever), and a lock held by another thread at
+    fork time would stay locked. After a fork the child therefore drops threads, executor and
+    locks; its first parallel call starts fresh threads.
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._size = 0
+        self._lock = threading.Lock()
+        self._spinners: _Spinners | None = None
+        self._job_lock = threading.Lock()
+        self._spins_per_second: float | None = None
+        self._round_trip: tuple[int, float] | None = None
+        #: Seconds of one-thread work above which a call is split; None: SPLIT_ABOVE_ROUND_TRIPS
+        #: round trips, learned per layer (0.0 splits every call of SERIAL_BELOW elements or more).
+        self.split_above: float | None = None
+        #: Whether split calls run on spinning threads: None where the threads fit the usable cores.
+        self.spin: bool | None = None
+        if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+            reference = weakref.ref(self)
+
+            def after_fork_in_child() -> None:
+                pool = reference()
+                if pool is not None:
+                    pool._forget_threads()
+
+            os.register_at_fork(after_in_child=after_fork_in_child)
+        atexit.register(self._stop_spinners)
+
+    def _forget_threads(self) -> None:
+        """In a forked child: the parent's threads do not exist here; nor does whoever held a lock."""
+        self._lock = threading.Lock()
+        self._job_lock = threading.Lock()
+        self._executor = None
+        self._size = 0
+        self._spinners = None
+        self._round_trip = None
+
+    def _stop_spinners(self) -> None:
+        if self._spinners is not None:
+            self._spinners.stop()
+            self._spinners = None
+
+    def _submit(self, workers: int, calls: list[tuple]) -> list[Future]:
+        """Submit ``calls`` to an executor of ``workers`` threads (replacing one of another size,
+        and ending spinning threads of another size unless a job runs on them)."""
+        with self._lock:  # submitting under the lock: no executor is shut down between lookup and submit
+            if self._executor is None or self._size != workers:
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)  # its threads finish what is queued, then exit
+                self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="symjit_numba")
+                self._size = workers
+                if self._spinners is not None and self._spinners.workers != workers \
+                        and self._job_lock.acquire(blocking=False):
+                    try:
+                        self._stop_spinners()
+                    finally:
+                        self._job_lock.release()
+            return [self._executor.submit(*call) for call in calls]
+
+    def _spinning(self, workers: int) -> _Spinners | None:
+        """The spinning threads for ``workers`` workers (started now if need be, replacing threads
+        of another size); None where there are fewer usable cores than threads. Call with
+        ``_job_lock`` held."""
+        if not (self.spin if self.spin is not None else workers + 1 <= _usable_cores()):
+            return None
+        if self._spinners is None or self._spinners.workers != workers:
+            self._stop_spinners()
+            with self._lock:
+                if self._executor is not None and self._size != workers:
+                    self._executor.shutdown(wait=False)
+                    self._executor = None
+                self._size = workers
+            if self._spins_per_second is None:
+                self._spins_per_second = _spins_per_second()
+            self._spinners = _Spinners(workers, self._spins_per_second)
+        return self._spinners
+
+    def round_trip(self) -> float:
+        """Seconds to hand an empty range to the pool's threads and get it back (measured once per
+        pool size): through the spinning threads where they run, else through the executor."""
+        size = settings.num_threads - 1
+        if self._round_trip is None or self._round_trip[0] != size:
+            times = []
+            empty = _empty_runner()
+            for _ in range(7):
+                started = time.perf_counter()
+                self._split(empty, [0] * (size + 2), ())
+                times.append(time.perf_counter() - started)
+            self._round_trip = (size, sorted(times)[len(times) // 2])
+        return self._round_trip[1]
+
+    def _split(self, kernel: Callable[..., None], bounds: list[int], args: tuple) -> None:
+        """Run ``kernel`` on each range ``bounds[k]..bounds[k + 1]``, the first on this thread."""
+        workers = len(bounds) - 2
+        if isinstance(kernel, Runner) and self._job_lock.acquire(blocking=False):
+            try:
+                spinners = self._spinning(workers)
+                if spinners is not None:
+                    spinners.run(kernel, bounds, args)
+                    return
+            finally:
+                self._job_lock.release()
+        futures = self._submit(workers, [(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, workers + 1)])
+        try:
+            kernel(bounds[0], bounds[1], *args)
+        finally:  # never return (even on an error) while pool threads still write into the arrays
+            for future in futures:
+                future.result()
+
+    def run(self, kernel: Callable[..., None], n_tasks: int, elements: int, *args: object,
+            cost: CallCost | None = None) -> None:
+        """``kernel(first, last, *args)`` over the task ranges of ``n_tasks`` tasks of ``elements`` elements.
+
+        A call of fewer than SERIAL_BELOW elements runs on the calling thread alone; so does a
+        larger one whose ``cost`` says it would take less than SPLIT_ABOVE_ROUND_TRIPS pool round
+        trips on one thread: handing ranges to threads would cost more than it saves. ``cost``
+        learns from every call: the time of a call on one thread (the first such call is one), or
+        of a split call less a round trip, times the threads. The results have the same bits
+        either way: the tasks are the same.
+        """
+        num_threads = settings.num_threads
+        threads = min(num_threads, n_tasks) if elements >= SERIAL_BELOW else 1
+        if threads > 1 and cost is not None:
+            limit = SPLIT_ABOVE_ROUND_TRIPS * self.round_trip() if self.split_above is None else self.split_above
+            per_element = cost.seconds_per_element
+            if limit > 0 and (per_element is None or per_element * elements < limit):
+                threads = 1
+        started = time.perf_counter()
+        if threads <= 1:
+            kernel(0, n_tasks, *args)
+        else:
+            bounds = [n_tasks * k // threads for k in range(threads + 1)]
+            self._split(kernel, bounds + [n_tasks] * (num_threads - threads), args)
+        if cost is not None and elements:  # what one thread took or would have taken, about
+            elapsed = time.perf_counter() - started
+            if threads > 1:
+                elapsed = max(elapsed - (self._round_trip[1] if self._round_trip else 0.0), 0.0) * threads
+            cost.seconds_per_element = elapsed / elements
+
+
+class CallCost:
+    """What one kernel of one layer takes per element on one thread in one dtype (estimated from
+    its latest call), for :meth:`TaskPool.run` to decide whether splitting a call pays. A layer
+    keeps one per kernel and dtype: ``defaultdict(CallCost)`` keyed by dtype."""
+
+    __slots__ = ("seconds_per_element",)
+
+    def __init__(self) -> None:
+        self.seconds_per_element: float | None = None
+
+
+def _nothing(first, last):  # pragma: no cover - compiled
+    pass
+
+
+_nothing = _cached(_nothing)
+
+
+def _empty_runner() -> Runner:
+    """A runner with nothing to do, to time the pool's round trip."""
+    return runner_for(_nothing, _address(_nothing, types.int64, types.int64), ())
