@@ -60,12 +60,15 @@ SPLIT_ABOVE_ROUND_TRIPS = 3
 LINE = 8
 #: Bytes of the job buffer: the runner's address, then (from byte 64) its arguments.
 BUFFER_BYTES = 4096
-#: How long an idle thread spins before it parks, and how long a call spins for its workers
+#: How long an idle thread waits for the next job before it parks: spinning for SPIN_SECONDS,
+#: then offering its core to other threads (``sched_yield``: another library's threads, or more
+#: threads than cores, are not slowed down by ours); and how long a call spins for its workers
 #: before it checks whether one parked (then it wakes them and spins on).
-IDLE_SECONDS, WAIT_SECONDS = 1e-3, 50e-6
+IDLE_SECONDS, SPIN_SECONDS, WAIT_SECONDS = 2e-3, 100e-6, 50e-6
 
 _OPTIONS = {"nogil": True, "error_model": "numpy"}
 _X86 = llvm.get_default_triple().startswith(("x86_64", "i386", "i686"))
+_POSIX = os.name == "posix"
 
 
 def _cached(function: Callable) -> Any:
@@ -124,6 +127,20 @@ def _pause(typingctx):
 
 
 @intrinsic
+def _yield(typingctx):
+    """Offer the core to another runnable thread (``sched_yield``; the spin-wait hint where there is none)."""
+    def codegen(context, builder, signature, args):
+        if _POSIX:
+            builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
+                                                        "sched_yield"), [])
+        elif _X86:
+            builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                        "llvm.x86.sse2.pause"), [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+@intrinsic
 def _store(typingctx, address, value):
     """Store ``value`` (an int64 or a tuple) at ``address``.
 
@@ -158,16 +175,20 @@ def _load_as(typingctx, address, typeref):
 
 # -- the spinning side ---------------------------------------------------------------------------------------
 
-def _serve(mailbox, worker, seen, spins):  # pragma: no cover - compiled
-    """Worker ``worker``'s loop: run each new job's range, until ``spins`` idle turns pass or the job
-    number is -1 (stop); return the number of the last job seen (-1: stopped)."""
+def _serve(mailbox, worker, seen, spins, yields):  # pragma: no cover - compiled
+    """Worker ``worker``'s loop: run each new job's range, until ``spins`` idle turns of spinning and
+    then ``yields`` idle turns of offering the core to other threads (another library's, say) have
+    passed, or the job number is -1 (stop); return the number of the last job seen (-1: stopped)."""
     line = LINE * (worker + 1)
     idle = 0
-    while idle < spins:
+    while idle < spins + yields:
         job = _load_acquire(mailbox, 0)
         if job == seen:
             idle += 1
-            _pause()
+            if idle < spins:
+                _pause()
+            else:
+                _yield()
             continue
         if job < 0:
             return job
@@ -272,25 +293,31 @@ def runner_for(function: Callable[..., None], address: int, argument_types: tupl
     return Runner(function, address, *_job_functions(tuple(argument_types)))
 
 
-def _spins_per_second() -> float:
-    """How many idle turns of :func:`_serve` a second holds on this CPU (measured once)."""
-    _compiled(_serve, _MAILBOX, types.int64, types.int64, types.int64)
+def _turns_per_second() -> tuple[float, float]:
+    """How many idle turns of :func:`_serve` a second holds on this CPU: spinning, and yielding
+    (measured once)."""
+    _compiled(_serve, _MAILBOX, types.int64, types.int64, types.int64, types.int64)
     _compiled(_wait, _MAILBOX, types.int64, types.int64)
     mailbox = np.zeros(LINE, np.int64)
-    _serve(mailbox, -1, 0, 1000)  # compiled or loaded, and warm
-    started = time.perf_counter()
-    _serve(mailbox, -1, 0, 100_000)
-    return 100_000 / max(time.perf_counter() - started, 1e-6)
+    rates = []
+    for spins, yields in ((20_000, 0), (0, 2_000)):
+        _serve(mailbox, -1, 0, spins // 10, yields // 10)  # loaded and warm
+        started = time.perf_counter()
+        _serve(mailbox, -1, 0, spins, yields)
+        rates.append((spins + yields) / max(time.perf_counter() - started, 1e-7))
+    return rates[0], rates[1]
 
 
 class _Spinners:
     """``workers`` daemon threads serving one mailbox (see the module's docstring)."""
 
-    def __init__(self, workers: int, spins_per_second: float) -> None:
+    def __init__(self, workers: int, turns_per_second: tuple[float, float]) -> None:
         self.mailbox = np.zeros(LINE * (workers + 1), np.int64)
         self.buffer = np.zeros(BUFFER_BYTES, np.uint8)
-        self.idle_spins = max(int(spins_per_second * IDLE_SECONDS), 1)
-        self.wait_spins = max(int(spins_per_second * WAIT_SECONDS), 1)
+        spinning, yielding = turns_per_second
+        self.idle_spins = max(int(spinning * SPIN_SECONDS), 1)
+        self.idle_yields = max(int(yielding * (IDLE_SECONDS - SPIN_SECONDS)), 1)
+        self.wait_spins = max(int(spinning * WAIT_SECONDS), 1)
         self.workers = workers
         self._parked = 0
         self._stopped = False
@@ -301,7 +328,7 @@ class _Spinners:
     def _serve(self, worker: int) -> None:
         seen = 0
         while True:
-            seen = _serve(self.mailbox, worker, seen, self.idle_spins)
+            seen = _serve(self.mailbox, worker, seen, self.idle_spins, self.idle_yields)
             if seen < 0:
                 return
             with self._condition:  # park, unless a job came meanwhile (posted jobs are checked under the lock)
@@ -361,7 +388,7 @@ class TaskPool:
         self._lock = threading.Lock()
         self._spinners: _Spinners | None = None
         self._job_lock = threading.Lock()
-        self._spins_per_second: float | None = None
+        self._turns_per_second: tuple[float, float] | None = None
         self._round_trip: tuple[int, float] | None = None
         #: Seconds of one-thread work above which a call is split; None: SPLIT_ABOVE_ROUND_TRIPS
         #: round trips, learned per layer (0.0 splits every call of SERIAL_BELOW elements or more).
@@ -423,9 +450,9 @@ class TaskPool:
                     self._executor.shutdown(wait=False)
                     self._executor = None
                 self._size = workers
-            if self._spins_per_second is None:
-                self._spins_per_second = _spins_per_second()
-            self._spinners = _Spinners(workers, self._spins_per_second)
+            if self._turns_per_second is None:
+                self._turns_per_second = _turns_per_second()
+            self._spinners = _Spinners(workers, self._turns_per_second)
         return self._spinners
 
     def round_trip(self) -> float:
