@@ -432,10 +432,12 @@ def test_tile_gather_and_scatter_are_numpy_transposes(shape, dtype, region):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(600, 70), (256, 32), (5, 97), (1, 1)])
+@pytest.mark.parametrize("shape", [(600, 70), (256, 32), (5, 97), (1, 1), (40, 1100)])
 def test_interleaved_batch_major_tiles_equal_node_major_bits(shape, dtype):
-    """The tiled path (tiles of TILE_BATCH samples x TILE_NODES nodes, edges included) runs each
-    node's node-major function on the same values: the same bits as the node-major layout."""
+    """The tiled path (tiles of TILE_BATCH samples x TILE_NODES nodes, edges and several tiles of
+    nodes included, each tile's nodes sorted by formula) runs each node's formula on the same
+    values: the same bits as the node-major layout; its constants' gradients (float64 sums, added
+    in another order) agree to rounding."""
     b, n = shape
     kinds = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5}), ("gelu", {})]
     configs = [kinds[j % len(kinds)] for j in range(n)]
@@ -445,13 +447,19 @@ def test_interleaved_batch_major_tiles_equal_node_major_bits(shape, dtype):
     by_rows = build(configs, "CPU_JIT", layout="batch_major")
     by_nodes = build(configs, "CPU_JIT")
     params, offsets = by_nodes.make_params(dtype)
-    outputs = {}
+    outputs, sums = {}, {}
     for name, layer, zz, ee in (("rows", by_rows, z, err), ("nodes", by_nodes, z.T.copy(), err.T.copy())):
-        a, d, a2, d2 = (np.full_like(zz, np.nan) for _ in range(4))
+        a, d, a2, d2, d3 = (np.full_like(zz, np.nan) for _ in range(5))
+        g, g2 = np.full_like(params, np.nan), np.full_like(params, np.nan)
         with settings.override(num_threads=2):
             layer.forward_kernel(zz, a, params, offsets, n, b)
             layer.backward_kernel(zz, ee, d, params, offsets, n, b)
             layer.forward_derivative_kernel(zz, a2, d2, params, offsets, n, b)
-        outputs[name] = [x if name == "rows" else x.T for x in (a, d, a2, d2)]
+            layer.backward_with_params_kernel(zz, ee, d3, g, params, offsets, n, b)
+            layer.param_backward_kernel(zz, ee, g2, params, offsets, n, b)
+        outputs[name] = [x if name == "rows" else x.T for x in (a, d, a2, d2, d3)]
+        sums[name] = (g, g2)
     for got, want in zip(outputs["rows"], outputs["nodes"]):
         np.testing.assert_array_equal(got, want)
+    for got, want in zip(sums["rows"], sums["nodes"]):
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-30)
