@@ -1,23 +1,25 @@
 """The CPU_JIT thread pool: runs a task runner's range of tasks on ``settings.num_threads`` threads.
 
-Handing work to a thread that sleeps costs a futex wake-up: 50-80 us on a 2-core VM, more than a
-W1 layer of 64 x 512 takes to compute. So the pool's threads wait by spinning, in native code
-(a numba ``nogil`` loop, :func:`_serve`) on a mailbox of int64 slots, for up to about a
-millisecond after their last job; only then do they park on a condition variable, and the next
-call wakes them the slow way. A call hands them its job in about a microsecond:
+Handing work to a thread that sleeps costs a futex wake-up: 51-58 us a round trip through a
+``ThreadPoolExecutor`` on a 2-core VM, more than a W1 layer of 64 x 512 takes to compute. So the
+pool's threads wait for work in native code (a numba ``nogil`` loop, :func:`_serve`) reading a
+mailbox of int64 slots: spinning for SPIN_SECONDS after their last job, then offering their core
+to other threads (``sched_yield``) until IDLE_SECONDS have passed; only then do they park on a
+condition variable, and the next call wakes them the slow way. A round trip takes 5-7 us:
 
-* The job is the runner's arguments, stored as numba values (array structs, flags) in a buffer
-  (:func:`_post`, compiled per argument types), and the address of an *entry* function for those
-  types, ``entry(buffer, first, last)``, which loads them and calls the runner's C wrapper
-  (:func:`_job_functions`). Both are small, cached by numba on disk, per runner and dtype.
-* :func:`_post` writes each worker's range, publishes the job (an atomic increment of the job
-  number), runs the calling thread's range and waits until every worker has marked the job done.
-  The arguments stay alive in that call for as long as any worker uses them.
+* A job is a runner's C-wrapper address and its arguments, stored as numba values (array structs
+  without their owner, flags) in a buffer by :func:`_publish`, which then publishes the job number
+  with one atomic store. Each worker runs its range through :func:`_entry`, compiled once per
+  argument type: it loads the arguments as that type and calls the runner. Both are cached by
+  numba on disk, like the runners.
+* The calling thread runs its own range and waits for the workers' "done" slots
+  (:func:`_run_and_wait`), and never returns while a worker may still use the arrays, which the
+  caller holds until then.
 
 Only one job runs on the spinning threads at a time; a call from a second Python thread meanwhile,
 a call with more threads than usable cores (spinning threads would steal time from working ones),
-and any callable that is not a :class:`Runner` run on a ``ThreadPoolExecutor`` instead, as before.
-Either way the tasks, and so the results' bits, are the same as on one thread.
+and any callable that is not a :class:`Runner` run on a ``ThreadPoolExecutor`` instead. Either way
+the tasks, and so the results' bits, are the same as on one thread.
 
 Forks: a forked child has only the thread that forked; it drops the parent's threads, executor
 and locks (``os.register_at_fork``), and its first parallel call starts fresh threads.
@@ -62,9 +64,8 @@ LINE = 8
 BUFFER_BYTES = 4096
 #: How long an idle thread waits for the next job before it parks: spinning for SPIN_SECONDS,
 #: then offering its core to other threads (``sched_yield``: another library's threads, or more
-#: threads than cores, are not slowed down by ours); and how long a call spins for its workers
-#: before it checks whether one parked (then it wakes them and spins on).
-IDLE_SECONDS, SPIN_SECONDS, WAIT_SECONDS = 2e-3, 100e-6, 50e-6
+#: threads than cores, are not slowed down by ours).
+IDLE_SECONDS, SPIN_SECONDS = 2e-3, 100e-6
 
 _OPTIONS = {"nogil": True, "error_model": "numpy"}
 _X86 = llvm.get_default_triple().startswith(("x86_64", "i386", "i686"))
@@ -201,15 +202,11 @@ def _serve(mailbox, worker, seen, spins, yields):  # pragma: no cover - compiled
     return seen
 
 
-def _wait(mailbox, job, spins):  # pragma: no cover - compiled
-    """Spin until every worker finished job ``job`` (True), or ``spins`` turns passed (False)."""
+def _wait(mailbox, job):  # pragma: no cover - compiled
+    """Spin until every worker has finished job ``job``."""
     for line in range(LINE, mailbox.size, LINE):
         while _load_acquire(mailbox, line + 2) != job:
-            if spins == 0:
-                return False
-            spins -= 1
             _pause()
-    return True
 
 
 _serve = _cached(_serve)
@@ -223,10 +220,8 @@ def _entry(buffer, first, last, arguments):  # pragma: no cover - compiled
     _call(_load_as(buffer, types.int64), (first, last) + _load_as(buffer + 64, arguments))
 
 
-def _post(mailbox, buffer, entry, runner, first, last, args, spins):  # pragma: no cover - compiled
-    """Post the job (the runner at ``runner`` and its ``args``), run ``first..last`` on this thread,
-    and wait ``spins`` turns at most for the workers: the job's number if they all finished, its
-    negative if not (then the caller must not return before they do)."""
+def _publish(mailbox, buffer, entry, runner, args):  # pragma: no cover - compiled
+    """Post a job: the runner at ``runner`` and its ``args``, to be run through ``entry``; return its number."""
     address = buffer.ctypes.data
     _store(address, runner)
     _store(address + 64, args)
@@ -234,12 +229,18 @@ def _post(mailbox, buffer, entry, runner, first, last, args, spins):  # pragma: 
     mailbox[2] = address
     job = mailbox[0] + 1
     _store_release(mailbox, 0, job)  # publishes everything above
+    return job
+
+
+def _run_and_wait(mailbox, runner, first, last, args, job):  # pragma: no cover - compiled
+    """Run ``first..last`` of job ``job`` on this thread, then wait for the workers' ranges."""
     _call(runner, (first, last) + args)
-    return job if _wait(mailbox, job, spins) else -job
+    _wait(mailbox, job)
 
 
 _entry = _cached(_entry)
-_post = _cached(_post)
+_publish = _cached(_publish)
+_run_and_wait = _cached(_run_and_wait)
 
 
 def _job_functions(argument_types: tuple) -> tuple[int, Any]:
@@ -297,7 +298,7 @@ def _turns_per_second() -> tuple[float, float]:
     """How many idle turns of :func:`_serve` a second holds on this CPU: spinning, and yielding
     (measured once)."""
     _compiled(_serve, _MAILBOX, types.int64, types.int64, types.int64, types.int64)
-    _compiled(_wait, _MAILBOX, types.int64, types.int64)
+    _compiled(_wait, _MAILBOX, types.int64)
     mailbox = np.zeros(LINE, np.int64)
     rates = []
     for spins, yields in ((20_000, 0), (0, 2_000)):
@@ -317,7 +318,6 @@ class _Spinners:
         spinning, yielding = turns_per_second
         self.idle_spins = max(int(spinning * SPIN_SECONDS), 1)
         self.idle_yields = max(int(yielding * (IDLE_SECONDS - SPIN_SECONDS)), 1)
-        self.wait_spins = max(int(spinning * WAIT_SECONDS), 1)
         self.workers = workers
         self._parked = 0
         self._stopped = False
@@ -344,13 +344,19 @@ class _Spinners:
             mailbox[LINE * (worker + 1) + 1] = bounds[worker + 2]
         if not runner.checked:
             runner.check(args)
-        job = _post(mailbox, self.buffer, runner.entry, runner.address, bounds[0], bounds[1], args, self.wait_spins)
-        if job < 0:  # a worker has not finished: it may have parked before the job was posted
+        job = None
+        try:
+            # Posted under the lock under which a thread decides to park: it either sees the job,
+            # or is parked already and woken here.
             with self._condition:
+                job = _publish(mailbox, self.buffer, runner.entry, runner.address, args)
                 if self._parked:
                     self._condition.notify_all()
-            while not _wait(mailbox, -job, self.wait_spins):
-                pass
+            _run_and_wait(mailbox, runner.address, bounds[0], bounds[1], args, job)
+            job = None
+        finally:  # never return (even on KeyboardInterrupt) while a worker still uses the arrays
+            if job is not None:
+                _wait(mailbox, job)
 
     def stop(self) -> None:
         """Let the threads end (those spinning at once, the parked ones when woken)."""

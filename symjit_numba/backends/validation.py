@@ -15,9 +15,8 @@ overwrote, on some backends and not others.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from numbers import Integral
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,9 +27,9 @@ __all__ = ["ArrayInfo", "describe", "check_activation_call", "check_loss_call", 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-@dataclass(frozen=True)
-class ArrayInfo:
-    """What the checks need to know about an array, whatever library holds it."""
+class ArrayInfo(NamedTuple):
+    """What the checks need to know about an array, whatever library holds it (a named tuple:
+    built on every kernel call, a third of the cost of a frozen dataclass)."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
