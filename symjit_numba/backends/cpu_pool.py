@@ -244,12 +244,16 @@ _run_and_wait = _cached(_run_and_wait)
 
 
 def _job_functions(argument_types: tuple) -> tuple[int, Any]:
-    """The entry's address and the typeref of a runner whose arguments after ``first, last`` have
-    the numba types ``argument_types`` (the entry compiled or loaded now)."""
+    """The entry's address and the arguments' tuple type for a runner whose arguments after
+    ``first, last`` have the numba types ``argument_types``; the entry, :func:`_publish` and
+    :func:`_run_and_wait` are compiled (or loaded from the disk cache) for them now, not by
+    numba's dispatcher at the first call (whose cache lookup costs 0.3 s of registry loading)."""
     functions = _JOBS.get(argument_types)
     if functions is None:
         arguments = types.Tuple(argument_types)
         i64 = types.int64
+        _compiled(_publish, _MAILBOX, _BUFFER, i64, i64, arguments)
+        _compiled(_run_and_wait, _MAILBOX, i64, i64, i64, arguments, i64)
         functions = _JOBS[argument_types] = (_address(_entry, i64, i64, i64, types.TypeRef(arguments)), arguments)
     return functions
 
