@@ -41,14 +41,23 @@ SCRIPT = textwrap.dedent("""
     params64, z64 = params.astype(np.float64), z.astype(np.float64)
     a64 = np.empty_like(z64)
     layer.forward_kernel(z64, a64, params64, offsets, 4, 50)
+    from symjit_numba import settings  # a call split over the pool's spinning threads too
+    from symjit_numba.backends import cpu_jit
+    cpu_jit._pool.split_above, cpu_jit._pool.spin, settings.num_threads = 0.0, True, 2
+    z_big = np.linspace(-3, 3, 4 * 16384, dtype=np.float32).reshape(4, 16384)
+    a_big = np.empty_like(z_big)
+    layer.forward_kernel(z_big, a_big, params, offsets, 4, 16384)
     from numba.core.registry import CPUDispatcher
     modules = [m for n, m in sys.modules.items() if n.startswith(("symjit_numba_kernels_", "symjit_numba.named_kernels."))]
     misses = sum(sum(f.stats.cache_misses.values()) for m in modules for f in vars(m).values()
                  if isinstance(f, CPUDispatcher))
     expected_a = np.stack([np.maximum(z[0], 0), np.where(z[1] > 0, z[1], 0.1 * z[1]), np.tanh(z[2]), 2 * np.sin(z[3])])
     expected_d = np.stack([(z[0] > 0) * 1.0, np.where(z[1] > 0, 1.0, 0.1), 1 - np.tanh(z[2]) ** 2, 2 * np.cos(z[3])])
+    expected_big = np.stack([np.maximum(z_big[0], 0), np.where(z_big[1] > 0, z_big[1], 0.1 * z_big[1]),
+                             np.tanh(z_big[2]), 2 * np.sin(z_big[3])])
     error = max(abs(x - expected).max() for x, expected in [(a, expected_a), (d, expected_d), (a2, expected_a),
-                                                           (d2, expected_d), (a64, expected_a)])
+                                                           (d2, expected_d), (a64, expected_a),
+                                                           (a_big, expected_big)])
     print(json.dumps({"method": layer.calculation_method, "sympy": "sympy" in sys.modules, "misses": misses,
                       # imported only when numba refreshes its registries, which loading cached code skips
                       "registries": "numba.cpython.charseq" in sys.modules, "error": float(error)}))
