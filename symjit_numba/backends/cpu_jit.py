@@ -10,8 +10,9 @@ runners of :mod:`.cpu_tasks` call. W1 (8 named formulas) thus builds in about 0.
 the 2.1 s that one generated kernel with all eight formulas took to compile in each new cache.
 
 Parallelism. The kernels are serial ``nogil`` functions over a range of tasks (a task is one node's
-block of the batch, or a block of a loss's elements); :class:`TaskPool` splits the task range over
-``settings.num_threads`` threads, which run truly in parallel because numba released the GIL.
+block of the batch, or a block of a loss's elements); the pool of :mod:`.cpu_pool` splits the task
+range over ``settings.num_threads`` threads, which run truly in parallel because numba released
+the GIL (and which wait for work spinning in native code: a hand-off costs microseconds).
 We measured numba's own ``parallel=True`` on W1 (8 formulas, forward and backward): 7.0 s of
 compilation against 2.4 s for the same serial kernel, because its parfor passes re-type and
 re-optimise the whole loop body. Running our own threads also means no numba threading layer is
@@ -381,6 +382,7 @@ class Tasks:
 
     @property
     def runs(self) -> int:
+        """Entries of the ``kernels`` table: batch_major's tasks per block of samples (one per run)."""
         return self.formula_ids.size
 
     def grid(self, shape: tuple[int, int]) -> tuple[int, int]:

@@ -31,7 +31,7 @@ __all__ = ["node_major", "node_major_both", "node_major_params", "node_major_bac
 
 #: Rows (samples) and nodes of a tile of :func:`tiled` and friends: a float32 tile is 64 KB, a
 #: float64 one 128 KB (each of the two or three scratch arrays of a task). Measured on W1 (512
-#: nodes, batch-major): 32 rows x 512 nodes beat 16 x 512, 64 x 512, 32 x 256 and 128 x 256.
+#: nodes, batch-major, 2 threads): 32 rows x 512 nodes beat 16 x 512, 64 x 512, 32 x 256 and 128 x 256.
 TILE_BATCH, TILE_NODES = 32, 512
 #: Samples and nodes of one task of the runners with a task per node block: ``node_major`` (one
 #: node's block of BLOCK samples) and ``tiled``. (``batch_major`` tasks are ROWS rows of a run.)
