@@ -127,3 +127,65 @@ def test_arguments_of_another_layout_are_refused():
         else:
             raise AssertionError("an argument the runner does not take was passed to the spinning threads")
     """)
+
+
+def test_random_calls_thread_counts_and_a_concurrent_caller_keep_the_bits():
+    """Six seconds of calls of random layers (node-major, batch-major runs, interleaved tiles),
+    dtypes, sizes, thread counts and kinds of threads, with short pauses (parked threads) and a
+    second Python thread calling a loss all along: every result has the one-thread bits."""
+    run_script("""
+        import random
+        cpu_jit._pool.spin = None
+        W1 = [("relu", {}), ("sigmoid", {}), ("tanh", {}), ("gelu", {}), ("swish", {"beta": 1.5}),
+              ("leaky_relu", {"alpha": 0.01}), ("softplus", {}), ("mish", {})]
+        rng = np.random.default_rng(0)
+        cases = []
+        for layout in ("node_major", "batch_major"):
+            for cfg in (W1 * 8, [W1[j % 3] for j in range(64)], [W1[j // 8] for j in range(64)]):
+                layer = SymbolicJITCompiler(cfg, "CPU_JIT", layout=layout)
+                for dtype in (np.float32, np.float64):
+                    layer.warm_up(dtype)
+                    for b in (700, 5000):
+                        shape = (64, b) if layout == "node_major" else (b, 64)
+                        params, offsets = layer.make_params(dtype)
+                        cases.append((layer, (rng.normal(size=shape) * 3).astype(dtype),
+                                      rng.normal(size=shape).astype(dtype), params, offsets, b))
+
+        def run(case):
+            layer, z, err, params, offsets, b = case
+            a, d, g = np.empty_like(z), np.empty_like(z), np.zeros_like(params)
+            layer.forward_kernel(z, a, params, offsets, 64, b)
+            layer.backward_with_params_kernel(z, err, d, g, params, offsets, 64, b)
+            return a.tobytes() + d.tobytes() + g.tobytes()
+
+        loss = SymbolicJITCompiler([("huber", {"delta": 1.0})], "CPU_JIT", mode="loss")
+        y_pred, y_true = rng.normal(size=(2, 200_000)).astype(np.float32)
+
+        def run_loss():
+            res = np.empty_like(y_pred)
+            loss.forward_kernel(y_pred, y_true, res)
+            return res.tobytes()
+
+        settings.num_threads = 1
+        expected, loss_expected = [run(case) for case in cases], run_loss()
+        failures, stop = [], time.monotonic() + 6
+
+        def other_caller():
+            while time.monotonic() < stop:
+                if run_loss() != loss_expected:
+                    failures.append("loss")
+
+        thread = threading.Thread(target=other_caller)
+        thread.start()
+        random.seed(1)
+        while time.monotonic() < stop:
+            settings.num_threads = random.choice([1, 2, 2, 3])
+            cpu_jit._pool.spin = random.choice([None, True, True, False])
+            k = random.randrange(len(cases))
+            if run(cases[k]) != expected[k]:
+                failures.append(k)
+            if random.random() < 0.05:
+                time.sleep(random.choice([0.001, 0.003, 0.01]))
+        thread.join()
+        assert not failures, failures[:10]
+    """)
