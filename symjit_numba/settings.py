@@ -116,6 +116,12 @@ class Settings:
         Worker processes that compile a layer's never-seen formulas in parallel, when there are
         enough of them to pay for starting processes (:mod:`symjit_numba.backends.cpu_workers`);
         1 compiles in the calling process only. Defaults to the cores this process may run on (at most 8).
+    thread_idle_seconds : float
+        How long the CPU_JIT pool's threads wait for the next call before they sleep: spinning for
+        the first 0.1 ms, then offering their core to other threads (:mod:`symjit_numba.backends.cpu_pool`).
+        A call within that time hands them work in microseconds; a sleeping thread takes tens of
+        microseconds to wake. 0 puts them to sleep after every call (no busy core between calls).
+        Default 0.002.
 
     Notes
     -----
@@ -130,6 +136,7 @@ class Settings:
     cache_dir: Path = field(default_factory=_default_cache_dir)
     num_threads: int = field(default_factory=_default_num_threads)
     compile_processes: int = field(default_factory=lambda: min(_cores(), 8))
+    thread_idle_seconds: float = 0.002
 
     def _check_name(self, name: str) -> None:
         if name not in self.__dataclass_fields__:
@@ -150,6 +157,10 @@ class Settings:
         if name in ("num_threads", "compile_processes") and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigurationError(f"{name} must be a positive integer, got {value!r}")
+        if name == "thread_idle_seconds":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 60:
+                raise ConfigurationError(f"thread_idle_seconds must be a number of seconds from 0 to 60, got {value!r}")
+            value = float(value)
         super().__setattr__(name, value)
 
     @contextlib.contextmanager

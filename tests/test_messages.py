@@ -245,3 +245,7 @@ def test_invalid_setting_values_raise_configuration_error():
         with settings.override(num_threads=0):
             pass  # pragma: no cover - never entered
     assert settings.num_threads >= 1
+    for wrong in (-0.001, 61, "0.002", True, float("nan")):
+        with pytest.raises(ConfigurationError, match="thread_idle_seconds must be a number of seconds from 0 to 60"):
+            settings.thread_idle_seconds = wrong
+    assert settings.thread_idle_seconds == 0.002

@@ -65,14 +65,17 @@ def run_script(body):
 
 
 def test_parked_threads_wake_for_the_next_call():
-    """Calls right after each other (threads spinning) and after pauses longer than the idle spin
-    (threads parked) give the one-thread bits."""
+    """Calls right after each other (threads spinning) and after pauses longer than the idle wait
+    (threads parked), also with ``settings.thread_idle_seconds = 0`` (they park after every job),
+    give the one-thread bits."""
     run_script("""
         assert compute() == EXPECTED
         assert spinning_threads() == 1
-        for pause in (0.0, 0.0, 0.01, 0.05, 0.0, 0.02):
-            time.sleep(pause)
-            assert compute() == EXPECTED, pause
+        for idle in (0.002, 0.0, 0.0005):
+            settings.thread_idle_seconds = idle
+            for pause in (0.0, 0.0, 0.01, 0.05, 0.0, 0.02):
+                time.sleep(pause)
+                assert compute() == EXPECTED, (idle, pause)
     """)
 
 

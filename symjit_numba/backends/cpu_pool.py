@@ -4,8 +4,9 @@ Handing work to a thread that sleeps costs a futex wake-up: 51-58 us a round tri
 ``ThreadPoolExecutor`` on a 2-core VM, more than a W1 layer of 64 x 512 takes to compute. So the
 pool's threads wait for work in native code (a numba ``nogil`` loop, :func:`_serve`) reading a
 mailbox of int64 slots: spinning for SPIN_SECONDS after their last job, then offering their core
-to other threads (``sched_yield``) until IDLE_SECONDS have passed; only then do they park on a
-condition variable, and the next call wakes them the slow way. A round trip takes 5-7 us:
+to other threads (``sched_yield``) until ``settings.thread_idle_seconds`` (2 ms) have passed; only
+then do they park on a condition variable, and the next call wakes them the slow way. A round trip
+takes 5-7 us:
 
 * A job is a runner's C-wrapper address and its arguments, stored as numba values (array structs
   without their owner, flags) in a buffer by :func:`_publish`, which then publishes the job number
@@ -62,10 +63,10 @@ SPLIT_ABOVE_ROUND_TRIPS = 3
 LINE = 8
 #: Bytes of the job buffer: the runner's address, then (from byte 64) its arguments.
 BUFFER_BYTES = 4096
-#: How long an idle thread waits for the next job before it parks: spinning for SPIN_SECONDS,
-#: then offering its core to other threads (``sched_yield``: another library's threads, or more
-#: threads than cores, are not slowed down by ours).
-IDLE_SECONDS, SPIN_SECONDS = 2e-3, 100e-6
+#: An idle thread waits for the next job ``settings.thread_idle_seconds`` before it parks:
+#: spinning for the first SPIN_SECONDS, then offering its core to other threads (``sched_yield``:
+#: another library's threads, or more threads than cores, are not slowed down by ours).
+SPIN_SECONDS = 100e-6
 
 _OPTIONS = {"nogil": True, "error_model": "numpy"}
 _X86 = llvm.get_default_triple().startswith(("x86_64", "i386", "i686"))
@@ -182,24 +183,25 @@ def _serve(mailbox, worker, seen, spins, yields):  # pragma: no cover - compiled
     passed, or the job number is -1 (stop); return the number of the last job seen (-1: stopped)."""
     line = LINE * (worker + 1)
     idle = 0
-    while idle < spins + yields:
+    while True:
         job = _load_acquire(mailbox, 0)
-        if job == seen:
+        if job != seen:
+            if job < 0:
+                return job
+            seen = job
+            first, last = mailbox[line], mailbox[line + 1]
+            if first < last:
+                _call(mailbox[1], (mailbox[2], first, last, types.int64))  # (any typeref: the entry ignores it)
+            _store_release(mailbox, line + 2, job)
+            idle = 0
+        elif idle >= spins + yields:
+            return seen
+        else:
             idle += 1
-            if idle < spins:
+            if idle <= spins:
                 _pause()
             else:
                 _yield()
-            continue
-        if job < 0:
-            return job
-        seen = job
-        first, last = mailbox[line], mailbox[line + 1]
-        if first < last:
-            _call(mailbox[1], (mailbox[2], first, last, types.int64))  # (any typeref: the entry ignores it)
-        _store_release(mailbox, line + 2, job)
-        idle = 0
-    return seen
 
 
 def _wait(mailbox, job):  # pragma: no cover - compiled
@@ -319,9 +321,7 @@ class _Spinners:
     def __init__(self, workers: int, turns_per_second: tuple[float, float]) -> None:
         self.mailbox = np.zeros(LINE * (workers + 1), np.int64)
         self.buffer = np.zeros(BUFFER_BYTES, np.uint8)
-        spinning, yielding = turns_per_second
-        self.idle_spins = max(int(spinning * SPIN_SECONDS), 1)
-        self.idle_yields = max(int(yielding * (IDLE_SECONDS - SPIN_SECONDS)), 1)
+        self.turns_per_second = turns_per_second
         self.workers = workers
         self._parked = 0
         self._stopped = False
@@ -329,10 +329,16 @@ class _Spinners:
         for worker in range(workers):
             threading.Thread(target=self._serve, args=(worker,), name=f"symjit_numba-spin-{worker}", daemon=True).start()
 
+    def _idle_turns(self) -> tuple[int, int]:
+        """Turns of spinning and of yielding that ``settings.thread_idle_seconds`` hold (read each time)."""
+        idle = settings.thread_idle_seconds
+        spinning, yielding = self.turns_per_second
+        return int(spinning * min(idle, SPIN_SECONDS)), int(yielding * max(idle - SPIN_SECONDS, 0.0))
+
     def _serve(self, worker: int) -> None:
         seen = 0
         while True:
-            seen = _serve(self.mailbox, worker, seen, self.idle_spins, self.idle_yields)
+            seen = _serve(self.mailbox, worker, seen, *self._idle_turns())
             if seen < 0:
                 return
             with self._condition:  # park, unless a job came meanwhile (posted jobs are checked under the lock)
