@@ -7,8 +7,8 @@ parameter gradients). Every emitter below (CPU activation, CPU loss, CUDA activa
 walks that table, so a new kind is one entry there.
 
 A CPU activation module holds *one* formula: functions that compute one task of a layer (a node's
-block of the batch, or a block of rows of a run of nodes), each a homogeneous loop over contiguous
-elements, which LLVM can vectorise. The formula-independent task runners of
+block of the batch, a block of rows of a run of nodes, or a batch-major tile's nodes of this
+formula), each a homogeneous loop over contiguous elements, which LLVM can vectorise. The formula-independent task runners of
 :mod:`symjit_numba.backends.cpu_tasks` call the right one for each task through its address, so
 a formula is compiled once and reused by every layer that uses it. A CPU loss module (one
 formula too) runs its own range of tasks. A summing kind writes each task's sums (float64) into
@@ -66,7 +66,7 @@ class KernelKind:
         summed over all elements (of a node) into ``grad_params`` instead.
     cpu : str
         The suffix of the CPU function that computes it (``node_block<cpu>``, ``row_block<cpu>``,
-        ``loss<cpu>``). Two kinds with the same suffix share one function and one compilation; its
+        ``nodes_block<cpu>``, ``loss<cpu>``). Two kinds with the same suffix share one function and one compilation; its
         ``backward`` flag selects the second (their one output is named ``out`` there).
     doc : str
         What it does, for docstrings.

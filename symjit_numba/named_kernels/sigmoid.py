@@ -186,4 +186,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             num = z[k, i]
             delta[k, i] = err[k, i] * (vm.sigmoid(num)*vm.sigmoid((-num)))
 
-# codegen fingerprint: 06594de7dee97db3
+# codegen fingerprint: 190e1424ad9a18ce

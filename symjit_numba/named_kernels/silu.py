@@ -195,4 +195,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             t0 = vm.sigmoid(num)
             delta[k, i] = err[k, i] * (t0 + t0*num*vm.sigmoid((-num)))
 
-# codegen fingerprint: 06594de7dee97db3
+# codegen fingerprint: 190e1424ad9a18ce

@@ -201,4 +201,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             t1 = vm.sigmoid(t0)
             delta[k, i] = err[k, i] * (t1 + t0*t1*vm.sigmoid((-t0)))
 
-# codegen fingerprint: 06594de7dee97db3
+# codegen fingerprint: 190e1424ad9a18ce

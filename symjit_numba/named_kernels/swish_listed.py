@@ -245,4 +245,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (t1 + t0*t2)
         partial[columns[k] + 0] = g_beta
 
-# codegen fingerprint: 06594de7dee97db3
+# codegen fingerprint: 190e1424ad9a18ce
