@@ -39,7 +39,7 @@ from ..errors import CompilationWarning, JITCompilationError
 from ..formulas.resolve import FormulaKey, LayerPlan
 from ..store import compile_cached, formula_module, formula_on_disk, in_numba_cache
 from . import cpu_tasks
-from .cpu_pool import SERIAL_BELOW, CallCost, Runner, TaskPool, runner_for
+from .cpu_pool import SERIAL_BELOW, CallCost, Runner, TaskPool, runner_for, wrapper_address
 from .cpu_workers import compile_in_workers
 from .kernels import Kernels, wrap_activation, wrap_loss, wrap_param_activation, wrap_param_loss
 from .param_sums import Columns
@@ -140,8 +140,7 @@ class _Kernel:
 
     def address(self, dtype: np.dtype) -> int:
         """Where the C wrapper of the ``dtype`` version is: what the task runners call."""
-        result = self(dtype).overloads[self._arguments(numba.from_dtype(dtype))]
-        address = result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
+        address = wrapper_address(self(dtype), self._arguments(numba.from_dtype(dtype)))
         if not address:  # never call through a null pointer: e.g. a numba that stopped making C wrappers
             raise JITCompilationError(f"numba compiled {self._what} for {dtype} without a C wrapper to call")
         return address

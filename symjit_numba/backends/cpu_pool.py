@@ -42,15 +42,15 @@ import llvmlite.binding as llvm
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ..settings import settings
+from ..settings import _cores, settings
 from ..store import compile_cached
-from .cpu_tasks import _call
+from .cpu_tasks import _call, _jit
 
-__all__ = ["TaskPool", "CallCost", "Runner", "runner_for", "SERIAL_BELOW", "SPLIT_ABOVE_ROUND_TRIPS"]
+__all__ = ["TaskPool", "CallCost", "Runner", "runner_for", "wrapper_address", "SERIAL_BELOW", "SPLIT_ABOVE_ROUND_TRIPS"]
 
 #: Below this many elements a call runs on the calling thread alone: waking threads costs more.
 SERIAL_BELOW = 32_768
@@ -67,19 +67,11 @@ BUFFER_BYTES = 4096
 #: spinning for the first SPIN_SECONDS, then offering its core to other threads (``sched_yield``:
 #: another library's threads, or more threads than cores, are not slowed down by ours).
 SPIN_SECONDS = 100e-6
+#: Turns a call spins for its workers before it yields its core while waiting (a few tens of us).
+WAIT_SPINS = 1000
 
-_OPTIONS = {"nogil": True, "error_model": "numpy"}
 _X86 = llvm.get_default_triple().startswith(("x86_64", "i386", "i686"))
 _POSIX = os.name == "posix"
-
-
-def _cached(function: Callable) -> Any:
-    """``njit`` with numba's disk cache where there is a writable cache location (compiled at the
-    first :func:`_compiled`, which loads cached code without refreshing numba's registries)."""
-    try:
-        return njit(**_OPTIONS, cache=True)(function)
-    except RuntimeError:  # no writable cache location: compile in each process
-        return njit(**_OPTIONS)(function)
 
 
 def _compiled(dispatcher: Any, *argument_types: Any) -> Any:
@@ -88,10 +80,15 @@ def _compiled(dispatcher: Any, *argument_types: Any) -> Any:
     return dispatcher
 
 
-def _address(dispatcher: Any, *argument_types: Any) -> int:
-    """Where the C wrapper of ``dispatcher``'s version for ``argument_types`` is (compiled or loaded now)."""
-    result = _compiled(dispatcher, *argument_types).overloads[argument_types]
+def wrapper_address(dispatcher: Any, argument_types: tuple) -> int:
+    """Where the C wrapper of ``dispatcher``'s compiled version for ``argument_types`` is (0: none)."""
+    result = dispatcher.overloads[tuple(argument_types)]
     return result.library.get_pointer_to_function(result.fndesc.llvm_cfunc_wrapper_name)
+
+
+def _address(dispatcher: Any, *argument_types: Any) -> int:
+    """:func:`wrapper_address`, the version compiled (or loaded) first."""
+    return wrapper_address(_compiled(dispatcher, *argument_types), argument_types)
 
 
 # -- atomics and raw memory ----------------------------------------------------------------------------------
@@ -116,14 +113,21 @@ def _store_release(typingctx, mailbox, slot, value):
     return types.void(mailbox, slot, value), codegen
 
 
+def _call_void(builder: ir.IRBuilder, name: str, result: ir.Type = ir.VoidType()) -> None:
+    builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(result, []), name), [])
+
+
+def _emit_pause(builder: ir.IRBuilder) -> None:
+    """The CPU's spin-wait hint: ``pause`` on x86 (fewer wasted cycles), nothing elsewhere."""
+    if _X86:
+        _call_void(builder, "llvm.x86.sse2.pause")
+
+
 @intrinsic
 def _pause(typingctx):
-    """The CPU's spin-wait hint (``pause`` on x86: fewer wasted cycles, nothing elsewhere)."""
+    """:func:`_emit_pause` as a statement."""
     def codegen(context, builder, signature, args):
-        if _X86:
-            hint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                                  "llvm.x86.sse2.pause")
-            builder.call(hint, [])
+        _emit_pause(builder)
         return context.get_dummy_value()
     return types.void(), codegen
 
@@ -133,11 +137,9 @@ def _yield(typingctx):
     """Offer the core to another runnable thread (``sched_yield``; the spin-wait hint where there is none)."""
     def codegen(context, builder, signature, args):
         if _POSIX:
-            builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []),
-                                                        "sched_yield"), [])
-        elif _X86:
-            builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                                        "llvm.x86.sse2.pause"), [])
+            _call_void(builder, "sched_yield", ir.IntType(32))
+        else:
+            _emit_pause(builder)
         return context.get_dummy_value()
     return types.void(), codegen
 
@@ -205,14 +207,20 @@ def _serve(mailbox, worker, seen, spins, yields):  # pragma: no cover - compiled
 
 
 def _wait(mailbox, job):  # pragma: no cover - compiled
-    """Spin until every worker has finished job ``job``."""
+    """Spin until every worker has finished job ``job``; after WAIT_SPINS turns, offer the core to
+    other threads while waiting (a worker may need it: more threads than cores)."""
+    turns = 0
     for line in range(LINE, mailbox.size, LINE):
         while _load_acquire(mailbox, line + 2) != job:
-            _pause()
+            turns += 1
+            if turns < WAIT_SPINS:
+                _pause()
+            else:
+                _yield()
 
 
-_serve = _cached(_serve)
-_wait = _cached(_wait)
+_serve = _jit(_serve)
+_wait = _jit(_wait)
 _MAILBOX, _BUFFER = types.int64[::1], types.uint8[::1]
 
 
@@ -240,9 +248,9 @@ def _run_and_wait(mailbox, runner, first, last, args, job):  # pragma: no cover 
     _wait(mailbox, job)
 
 
-_entry = _cached(_entry)
-_publish = _cached(_publish)
-_run_and_wait = _cached(_run_and_wait)
+_entry = _jit(_entry)
+_publish = _jit(_publish)
+_run_and_wait = _jit(_run_and_wait)
 
 
 def _job_functions(argument_types: tuple) -> tuple[int, Any]:
@@ -376,13 +384,6 @@ class _Spinners:
             self._condition.notify_all()
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 class TaskPool:
     """Runs ``kernel(first, last, ...)`` over task ranges on ``settings.num_threads`` threads.
 
@@ -457,7 +458,7 @@ class TaskPool:
         """The spinning threads for ``workers`` workers (started now if need be, replacing threads
         of another size); None where there are fewer usable cores than threads. Call with
         ``_job_lock`` held."""
-        if not (self.spin if self.spin is not None else workers + 1 <= _usable_cores()):
+        if not (self.spin if self.spin is not None else workers + 1 <= _cores()):
             return None
         if self._spinners is None or self._spinners.workers != workers:
             self._stop_spinners()
@@ -549,7 +550,7 @@ def _nothing(first, last):  # pragma: no cover - compiled
     pass
 
 
-_nothing = _cached(_nothing)
+_nothing = _jit(_nothing)
 
 
 def _empty_runner() -> Runner:
