@@ -71,6 +71,48 @@ def test_gradcheck_input_and_constants(keep):
     assert torch.autograd.gradcheck(lambda x: call(x, constants.detach()), (x,))  # input alone
 
 
+@pytest.mark.parametrize("keep", ["input", "derivative"])
+def test_eager_calls_and_the_custom_op_give_the_same_bits(keep):
+    """Eager calls run the implementation in an autograd.Function (no custom-op dispatch); the custom op,
+    which torch.compile traces, must give the same forward and gradients, bit for bit."""
+    module = HeteroActivation(CONFIGS, dtype=torch.float64, keep=keep)
+    x = _input(9).requires_grad_()
+    err = torch.randn(9, len(CONFIGS), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    out = module(x)
+    assert type(out.grad_fn).__name__.endswith("_functionBackward")  # the eager path was taken
+    eager = (out, *torch.autograd.grad(out, (x, module.constants), err))
+    op = torch.ops.symjit_numba.activation_derivative if keep == "derivative" else torch.ops.symjit_numba.activation
+    out = op(x, module.constants, module._layer_id)
+    out = out[0] if keep == "derivative" else out
+    assert type(out.grad_fn).__name__.startswith("GeneratedBackwardFor_symjit_numba")
+    traced = (out, *torch.autograd.grad(out, (x, module.constants), err))
+    for got, expected in zip(traced, eager):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_second_derivatives_are_refused(act64):
+    """The backward pass runs kernels outside autograd: a second derivative raises, it is never a silent zero."""
+    x = _input().requires_grad_()
+    (grad,) = torch.autograd.grad(act64(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice|does not require grad"):
+        grad.sum().backward()
+
+
+def test_torch_func_grad_and_fake_tensors(act64):
+    """torch.func.grad differentiates the module (the pure-torch reference's gradient); fake tensors (shape
+    propagation, export) go through the custom op's fake implementation."""
+    x = _input(4)
+    grad = torch.func.grad(lambda x: act64(x).sum())(x)
+    x2 = x.clone().requires_grad_()
+    expected = torch.autograd.grad(_torch_reference(x2, act64.constants.detach()).sum(), x2)[0]
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-12)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        out = act64(mode.from_tensor(x))
+    assert out.shape == x.shape and out.dtype == x.dtype
+
+
 def test_loss_gradcheck_and_reductions():
     y_true = _input(6, seed=1)
     y_pred = _input(6, seed=2).requires_grad_()
