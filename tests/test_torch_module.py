@@ -190,6 +190,17 @@ def test_compile_fullgraph_aot_eager():
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
+def test_export_captures_the_custom_op():
+    """torch.export traces the custom op (not the eager autograd.Function), and the exported program
+    computes what the module does."""
+    model = _mlp()
+    x = torch.randn(8, 3)
+    exported = torch.export.export(model, (x,))
+    targets = [str(node.target) for node in exported.graph.nodes if node.op == "call_function"]
+    assert "symjit_numba.activation.default" in targets
+    torch.testing.assert_close(exported.module()(x), model(x), rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_compile_fullgraph_inductor():
     """Linear -> HeteroActivation -> Linear under torch.compile (inductor, needs a C++ compiler) equals eager."""
