@@ -197,8 +197,13 @@ def _tile(task, b, n):  # pragma: no cover - compiled
 
 @_jit
 def _scratch(z):  # pragma: no cover - compiled
-    """Room for one tile, node-major, in the dtype of ``z``."""
-    return np.empty((min(TILE_NODES, z.shape[1]), TILE_BATCH), z.dtype)
+    """Room for one tile, node-major, in the dtype of ``z``, starting on a cache line: a transposed
+    block's rows are cache lines, each split in two by numba's 32-byte alignment otherwise (the
+    transposes of a misaligned tile took 11% longer)."""
+    rows = min(TILE_NODES, z.shape[1])
+    room = np.empty(rows * TILE_BATCH + BLOCK_BYTES // z.itemsize, z.dtype)
+    skip = (-room.ctypes.data) % BLOCK_BYTES // z.itemsize
+    return room[skip:skip + rows * TILE_BATCH].reshape((rows, TILE_BATCH))
 
 
 @_jit
