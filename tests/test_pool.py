@@ -124,11 +124,40 @@ def test_arguments_of_another_layout_are_refused():
     run_script("""
         runner = cpu_pool._empty_runner()
         try:
-            cpu_jit._pool._split(runner, [0, 1, 2], (np.zeros(3),))
+            cpu_jit._pool._split(runner, 2, 2, (np.zeros(3),))
         except TypeError as error:
             assert "cannot pass" in str(error), error
         else:
             raise AssertionError("an argument the runner does not take was passed to the spinning threads")
+    """)
+
+
+def test_a_caller_waits_for_the_workers_in_its_job_and_no_others():
+    """The job protocol alone (no pool threads): a job no worker joined returns when its tasks are
+    done, and a late worker cannot join it then; a job a worker joined waits until it leaves."""
+    run_script("""
+        import numba
+
+        @numba.njit
+        def leave(mailbox):
+            cpu_pool._fetch_add(mailbox, cpu_pool.STATE, -1)
+
+        runner = cpu_pool._empty_runner()
+        mailbox = np.zeros(cpu_pool.MAILBOX_SLOTS, np.int64)
+        buffer = np.zeros(cpu_pool.BUFFER_BYTES, np.uint8)
+        job = cpu_pool._publish(mailbox, buffer, runner.entry, runner.address, (), 5, 2)
+        cpu_pool._run_and_wait(mailbox, runner.address, (), job)
+        assert mailbox[cpu_pool.NEXT_TASK] >= 5
+        assert not cpu_pool._join(mailbox, job)
+        job = cpu_pool._publish(mailbox, buffer, runner.entry, runner.address, (), 5, 2)
+        assert cpu_pool._join(mailbox, job)
+        caller = threading.Thread(target=cpu_pool._run_and_wait, args=(mailbox, runner.address, (), job))
+        caller.start()
+        time.sleep(0.3)
+        assert caller.is_alive()
+        leave(mailbox)
+        caller.join(60)
+        assert not caller.is_alive()
     """)
 
 

@@ -10,12 +10,16 @@ takes 5-7 us:
 
 * A job is a runner's C-wrapper address and its arguments, stored as numba values (array structs
   without their owner, flags) in a buffer by :func:`_publish`, which then publishes the job number
-  with one atomic store. Each worker runs its range through :func:`_entry`, compiled once per
-  argument type: it loads the arguments as that type and calls the runner. Both are cached by
-  numba on disk, like the runners.
-* The calling thread runs its own range and waits for the workers' "done" slots
-  (:func:`_run_and_wait`), and never returns while a worker may still use the arrays, which the
-  caller holds until then.
+  with one atomic store. Threads take the job's tasks a few at a time from a shared counter (an
+  atomic add): a thread that is slow to start, or that shares its core with another library's
+  spinning threads (torch's OpenMP threads spin for about a millisecond after each parallel
+  operation), takes fewer tasks instead of holding the others up. Each worker runs its tasks
+  through :func:`_entry`, compiled once per argument type: it loads the arguments as that type and
+  calls the runner. Both are cached by numba on disk, like the runners.
+* The calling thread takes tasks too (:func:`_run_and_wait`); when none are left it closes the job
+  to threads that have not joined it yet and waits for those that did (:func:`_close`): it never
+  returns while a worker may still use the arrays, which the caller holds until then, and never
+  waits for a worker that has not started.
 
 Only one job runs on the spinning threads at a time; a call from a second Python thread meanwhile,
 a call with more threads than usable cores (spinning threads would steal time from working ones),
@@ -57,10 +61,18 @@ SERIAL_BELOW = 32_768
 #: A call is split over the threads only if it would take at least this many pool round trips on
 #: one thread (see :meth:`TaskPool.run`): split in two, it then saves at least one round trip.
 SPLIT_ABOVE_ROUND_TRIPS = 3
-#: int64 slots per line of the mailbox (64 bytes: each worker's slots on their own cache line).
-#: Line 0: [job number (-1: stop), entry address, buffer address]; line 1 + w: worker w's
-#: [first task, last task, number of the last job it finished].
+#: int64 slots per cache line of the mailbox (64 bytes).
 LINE = 8
+#: The mailbox's slots. Line 0: the job number (-1: stop), the entry's and the buffer's addresses,
+#: the job's number of tasks and how many a thread takes at a time. Line 1: the next task to be
+#: taken (every take writes it: a line of its own). Line 2: who works on the job,
+#: ``job << JOB_SHIFT | CLOSED (once the caller closed it) | the number of workers in it``.
+JOB, ENTRY, BUFFER, TASKS, CHUNK, NEXT_TASK, STATE = 0, 1, 2, 3, 4, LINE, 2 * LINE
+MAILBOX_SLOTS = 3 * LINE
+CLOSED = 1 << 20
+JOB_SHIFT = 21
+#: A thread takes about 1 / TAKES_PER_THREAD of a thread's share of the tasks at a time.
+TAKES_PER_THREAD = 32
 #: Bytes of the job buffer: the runner's address, then (from byte 64) its arguments.
 BUFFER_BYTES = 4096
 #: An idle thread waits for the next job ``settings.thread_idle_seconds`` before it parks:
@@ -111,6 +123,27 @@ def _store_release(typingctx, mailbox, slot, value):
         builder.store_atomic(value, builder.gep(array.data, [args[1]]), "release", 8)
         return context.get_dummy_value()
     return types.void(mailbox, slot, value), codegen
+
+
+@intrinsic
+def _fetch_add(typingctx, mailbox, slot, value):
+    """``mailbox[slot] += value`` atomically (int64); returns the value before."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        value = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", builder.gep(array.data, [args[1]]), value, "acq_rel")
+    return types.int64(mailbox, slot, value), codegen
+
+
+@intrinsic
+def _compare_exchange(typingctx, mailbox, slot, expected, new):
+    """``mailbox[slot] = new`` if it holds ``expected``, atomically (int64); True if it did."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        expected, new = (context.cast(builder, args[k], signature.args[k], types.int64) for k in (2, 3))
+        pair = builder.cmpxchg(builder.gep(array.data, [args[1]]), expected, new, "acq_rel", "acquire")
+        return builder.extract_value(pair, 1)
+    return types.boolean(mailbox, slot, expected, new), codegen
 
 
 def _call_void(builder: ir.IRBuilder, name: str, result: ir.Type = ir.VoidType()) -> None:
@@ -179,22 +212,36 @@ def _load_as(typingctx, address, typeref):
 
 # -- the spinning side ---------------------------------------------------------------------------------------
 
-def _serve(mailbox, worker, seen, spins, yields):  # pragma: no cover - compiled
-    """Worker ``worker``'s loop: run each new job's range, until ``spins`` idle turns of spinning and
-    then ``yields`` idle turns of offering the core to other threads (another library's, say) have
-    passed, or the job number is -1 (stop); return the number of the last job seen (-1: stopped)."""
-    line = LINE * (worker + 1)
+def _join(mailbox, job):  # pragma: no cover - compiled
+    """Join job ``job`` unless its caller has closed it (or posted another); True if joined."""
+    while True:
+        state = _load_acquire(mailbox, STATE)
+        if state >> JOB_SHIFT != job or state & CLOSED:
+            return False
+        if _compare_exchange(mailbox, STATE, state, state + 1):
+            return True
+
+
+def _serve(mailbox, seen, spins, yields):  # pragma: no cover - compiled
+    """A worker's loop: take tasks of each new job it can join, until ``spins`` idle turns of
+    spinning and then ``yields`` idle turns of offering the core to other threads (another
+    library's, say) have passed, or the job number is -1 (stop); return the number of the last
+    job seen (-1: stopped)."""
     idle = 0
     while True:
-        job = _load_acquire(mailbox, 0)
+        job = _load_acquire(mailbox, JOB)
         if job != seen:
             if job < 0:
                 return job
             seen = job
-            first, last = mailbox[line], mailbox[line + 1]
-            if first < last:
-                _call(mailbox[1], (mailbox[2], first, last, types.int64))  # (any typeref: the entry ignores it)
-            _store_release(mailbox, line + 2, job)
+            if _join(mailbox, job):
+                tasks, chunk = mailbox[TASKS], mailbox[CHUNK]
+                first = _fetch_add(mailbox, NEXT_TASK, chunk)
+                while first < tasks:
+                    # (any typeref: the entry ignores it)
+                    _call(mailbox[ENTRY], (mailbox[BUFFER], first, min(first + chunk, tasks), types.int64))
+                    first = _fetch_add(mailbox, NEXT_TASK, chunk)
+                _fetch_add(mailbox, STATE, -1)  # leave
             idle = 0
         elif idle >= spins + yields:
             return seen
@@ -206,21 +253,26 @@ def _serve(mailbox, worker, seen, spins, yields):  # pragma: no cover - compiled
                 _yield()
 
 
-def _wait(mailbox, job):  # pragma: no cover - compiled
-    """Spin until every worker has finished job ``job``; after WAIT_SPINS turns, offer the core to
-    other threads while waiting (a worker may need it: more threads than cores)."""
+def _close(mailbox):  # pragma: no cover - compiled
+    """Close the job (threads that have not joined it will not) and wait until the workers in it
+    have left; after WAIT_SPINS turns, offer the core to other threads while waiting (a worker may
+    need it: more threads than cores). Closing twice is harmless."""
+    while True:
+        state = _load_acquire(mailbox, STATE)
+        if state & CLOSED or _compare_exchange(mailbox, STATE, state, state | CLOSED):
+            break
     turns = 0
-    for line in range(LINE, mailbox.size, LINE):
-        while _load_acquire(mailbox, line + 2) != job:
-            turns += 1
-            if turns < WAIT_SPINS:
-                _pause()
-            else:
-                _yield()
+    while _load_acquire(mailbox, STATE) & (CLOSED - 1):
+        turns += 1
+        if turns < WAIT_SPINS:
+            _pause()
+        else:
+            _yield()
 
 
+_join = _jit(_join)
 _serve = _jit(_serve)
-_wait = _jit(_wait)
+_close = _jit(_close)
 _MAILBOX, _BUFFER = types.int64[::1], types.uint8[::1]
 
 
@@ -230,22 +282,31 @@ def _entry(buffer, first, last, arguments):  # pragma: no cover - compiled
     _call(_load_as(buffer, types.int64), (first, last) + _load_as(buffer + 64, arguments))
 
 
-def _publish(mailbox, buffer, entry, runner, args):  # pragma: no cover - compiled
-    """Post a job: the runner at ``runner`` and its ``args``, to be run through ``entry``; return its number."""
+def _publish(mailbox, buffer, entry, runner, args, tasks, chunk):  # pragma: no cover - compiled
+    """Post a job of ``tasks`` tasks, taken ``chunk`` at a time: the runner at ``runner`` and its
+    ``args``, to be run through ``entry``; return its number."""
     address = buffer.ctypes.data
     _store(address, runner)
     _store(address + 64, args)
-    mailbox[1] = entry
-    mailbox[2] = address
-    job = mailbox[0] + 1
-    _store_release(mailbox, 0, job)  # publishes everything above
+    job = mailbox[JOB] + 1
+    mailbox[ENTRY] = entry
+    mailbox[BUFFER] = address
+    mailbox[TASKS] = tasks
+    mailbox[CHUNK] = chunk
+    mailbox[NEXT_TASK] = 0
+    mailbox[STATE] = job << JOB_SHIFT  # nobody in it, open: the previous job's workers have left
+    _store_release(mailbox, JOB, job)  # publishes everything above
     return job
 
 
-def _run_and_wait(mailbox, runner, first, last, args, job):  # pragma: no cover - compiled
-    """Run ``first..last`` of job ``job`` on this thread, then wait for the workers' ranges."""
-    _call(runner, (first, last) + args)
-    _wait(mailbox, job)
+def _run_and_wait(mailbox, runner, args, job):  # pragma: no cover - compiled
+    """Take tasks of job ``job`` on this thread until none are left, then :func:`_close` it."""
+    tasks, chunk = mailbox[TASKS], mailbox[CHUNK]
+    first = _fetch_add(mailbox, NEXT_TASK, chunk)
+    while first < tasks:
+        _call(runner, (first, min(first + chunk, tasks)) + args)
+        first = _fetch_add(mailbox, NEXT_TASK, chunk)
+    _close(mailbox)
 
 
 _entry = _jit(_entry)
@@ -262,8 +323,8 @@ def _job_functions(argument_types: tuple) -> tuple[int, Any]:
     if functions is None:
         arguments = types.Tuple(argument_types)
         i64 = types.int64
-        _compiled(_publish, _MAILBOX, _BUFFER, i64, i64, arguments)
-        _compiled(_run_and_wait, _MAILBOX, i64, i64, i64, arguments, i64)
+        _compiled(_publish, _MAILBOX, _BUFFER, i64, i64, arguments, i64, i64)
+        _compiled(_run_and_wait, _MAILBOX, i64, arguments, i64)
         functions = _JOBS[argument_types] = (_address(_entry, i64, i64, i64, types.TypeRef(arguments)), arguments)
     return functions
 
@@ -311,14 +372,14 @@ def runner_for(function: Callable[..., None], address: int, argument_types: tupl
 def _turns_per_second() -> tuple[float, float]:
     """How many idle turns of :func:`_serve` a second holds on this CPU: spinning, and yielding
     (measured once)."""
-    _compiled(_serve, _MAILBOX, types.int64, types.int64, types.int64, types.int64)
-    _compiled(_wait, _MAILBOX, types.int64)
-    mailbox = np.zeros(LINE, np.int64)
+    _compiled(_serve, _MAILBOX, types.int64, types.int64, types.int64)
+    _compiled(_close, _MAILBOX)
+    mailbox = np.zeros(MAILBOX_SLOTS, np.int64)
     rates = []
     for spins, yields in ((20_000, 0), (0, 2_000)):
-        _serve(mailbox, -1, 0, spins // 10, yields // 10)  # loaded and warm
+        _serve(mailbox, 0, spins // 10, yields // 10)  # loaded and warm
         started = time.perf_counter()
-        _serve(mailbox, -1, 0, spins, yields)
+        _serve(mailbox, 0, spins, yields)
         rates.append((spins + yields) / max(time.perf_counter() - started, 1e-7))
     return rates[0], rates[1]
 
@@ -327,7 +388,7 @@ class _Spinners:
     """``workers`` daemon threads serving one mailbox (see the module's docstring)."""
 
     def __init__(self, workers: int, turns_per_second: tuple[float, float]) -> None:
-        self.mailbox = np.zeros(LINE * (workers + 1), np.int64)
+        self.mailbox = np.zeros(MAILBOX_SLOTS, np.int64)
         self.buffer = np.zeros(BUFFER_BYTES, np.uint8)
         self.turns_per_second = turns_per_second
         self.workers = workers
@@ -335,7 +396,7 @@ class _Spinners:
         self._stopped = False
         self._condition = threading.Condition()
         for worker in range(workers):
-            threading.Thread(target=self._serve, args=(worker,), name=f"symjit_numba-spin-{worker}", daemon=True).start()
+            threading.Thread(target=self._serve, name=f"symjit_numba-spin-{worker}", daemon=True).start()
 
     def _idle_turns(self) -> tuple[int, int]:
         """Turns of spinning and of yielding that ``settings.thread_idle_seconds`` hold (read each time)."""
@@ -343,44 +404,44 @@ class _Spinners:
         spinning, yielding = self.turns_per_second
         return int(spinning * min(idle, SPIN_SECONDS)), int(yielding * max(idle - SPIN_SECONDS, 0.0))
 
-    def _serve(self, worker: int) -> None:
+    def _serve(self) -> None:
         seen = 0
         while True:
-            seen = _serve(self.mailbox, worker, seen, *self._idle_turns())
+            seen = _serve(self.mailbox, seen, *self._idle_turns())
             if seen < 0:
                 return
             with self._condition:  # park, unless a job came meanwhile (posted jobs are checked under the lock)
-                if self.mailbox[0] == seen and not self._stopped:
+                if self.mailbox[JOB] == seen and not self._stopped:
                     self._parked += 1
                     self._condition.wait()
                     self._parked -= 1
 
-    def run(self, runner: Runner, bounds: list[int], args: tuple) -> None:
+    def run(self, runner: Runner, tasks: int, threads: int, args: tuple) -> None:
+        """Run tasks 0..tasks-1 of ``runner`` with ``args`` on this thread and those of the workers
+        that join (about ``threads`` threads' worth: the size of the takes)."""
         mailbox = self.mailbox
-        for worker in range(self.workers):
-            mailbox[LINE * (worker + 1)] = bounds[worker + 1]
-            mailbox[LINE * (worker + 1) + 1] = bounds[worker + 2]
         if not runner.checked:
             runner.check(args)
+        chunk = max(1, tasks // (TAKES_PER_THREAD * threads))
         job = None
         try:
             # Posted under the lock under which a thread decides to park: it either sees the job,
             # or is parked already and woken here.
             with self._condition:
-                job = _publish(mailbox, self.buffer, runner.entry, runner.address, args)
+                job = _publish(mailbox, self.buffer, runner.entry, runner.address, args, tasks, chunk)
                 if self._parked:
                     self._condition.notify_all()
-            _run_and_wait(mailbox, runner.address, bounds[0], bounds[1], args, job)
+            _run_and_wait(mailbox, runner.address, args, job)
             job = None
         finally:  # never return (even on KeyboardInterrupt) while a worker still uses the arrays
             if job is not None:
-                _wait(mailbox, job)
+                _close(mailbox)
 
     def stop(self) -> None:
         """Let the threads end (those spinning at once, the parked ones when woken)."""
         with self._condition:
             self._stopped = True
-            self.mailbox[0] = -1
+            self.mailbox[JOB] = -1
             self._condition.notify_all()
 
 
@@ -481,23 +542,25 @@ class TaskPool:
             empty = _empty_runner()
             for _ in range(7):
                 started = time.perf_counter()
-                self._split(empty, [0] * (size + 2), ())
+                self._split(empty, size + 1, size + 1, ())
                 times.append(time.perf_counter() - started)
             self._round_trip = (size, sorted(times)[len(times) // 2])
         return self._round_trip[1]
 
-    def _split(self, kernel: Callable[..., None], bounds: list[int], args: tuple) -> None:
-        """Run ``kernel`` on each range ``bounds[k]..bounds[k + 1]``, the first on this thread."""
-        workers = len(bounds) - 2
+    def _split(self, kernel: Callable[..., None], n_tasks: int, threads: int, args: tuple) -> None:
+        """Run ``kernel`` over tasks 0..n_tasks-1 on ``threads`` threads, this one included: on the
+        spinning threads (tasks taken as they go), or in fixed ranges on the executor."""
+        workers = settings.num_threads - 1
         if isinstance(kernel, Runner) and self._job_lock.acquire(blocking=False):
             try:
                 spinners = self._spinning(workers)
                 if spinners is not None:
-                    spinners.run(kernel, bounds, args)
+                    spinners.run(kernel, n_tasks, threads, args)
                     return
             finally:
                 self._job_lock.release()
-        futures = self._submit(workers, [(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, workers + 1)])
+        bounds = [n_tasks * k // threads for k in range(threads + 1)]
+        futures = self._submit(workers, [(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, threads)])
         try:
             kernel(bounds[0], bounds[1], *args)
         finally:  # never return (even on an error) while pool threads still write into the arrays
@@ -526,8 +589,7 @@ class TaskPool:
         if threads <= 1:
             kernel(0, n_tasks, *args)
         else:
-            bounds = [n_tasks * k // threads for k in range(threads + 1)]
-            self._split(kernel, bounds + [n_tasks] * (num_threads - threads), args)
+            self._split(kernel, n_tasks, threads, args)
         if cost is not None and elements:  # what one thread took or would have taken, about
             elapsed = time.perf_counter() - started
             if threads > 1:
