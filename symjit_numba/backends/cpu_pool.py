@@ -71,8 +71,10 @@ JOB, ENTRY, BUFFER, TASKS, CHUNK, NEXT_TASK, STATE = 0, 1, 2, 3, 4, LINE, 2 * LI
 MAILBOX_SLOTS = 3 * LINE
 CLOSED = 1 << 20
 JOB_SHIFT = 21
-#: A thread takes about 1 / TAKES_PER_THREAD of a thread's share of the tasks at a time.
-TAKES_PER_THREAD = 32
+#: A thread takes about 1 / TAKES_PER_THREAD of a thread's share of the tasks at a time (each take
+#: is a runner call, whose tile runners allocate their scratch: W1 batch-major forward, 2 threads,
+#: 1.08-1.13 ms with 1 or 4 takes, 1.10-1.16 with 32; node-major the same for all three).
+TAKES_PER_THREAD = 8
 #: Bytes of the job buffer: the runner's address, then (from byte 64) its arguments.
 BUFFER_BYTES = 4096
 #: An idle thread waits for the next job ``settings.thread_idle_seconds`` before it parks:
