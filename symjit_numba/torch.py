@@ -165,10 +165,10 @@ def _activation_call(layer: int, z: Tensor) -> tuple[SymbolicJITCompiler, np.nda
 
 def _eager(args: tuple, differentiable: bool) -> bool:
     """Whether a call with ``args`` may skip the custom op: plain CPU or CUDA tensors, outside
-    torch.compile / torch.export tracing. torch.func's wrapped tensors qualify for differentiable
-    operators (their autograd.Function supports torch.func.grad, the custom op does not), not for
-    the others (those of the backward pass, which torch.func calls with wrapped tensors)."""
-    if torch.compiler.is_compiling():
+    torch.compile / torch.export / torch.jit.trace tracing. torch.func's wrapped tensors qualify for
+    differentiable operators (their autograd.Function supports torch.func.grad, the custom op does
+    not), not for the others (those of the backward pass, which torch.func calls with wrapped tensors)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
     return all(type(a) in _PLAIN and a.device.type in ("cpu", "cuda")
                and (differentiable or not torch._C._functorch.is_functorch_wrapped_tensor(a))

@@ -201,6 +201,16 @@ def test_export_captures_the_custom_op():
     torch.testing.assert_close(exported.module()(x), model(x), rtol=0, atol=0)
 
 
+def test_jit_trace_records_the_custom_op():
+    """torch.jit.trace records the custom op (a TorchScript graph cannot hold an autograd.Function)."""
+    model = _mlp()
+    with pytest.warns(torch.jit.TracerWarning):  # the module's shape check reads a Python bool
+        traced = torch.jit.trace(model, (torch.randn(8, 3),))
+    assert "symjit_numba::activation" in [node.kind() for node in traced.inlined_graph.nodes()]
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_compile_fullgraph_inductor():
     """Linear -> HeteroActivation -> Linear under torch.compile (inductor, needs a C++ compiler) equals eager."""
