@@ -413,19 +413,32 @@ def test_batch_major_long_runs_and_interleaved_formulas(runs):
         np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-15)
 
 
+def _skewed(shape, dtype, skew, fill):
+    """A C-contiguous array whose data starts ``skew`` elements past a 64-byte boundary."""
+    size = int(np.prod(shape))
+    room = np.empty(size + 64, dtype=dtype)
+    start = (-room.ctypes.data) % 64 // room.itemsize + skew
+    array = room[start:start + size].reshape(shape)
+    array[...] = fill
+    return array
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (8, 8), (16, 16), (16, 24), (129, 65), (300, 1000), (3, 700)])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 9), (8, 8), (16, 16), (16, 24), (129, 65), (300, 1000), (3, 700),
+                                   (33, 48), (48, 64)])
 @pytest.mark.parametrize("region", ["whole", "inside"])
-def test_tile_gather_and_scatter_are_numpy_transposes(shape, dtype, region):
-    """A tile's moves (cpu_tasks._move): vector-shuffled square blocks and element-wise edges, each
+@pytest.mark.parametrize("skew", [0, 1, 5])
+def test_tile_gather_and_scatter_are_numpy_transposes(shape, dtype, region, skew):
+    """A tile's moves (cpu_tasks._move): vector-shuffled square blocks (from where the layer's rows
+    reach a cache line, with overlapping blocks at the ends of a tile) and element-wise edges, each
     node into its sorted row of the tile (a random permutation here) and back, nothing written
-    outside the tile's rows and nodes."""
+    outside the tile's rows and nodes; layers starting ``skew`` elements past a cache line."""
     from symjit_numba.backends.cpu_tasks import _move
 
     b, n = shape
     r0, r1, k0, k1 = (0, b, 0, n) if region == "whole" else (b // 4, b - b // 5, n // 3, n)
     rng = np.random.default_rng(b * n)
-    layer = rng.standard_normal(shape).astype(dtype)
+    layer = _skewed(shape, dtype, skew, rng.standard_normal(shape))
     pos = np.arange(n, dtype=np.int64)
     pos[k0:k1] = k0 + rng.permutation(k1 - k0)
     tile = np.full((k1 - k0 + 2, r1 - r0 + 3), -1.0, dtype=dtype)
@@ -433,7 +446,7 @@ def test_tile_gather_and_scatter_are_numpy_transposes(shape, dtype, region):
     want = np.full_like(tile, -1.0)
     want[pos[k0:k1] - k0, :r1 - r0] = layer[r0:r1, k0:k1].T
     np.testing.assert_array_equal(tile, want)
-    back = np.full_like(layer, -1.0)
+    back = _skewed(shape, dtype, skew, -1.0)
     _move(tile, back, r0, r1, k0, k1, pos, False)
     expected = np.full_like(layer, -1.0)
     expected[r0:r1, k0:k1] = layer[r0:r1, k0:k1]
