@@ -10,8 +10,8 @@ takes 5-7 us:
 
 * A job is a runner's C-wrapper address and its arguments, stored as numba values (array structs
   without their owner, flags) in a buffer by :func:`_publish`, which then publishes the job number
-  with one atomic store. Threads take the job's tasks a few at a time from a shared counter (an
-  atomic add): a thread that is slow to start, or that shares its core with another library's
+  with one atomic store. Threads take the job's tasks from a shared counter (compare-and-swap),
+  a (2 x threads)-th of those left at a time (:func:`_take`): a thread that is slow to start, or that shares its core with another library's
   spinning threads (torch's OpenMP threads spin for about a millisecond after each parallel
   operation), takes fewer tasks instead of holding the others up. Each worker runs its tasks
   through :func:`_entry`, compiled once per argument type: it loads the arguments as that type and
@@ -64,17 +64,13 @@ SPLIT_ABOVE_ROUND_TRIPS = 3
 #: int64 slots per cache line of the mailbox (64 bytes).
 LINE = 8
 #: The mailbox's slots. Line 0: the job number (-1: stop), the entry's and the buffer's addresses,
-#: the job's number of tasks and how many a thread takes at a time. Line 1: the next task to be
-#: taken (every take writes it: a line of its own). Line 2: who works on the job,
+#: the job's number of tasks and of threads it was split for. Line 1: the next task to be taken
+#: (every take writes it: a line of its own). Line 2: who works on the job,
 #: ``job << JOB_SHIFT | CLOSED (once the caller closed it) | the number of workers in it``.
-JOB, ENTRY, BUFFER, TASKS, CHUNK, NEXT_TASK, STATE = 0, 1, 2, 3, 4, LINE, 2 * LINE
+JOB, ENTRY, BUFFER, TASKS, THREADS, NEXT_TASK, STATE = 0, 1, 2, 3, 4, LINE, 2 * LINE
 MAILBOX_SLOTS = 3 * LINE
 CLOSED = 1 << 20
 JOB_SHIFT = 21
-#: A thread takes about 1 / TAKES_PER_THREAD of a thread's share of the tasks at a time (each take
-#: is a runner call, whose tile runners allocate their scratch: W1 batch-major forward, 2 threads,
-#: 1.08-1.13 ms with 1 or 4 takes, 1.10-1.16 with 32; node-major the same for all three).
-TAKES_PER_THREAD = 8
 #: Bytes of the job buffer: the runner's address, then (from byte 64) its arguments.
 BUFFER_BYTES = 4096
 #: An idle thread waits for the next job ``settings.thread_idle_seconds`` before it parks:
@@ -214,6 +210,21 @@ def _load_as(typingctx, address, typeref):
 
 # -- the spinning side ---------------------------------------------------------------------------------------
 
+def _take(mailbox):  # pragma: no cover - compiled
+    """The next tasks first..last-1 of the job for this thread (first == last: none left): a
+    (2 x threads)-th of those left, at least one. Early takes are large (few runner calls), the
+    last ones single tasks, so threads end together: fixed takes of 1/16 of the job left a thread
+    waiting half a take at the end (node-major W1 backward 0.60 -> 0.63 ms, 2 threads)."""
+    tasks, threads = mailbox[TASKS], mailbox[THREADS]
+    while True:
+        first = _load_acquire(mailbox, NEXT_TASK)
+        if first >= tasks:
+            return first, first
+        last = first + max(1, (tasks - first) // (2 * threads))
+        if _compare_exchange(mailbox, NEXT_TASK, first, last):
+            return first, last
+
+
 def _join(mailbox, job):  # pragma: no cover - compiled
     """Join job ``job`` unless its caller has closed it (or posted another); True if joined."""
     while True:
@@ -237,12 +248,11 @@ def _serve(mailbox, seen, spins, yields):  # pragma: no cover - compiled
                 return job
             seen = job
             if _join(mailbox, job):
-                tasks, chunk = mailbox[TASKS], mailbox[CHUNK]
-                first = _fetch_add(mailbox, NEXT_TASK, chunk)
-                while first < tasks:
+                first, last = _take(mailbox)
+                while first < last:
                     # (any typeref: the entry ignores it)
-                    _call(mailbox[ENTRY], (mailbox[BUFFER], first, min(first + chunk, tasks), types.int64))
-                    first = _fetch_add(mailbox, NEXT_TASK, chunk)
+                    _call(mailbox[ENTRY], (mailbox[BUFFER], first, last, types.int64))
+                    first, last = _take(mailbox)
                 _fetch_add(mailbox, STATE, -1)  # leave
             idle = 0
         elif idle >= spins + yields:
@@ -272,6 +282,7 @@ def _close(mailbox):  # pragma: no cover - compiled
             _yield()
 
 
+_take = _jit(_take)
 _join = _jit(_join)
 _serve = _jit(_serve)
 _close = _jit(_close)
@@ -284,8 +295,8 @@ def _entry(buffer, first, last, arguments):  # pragma: no cover - compiled
     _call(_load_as(buffer, types.int64), (first, last) + _load_as(buffer + 64, arguments))
 
 
-def _publish(mailbox, buffer, entry, runner, args, tasks, chunk):  # pragma: no cover - compiled
-    """Post a job of ``tasks`` tasks, taken ``chunk`` at a time: the runner at ``runner`` and its
+def _publish(mailbox, buffer, entry, runner, args, tasks, threads):  # pragma: no cover - compiled
+    """Post a job of ``tasks`` tasks for ``threads`` threads: the runner at ``runner`` and its
     ``args``, to be run through ``entry``; return its number."""
     address = buffer.ctypes.data
     _store(address, runner)
@@ -294,7 +305,7 @@ def _publish(mailbox, buffer, entry, runner, args, tasks, chunk):  # pragma: no 
     mailbox[ENTRY] = entry
     mailbox[BUFFER] = address
     mailbox[TASKS] = tasks
-    mailbox[CHUNK] = chunk
+    mailbox[THREADS] = threads
     mailbox[NEXT_TASK] = 0
     mailbox[STATE] = job << JOB_SHIFT  # nobody in it, open: the previous job's workers have left
     _store_release(mailbox, JOB, job)  # publishes everything above
@@ -303,11 +314,10 @@ def _publish(mailbox, buffer, entry, runner, args, tasks, chunk):  # pragma: no 
 
 def _run_and_wait(mailbox, runner, args, job):  # pragma: no cover - compiled
     """Take tasks of job ``job`` on this thread until none are left, then :func:`_close` it."""
-    tasks, chunk = mailbox[TASKS], mailbox[CHUNK]
-    first = _fetch_add(mailbox, NEXT_TASK, chunk)
-    while first < tasks:
-        _call(runner, (first, min(first + chunk, tasks)) + args)
-        first = _fetch_add(mailbox, NEXT_TASK, chunk)
+    first, last = _take(mailbox)
+    while first < last:
+        _call(runner, (first, last) + args)
+        first, last = _take(mailbox)
     _close(mailbox)
 
 
@@ -420,17 +430,16 @@ class _Spinners:
 
     def run(self, runner: Runner, tasks: int, threads: int, args: tuple) -> None:
         """Run tasks 0..tasks-1 of ``runner`` with ``args`` on this thread and those of the workers
-        that join (about ``threads`` threads' worth: the size of the takes)."""
+        that join (takes sized for ``threads`` threads)."""
         mailbox = self.mailbox
         if not runner.checked:
             runner.check(args)
-        chunk = max(1, tasks // (TAKES_PER_THREAD * threads))
         job = None
         try:
             # Posted under the lock under which a thread decides to park: it either sees the job,
             # or is parked already and woken here.
             with self._condition:
-                job = _publish(mailbox, self.buffer, runner.entry, runner.address, args, tasks, chunk)
+                job = _publish(mailbox, self.buffer, runner.entry, runner.address, args, tasks, threads)
                 if self._parked:
                     self._condition.notify_all()
             _run_and_wait(mailbox, runner.address, args, job)
