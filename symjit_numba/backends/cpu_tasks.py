@@ -216,10 +216,11 @@ def _move(source, target, r0, r1, k0, k1, pos, gather):  # pragma: no cover - co
     neighbouring rows, which a tile of whole rows holds in one contiguous piece of memory. (Going
     down its columns first, a power-of-two row stride put the rows of the layer and of the tile in
     the same few cache sets: twice the time.) They start where the layer's rows reach a cache line
-    (:func:`_first_aligned`: a numpy array's data is often 16 or 32 bytes past one, and the
-    moves of such a layer took 12-16% longer); the columns before the first such block and after the last are
-    moved by one more block each, overlapping its neighbour (the same values written twice). A
-    last band of fewer than N rows, or a tile narrower than a block, goes element by element.
+    (:func:`_first_aligned`: a numpy array's data is often 16 or 32 bytes past one, and the moves
+    of such a layer took 12-16% longer); the columns before the first such block and after the
+    last are moved by one more block each, overlapping its neighbour (the same values written
+    twice, within the tile's nodes: in-place calls stay exact). A last band of fewer than N rows,
+    or a tile narrower than a block, goes element by element.
     """
     n = _block(source)
     aligned = _first_aligned(source if gather else target, k0) if k1 - k0 >= n else k1
