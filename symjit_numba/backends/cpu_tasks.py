@@ -231,9 +231,12 @@ def _move(source, target, r0, r1, k0, k1, pos, gather):  # pragma: no cover - co
         if rb + n > r1 or k1 - k0 < n:
             _move_elements(source, target, rb, min(rb + n, r1), r0, k0, k1, pos, gather)
             continue
+        ahead = gather and rb + PREFETCH_ROWS + n <= source.shape[0]
         for j in range(blocks):  # (inline: a function call per block cost a quarter more)
             kb = k0 if j < lead else (aligned + (j - lead) * n if j < lead + full else k1 - n)
             if gather:
+                if ahead:
+                    _prefetch_block(source, rb + PREFETCH_ROWS, kb)
                 _transpose_square(source, None, rb, 0, kb, target, pos, kb, -k0, rb - r0)
             else:
                 _transpose_square(source, pos, kb, -k0, rb - r0, target, None, rb, 0, kb)
@@ -353,6 +356,37 @@ def tile_plan(func_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     starts = np.flatnonzero(new_group).astype(np.int64)
     groups = np.searchsorted(starts, np.append(tile_starts, ids.size)).astype(np.int64)
     return order, pos, groups, np.append(starts, ids.size).astype(np.int64), ids[starts].copy()
+
+
+#: Rows ahead of a block being gathered whose cache lines the gather asks for (into L2, see
+#: :func:`_prefetch_block`): two tiles, fetched while this one is transposed and computed. W1
+#: 4096 x 512 float32 batch-major, alternating runs: forward 2.15-2.34 -> 1.98-2.02 ms on one
+#: thread, 0.96-0.97 -> 0.93-1.03 on two; backward with the constants' gradients 3.42-3.85 ->
+#: 3.03-3.12 and 1.75-1.81 -> 1.59-1.66. Into L1 instead it cost time (the prefetched lines
+#: evicted the tile's own).
+PREFETCH_ROWS = 2 * TILE_BATCH
+
+
+@intrinsic
+def _prefetch_block(typingctx, array, row, column):
+    """Ask the CPU to bring the cache lines at ``array[row + k, column]``, k = 0..N-1 (N =
+    :func:`block_size`), into its L2 cache: a hint, which never faults and never waits."""
+    def codegen(context, builder, signature, args):
+        n = block_size(context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype)))
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        byte = ir.IntType(8).as_pointer()
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, ir.IntType(32), ir.IntType(32), ir.IntType(32)]),
+            "llvm.prefetch.p0i8")
+        read, into_l2, data = (ir.Constant(ir.IntType(32), v) for v in (0, 1, 1))  # locality 1: prefetcht2
+        columns = builder.extract_value(array.shape, 1)
+        for k in range(n):
+            row = builder.add(args[1], ir.Constant(args[1].type, k))
+            address = builder.gep(array.data, [builder.add(builder.mul(row, columns), args[2])])
+            builder.call(prefetch, [builder.bitcast(address, byte), read, into_l2, data])
+        return context.get_dummy_value()
+
+    return types.void(array, row, column), codegen
 
 
 #: Bytes of one row of a transposed block: a cache line, and one AVX-512 register (LLVM splits the
