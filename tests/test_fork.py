@@ -9,8 +9,8 @@ inner: a deadline on each wait for a child), and a regression fails instead of h
 
 Each script builds a layer of relu, tanh, sigmoid and leaky_relu nodes (64 x 4096 float32, eight
 times ``SERIAL_BELOW``, with ``settings.num_threads = 4`` whatever the machine's cores, so the pool
-is used, once on its spinning threads and once on its executor) and an mse loss, checks the parent's results against float64 numpy references with
-float32 tolerances, uses them before forking (the pool's threads exist), then has forked workers
+is used, once on its spinning threads and once on its executor) and an mse loss, checks the
+parent's results against float64 numpy references with float32 tolerances, uses them before forking (the pool's threads exist), then has forked workers
 compute the same calls: their results must be bit-for-bit the parent's, and their pool threads
 must have run.
 """
@@ -104,12 +104,9 @@ PRELUDE = textwrap.dedent(f"""
 @pytest.fixture(params=["spinning", "executor"], autouse=True)
 def pool_kind(request, monkeypatch):
     """Every scenario twice: split calls on the pool's spinning threads, and on its executor
-    (whatever this machine's cores would choose)."""
-    monkeypatch.setattr(sys.modules[__name__], "POOL_KIND", request.param)
+    (whatever this machine's cores would choose); the script reads the kind from its environment."""
+    monkeypatch.setenv("SYMJIT_TEST_POOL", request.param)
     return request.param
-
-
-POOL_KIND = "spinning"
 
 
 def run_script(body, timeout=SCRIPT_TIMEOUT):
@@ -120,7 +117,7 @@ def run_script(body, timeout=SCRIPT_TIMEOUT):
     """
     script = PRELUDE + textwrap.dedent(body) + '\nprint("OK", flush=True)\n'
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True, env={**os.environ, "SYMJIT_TEST_POOL": POOL_KIND})
+                               text=True, start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

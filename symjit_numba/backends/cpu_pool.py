@@ -11,9 +11,10 @@ takes 5-7 us:
 * A job is a runner's C-wrapper address and its arguments, stored as numba values (array structs
   without their owner, flags) in a buffer by :func:`_publish`, which then publishes the job number
   with one atomic store. Threads take the job's tasks from a shared counter (compare-and-swap),
-  a (2 x threads)-th of those left at a time (:func:`_take`): a thread that is slow to start, or that shares its core with another library's
-  spinning threads (torch's OpenMP threads spin for about a millisecond after each parallel
-  operation), takes fewer tasks instead of holding the others up. Each worker runs its tasks
+  a (2 x threads)-th of those left at a time (:func:`_take`): a thread that is slow to start, or
+  that shares its core with another library's spinning threads (torch's OpenMP threads spin for
+  about a millisecond after each parallel operation), takes fewer tasks instead of holding the
+  others up. Each worker runs its tasks
   through :func:`_entry`, compiled once per argument type: it loads the arguments as that type and
   calls the runner. Both are cached by numba on disk, like the runners.
 * The calling thread takes tasks too (:func:`_run_and_wait`); when none are left it closes the job
@@ -459,8 +460,9 @@ class _Spinners:
 class TaskPool:
     """Runs ``kernel(first, last, ...)`` over task ranges on ``settings.num_threads`` threads.
 
-    The calling thread runs the first range itself and waits for the others; pool threads never
-    wait on the pool, so nested or concurrent calls from many Python threads cannot deadlock.
+    The calling thread runs ranges itself (on the spinning threads: takes tasks with them; on the
+    executor: the first of fixed ranges) and waits for the others; pool threads never wait on the
+    pool, so nested or concurrent calls from many Python threads cannot deadlock.
 
     The pool follows changes of ``settings.num_threads`` both ways: a new size gets new spinning
     threads (the old ones end) and a new executor (the old one is shut down once its queued
