@@ -355,6 +355,28 @@ def test_loops_vectorise_for_other_cpu_models(cpu, tmp_path_factory):
     assert not problems, f"{cpu}: " + "; ".join(problems)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not X86_64, reason="compiles for the x86-64 baseline model")
+def test_accuracy_with_integer_ldexp(tmp_path_factory):
+    """Where LLVM lowers ``llvm.ldexp`` natively (AVX-512's ``vscalef``), ``_ldexp`` uses it; other CPUs
+    build ``2**k`` from integers. The in-process tests check the host's construction; this runs the
+    accuracy and special-value tests again for the baseline model (SSE2: the integer construction,
+    runnable on every x86-64), in a fresh process: numba picks its target CPU once per process."""
+    env = {**os.environ, "NUMBA_CPU_NAME": "x86-64", "NUMBA_CPU_FEATURES": "",
+           "NUMBA_CACHE_DIR": str(tmp_path_factory.getbasetemp() / "numba-cache-baseline")}
+    probe = ("from numba.core.registry import cpu_target\n"
+             "from symjit_numba.mathlib import vector_math as vm\n"
+             "print(vm._has_native_ldexp(cpu_target.target_context))")
+    root = Path(__file__).resolve().parent.parent
+    native = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300, cwd=root)
+    assert native.stdout.split() == ["False"], native.stderr[-3000:]
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_vector_math.py",
+                             "-k", "test_accuracy_dense_grid or test_special_values"],
+                            capture_output=True, text=True, env=env, timeout=900, cwd=root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "36 passed" in result.stdout, result.stdout[-500:]  # 9 functions x 2 dtypes x 2 tests
+
+
 def test_compiles_without_a_writable_cache(monkeypatch):
     """Where numba finds no writable cache location it raises at decoration: compile per process instead."""
     monkeypatch.setattr(vm, "njit", without_cache_location(vm.njit))

@@ -26,7 +26,9 @@ How they are written
   int64 and has no float<->int bitcast, so the few integer steps (building ``2**k``, reading the
   exponent, clearing low mantissa bits) are small LLVM snippets with fixed widths.  Float<->int
   conversions always go through int32, because AVX2 has packed int32<->float conversions for both
-  precisions but none for int64.
+  precisions but none for int64.  Where LLVM lowers ``llvm.ldexp`` without a library call (AVX-512's
+  ``vscalef``: one instruction instead of nine), the final ``p * 2**k`` of ``exp`` uses it, with the
+  same bits as the integer construction.
 * **Each precision in its own type.**  Every constant is read from a named tuple of numpy scalars of
   the argument's type (``_C32`` or ``_C64``, picked while numba types the call), so numba types every
   literal as float32 or float64 and the float32 path contains no ``double`` operation at all.
@@ -66,10 +68,12 @@ The public functions also work from plain Python on scalars; ``evaluate(name, ar
 to an array, which is convenient for testing.
 """
 
+import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import njit, types
 from numba.core.errors import TypingError
@@ -137,6 +141,38 @@ def _pow2_from_i32(builder, fty, k32):
     if fty.bitwidth == 64:
         biased = builder.sext(biased, ity)
     return builder.bitcast(builder.shl(biased, ir.Constant(ity, mbits)), _llvm_float(fty))
+
+
+@functools.cache
+def _native_ldexp(target_machine) -> bool:
+    """Whether LLVM compiles a vector ``llvm.ldexp`` for this target machine without a library call.
+
+    On AVX-512 CPUs it is one ``vscalefps``/``vscalefpd`` instruction (exact, gradual underflow
+    included); on AVX2 or NEON it becomes a libm call per lane, which would stop vectorisation, so
+    :func:`_ldexp` keeps its integer construction there.  Asked by compiling a probe once per process.
+    """
+    probe = llvm.parse_assembly("""
+        declare <8 x float> @llvm.ldexp.v8f32.v8i32(<8 x float>, <8 x i32>)
+        declare <4 x double> @llvm.ldexp.v4f64.v4i32(<4 x double>, <4 x i32>)
+        define <8 x float> @f(<8 x float> %p, <8 x i32> %k) {
+          %r = call <8 x float> @llvm.ldexp.v8f32.v8i32(<8 x float> %p, <8 x i32> %k)
+          ret <8 x float> %r
+        }
+        define <4 x double> @d(<4 x double> %p, <4 x i32> %k) {
+          %r = call <4 x double> @llvm.ldexp.v4f64.v4i32(<4 x double> %p, <4 x i32> %k)
+          ret <4 x double> %r
+        }""")
+    probe.triple = target_machine.triple
+    try:
+        assembly = target_machine.emit_assembly(probe)
+    except RuntimeError:  # pragma: no cover - an LLVM without llvm.ldexp
+        return False
+    return "ldexp" not in assembly  # a library call names it (the probe's own functions are f and d)
+
+
+def _has_native_ldexp(context) -> bool:
+    target_machine = getattr(context.codegen(), "_tm", None)  # numba's CPU codegen keeps it there
+    return target_machine is not None and _native_ldexp(target_machine)
 
 
 def _call_llvm_intrinsic(builder, name, fty, args):
@@ -249,6 +285,11 @@ def _ldexp(typingctx, p, k):
     def codegen(context, builder, sig, args):
         pv, kv = args
         k32 = _float_to_i32(builder, kv)
+        if _has_native_ldexp(context):
+            lty = _llvm_float(p)
+            fnty = ir.FunctionType(lty, [lty, ir.IntType(32)])
+            name = f"llvm.ldexp.f{p.bitwidth}.i32"
+            return builder.call(builder.module.declare_intrinsic(name, fnty=fnty), [pv, k32])
         k1 = builder.ashr(k32, ir.Constant(ir.IntType(32), 1))
         k2 = builder.sub(k32, k1)
         y = builder.fmul(pv, _pow2_from_i32(builder, p, k1))
@@ -743,11 +784,13 @@ def tanh(x):
     ax = _fabs(x)
     if c.short_tanh:  # a compile-time constant: float32 compiles this path, float64 the one below
         # |x|*P(x^2)/Q(x^2) on |x| <= 9, clamped there (NaN passes both selects unchanged); the
-        # result is capped at 1 so that rounding cannot exceed it. One division, no exp.
+        # result is capped at 1 so that rounding cannot exceed it, and is 1 from the clamp on (without
+        # FMA the rational gives 1 - 2 ulp there, and tanh(inf) must be 1). One division, no exp.
         a = _select(ax > c.tanh_xmax, c.tanh_xmax, ax)
         s = a * a
         y = (a * _poly(s, c.tanh_p)) / _poly(s, c.tanh_q)
-        return _copysign(_select(y > c.one, c.one, y), x)
+        y = _select(a >= c.tanh_xmax, c.one, _select(y > c.one, c.one, y))  # NaN takes the last branch
+        return _copysign(y, x)
     # One expm1 serves both formulas: small |x| uses -t/(t+2) with t = expm1(-2|x|) (accurate
     # near 0), larger |x| uses 1 - 2/(t+2) with t = expm1(2|x|) (t = inf gives exactly 1).
     big = ax > c.tanh_switch
