@@ -582,6 +582,13 @@ def _exp_hl(hi, lo, c):
     # exp(hi + lo) for a small correction lo; NaN in hi gives a finite junk value (callers select).
     h = _select(hi > c.exp_xmin, hi, c.exp_xmin)
     h = _select(h < c.exp_xmax, h, c.exp_xmax)
+    return _exp_hl_in_range(h, lo, c)
+
+
+@_jit
+def _exp_hl_in_range(h, lo, c):
+    # exp(h + lo) for a finite h with k = rint(h/ln2) in _ldexp's range [2*emin, 2*emax + 2]
+    # (float32: h in [-174, 176]; float64: [-1416, 1418]), i.e. no clamp needed.
     k = _rint((h + lo) * c.inv_ln2)
     # h - k*LN2_HI is exact (k*LN2_HI is exact and close to h), so lo is added without loss.
     r = (h - k * c.ln2_hi) + (lo - k * c.ln2_lo)
@@ -608,7 +615,8 @@ def _exp_minus_square(x, shift, small, c):
     the tail (where x^2 is large and one rounding of it would cost many ulp).
     """
     xt = _trunc_mantissa(x)
-    return _exp_hl(-xt * xt - shift, (xt - x) * (xt + x) + small, c)
+    # Callers clamp x to erf_xmax (float32 12, float64 30): -x^2 is in _exp_hl_in_range's range.
+    return _exp_hl_in_range(-xt * xt - shift, (xt - x) * (xt + x) + small, c)
 
 
 @_jit
@@ -665,8 +673,8 @@ def _erfc_short(x, c):
     z = _select(z < c.erf_xmax, z, c.erf_xmax)  # keeps exp's argument finite for +-inf
     t = c.one / (c.one + c.half * z)
     tail = t * _exp_minus_square(z, c.zero, _poly(t, c.short_erfc_p), c)
-    y = _select(x > c.zero, tail, _select(x == c.zero, c.one, c.two - tail))
-    return _select(x != x, x, y)
+    # erfc(+-0) = 2 - tail = 1 exactly: the formula's tail at 0 is exp(3e-8), which rounds to 1.
+    return _select(x != x, x, _select(x > c.zero, tail, c.two - tail))
 
 
 # ------------------------------------------------------------------------------------------------
