@@ -51,7 +51,8 @@ FORMULAS = {
     "log(sigmoid(x))": ("log_sigmoid", lambda v: -_mp_softplus(-v)),
     "exp(-softplus(x))": ("exp_softplus", lambda v: _mp_sigmoid(-v)),
     "1 - sigmoid(x)": ("sigmoid_complement", lambda v: _mp_sigmoid(-v)),
-    "sigmoid(x)*(1 - sigmoid(x))": ("sigmoid_complement", lambda v: _mp_sigmoid(v) * _mp_sigmoid(-v)),
+    "sigmoid(x)*(1 - sigmoid(x))": ("sigmoid_complement + sigmoid_slope", lambda v: _mp_sigmoid(v) * _mp_sigmoid(-v)),
+    "x*sigmoid(3*x)": ("sigmoid_slope (in the derivative)", lambda v: v * _mp_sigmoid(3 * v)),
     "sigmoid(x) + tanh(softplus(x))": ("shared_exp", lambda v: _mp_sigmoid(v) + mpmath.tanh(_mp_softplus(v))),
 }
 
@@ -72,7 +73,7 @@ EXPRESSIONS = [
     sp.log(1 + sp.exp(x)), log1p(sp.exp(-x)), 1 / (1 + sp.exp(-x)), sp.exp(x) / (1 + sp.exp(x)),
     sp.exp(-x) / (1 + sp.exp(-x)) ** 2, sp.diff(x * sp.exp(x) / (1 + sp.exp(x)), x), 1 / (1 + sp.exp(2 * x)) ** 3,
     sp.log(sigmoid(x)), sp.exp(-softplus(x)), 1 - sigmoid(2 * x), sigmoid(x) * (1 - sigmoid(x)),
-    x * sigmoid(x) * (1 - sigmoid(x)) + sigmoid(x),
+    x * sigmoid(x) * (1 - sigmoid(x)) + sigmoid(x), 2 * sigmoid(-3 * x) * sigmoid(3 * x) * x,
 ]
 
 
@@ -95,7 +96,7 @@ def test_rules_table_names_each_rule_once():
     names = [rule.name for rules in RULES for rule in rules]
     assert len(names) == len(set(names))
     assert {"tanh_softplus", "sech2_softplus", "softplus", "sigmoid", "sigmoid_complement", "log_sigmoid",
-            "exp_softplus", "sech2"} <= set(names)
+            "exp_softplus", "sech2", "sigmoid_slope"} <= set(names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,7 +122,8 @@ def test_textbook_spellings_print_as_the_stable_functions():
     assert _printed([sp.log(1 + sp.exp(x))]) == "vm.softplus(num)"
     assert _printed([1 / (1 + sp.exp(-x))]) == "vm.sigmoid(num)"
     assert _printed([sp.log(sigmoid(x))]) == "(-vm.softplus((-num)))"
-    assert "vm.sigmoid((-num))" in _printed([sigmoid(x) * (1 - sigmoid(x))])
+    slope = _printed([sigmoid(x) * (1 - sigmoid(x))])  # e/(1 + e)**2: one exp, one division
+    assert slope.count("vm.exp(") == 1 and slope.count("/") == 1 and "sigmoid" not in slope, slope
 
 
 def test_rewrite_block_shares_the_exp_between_expressions():
@@ -199,7 +201,7 @@ def test_rewritten_formulas_at_inf_and_nan(dtype):
         "tanh(x)": (1, -1), "log(1 + exp(x))": (np.inf, 0),
         "log1p(exp(2*x))": (np.inf, 0), "1/(1 + exp(-x))": (1, 0), "log(sigmoid(x))": (0, -np.inf),
         "exp(-softplus(x))": (0, 1), "1 - sigmoid(x)": (0, 1), "sigmoid(x)*(1 - sigmoid(x))": (0, 0),
-        "sigmoid(x) + tanh(softplus(x))": (2, 0), "x*tanh(softplus(x))": (np.inf, np.nan),
+        "sigmoid(x) + tanh(softplus(x))": (2, 0), "x*sigmoid(3*x)": (np.inf, np.nan), "x*tanh(softplus(x))": (np.inf, np.nan),
         "x*tanh(log(1 + exp(x)))": (np.inf, np.nan), "x*exp(x)/(1 + exp(x))": (np.inf, np.nan),
     }
     for j, formula in enumerate(FORMULAS):

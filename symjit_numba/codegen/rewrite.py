@@ -17,6 +17,7 @@ rule                    before                                            after
 ``exp_softplus``        ``exp(-softplus(u))``                             ``sigmoid(-u)``
 ``sech2_softplus``      ``c - c*tanh(softplus(u))**2``                    ``c*4(1 + e)**2 W/(N + 2W)**2``
 ``sech2``               ``c - c*tanh(u)**2``                              ``c*4e'/(1 + e')**2``
+``sigmoid_slope``       ``sigmoid(u)*sigmoid(-u)``                        ``e/(1 + e)**2``
 ``tanh_softplus``       ``tanh(softplus(u))``                             ``N/(N + 2W)``
 ``shared_exp``          ``sigmoid(u)`` next to ``e`` of the same ``u``    ``S/(1 + e)``
 ======================  ================================================  ==============================
@@ -41,8 +42,9 @@ cancel symbolically and the whole derivative needs two divisions).
 The first five rules turn textbook spellings into the library's overflow-free functions, which
 ``vector_math`` evaluates with one ``exp`` (and a cheap ``log1p`` on ``[0, 1]`` for softplus);
 ``1 - sigmoid(u)`` cancels to 0 for large ``u`` where ``sigmoid(-u)`` keeps its relative accuracy
-(so ``sigmoid'`` = ``sigmoid(u)*sigmoid(-u)`` is accurate in both tails; the kernel computes both
-from one ``exp`` and one division).
+(so ``sigmoid'`` = ``sigmoid(u)*sigmoid(-u)`` is accurate in both tails). ``sigmoid_slope`` then
+writes that product as ``e/(1 + e)**2``: the compiled product shared the ``exp`` of its two factors
+but kept two divisions (float32 sigmoid's derivative, 2**21 elements on one Zen 4 core: 0.88 -> 0.72 ms).
 """
 
 from __future__ import annotations
@@ -89,6 +91,11 @@ def _sech2_softplus(u: sp.Expr) -> sp.Expr:
 def _sech2(u: sp.Expr) -> sp.Expr:
     e = _e(2 * u)
     return 4 * e / (1 + e) ** 2
+
+
+def _sigmoid_slope(u: sp.Expr) -> sp.Expr:
+    e = _e(u)
+    return e / (1 + e) ** 2
 
 
 def _sigmoid_shared(u: sp.Expr) -> sp.Expr:
@@ -204,6 +211,20 @@ def _sigmoid_complement_rule(node: sp.Basic) -> sp.Expr | None:
     return sp.Add(c * sigmoid(-u), *rest)
 
 
+def _sigmoid_slope_rule(node: sp.Basic) -> sp.Expr | None:
+    if not isinstance(node, sp.Mul):
+        return None
+    sigmoids = [f for f in node.args if isinstance(f, sigmoid)]
+    for f in sigmoids:
+        for g in sigmoids:
+            if g is not f and sp.expand(f.args[0] + g.args[0]) == 0:
+                rest = list(node.args)
+                rest.remove(f)
+                rest.remove(g)
+                return sp.Mul(_sigmoid_slope(f.args[0]), *rest)  # exp_neg_abs is even: either argument
+    return None
+
+
 def _log_sigmoid_rule(node: sp.Basic) -> sp.Expr | None:
     if isinstance(node, sp.log) and len(node.args) == 1 and isinstance(node.args[0], sigmoid):
         return -softplus(-node.args[0].args[0])
@@ -253,7 +274,7 @@ class Rule(NamedTuple):
 RULES: tuple[tuple[Rule, ...], ...] = (
     (Rule("softplus", _softplus_rule), Rule("sigmoid", _sigmoid_rule), Rule("log_sigmoid", _log_sigmoid_rule),
      Rule("exp_softplus", _exp_softplus_rule), Rule("sigmoid_complement", _sigmoid_complement_rule)),
-    (Rule("sech2_softplus", _sech2_softplus_rule), Rule("sech2", _sech2_rule)),
+    (Rule("sech2_softplus", _sech2_softplus_rule), Rule("sech2", _sech2_rule), Rule("sigmoid_slope", _sigmoid_slope_rule)),
     (Rule("tanh_softplus", _tanh_softplus_rule),),
 )
 

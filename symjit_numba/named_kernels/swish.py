@@ -27,8 +27,9 @@ def node_block(backward, z_s, err_s, out_s, params, p):
         for i in range(z_s.size):
             num = z_s[i]
             t0 = T(1.0)*num
-            t1 = vm.sigmoid(t0)
-            out_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) + t1)
+            out_s[i] = err_s[i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
     else:
         for i in range(z_s.size):
             num = z_s[i]
@@ -49,8 +50,9 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
             for i in range(z_s.size):
                 num = z_s[i]
                 t0 = T(1.0)*num
-                t1 = vm.sigmoid(t0)
-                out_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+                t1 = vm.exp(-abs(t0))
+                t2 = (T(1.0) + t1)
+                out_s[i] = err_s[i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
@@ -68,8 +70,9 @@ def nodes_block(backward, z, err, out, params, offsets, k0, k1, m):
             for i in range(m):
                 num = z[k, i]
                 t0 = T(1.0)*num
-                t1 = vm.sigmoid(t0)
-                out[k, i] = err[k, i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+                t1 = vm.exp(-abs(t0))
+                t2 = (T(1.0) + t1)
+                out[k, i] = err[k, i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         else:
             for i in range(m):
                 num = z[k, i]
@@ -84,9 +87,11 @@ def node_block_both(z_s, a_s, d_s, params, p):
     for i in range(z_s.size):
         num = z_s[i]
         t0 = T(1.0)*num
-        t1 = vm.sigmoid(t0)
-        a_s[i] = t1*num
-        d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
+        t1 = vm.exp(-abs(t0))
+        t2 = (T(1.0) if t0 >= T(0.0) else t1)
+        t3 = (T(1.0) + t1)
+        a_s[i] = ((t2*num)/t3)
+        d_s[i] = ((t2/t3) + ((t0*t1)/(t3*t3)))
 
 
 @JIT
@@ -102,9 +107,11 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
         for i in range(z_s.size):
             num = z_s[i]
             t0 = T(1.0)*num
-            t1 = vm.sigmoid(t0)
-            a_s[i] = t1*num
-            d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) if t0 >= T(0.0) else t1)
+            t3 = (T(1.0) + t1)
+            a_s[i] = ((t2*num)/t3)
+            d_s[i] = ((t2/t3) + ((t0*t1)/(t3*t3)))
 
 
 @JIT
@@ -117,9 +124,11 @@ def nodes_block_both(z, a, d, params, offsets, k0, k1, m):
         for i in range(m):
             num = z[k, i]
             t0 = T(1.0)*num
-            t1 = vm.sigmoid(t0)
-            a[k, i] = t1*num
-            d[k, i] = (t1 + t0*t1*vm.sigmoid((-t0)))
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) if t0 >= T(0.0) else t1)
+            t3 = (T(1.0) + t1)
+            a[k, i] = ((t2*num)/t3)
+            d[k, i] = ((t2/t3) + ((t0*t1)/(t3*t3)))
 
 
 @JIT
@@ -165,8 +174,9 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     for i in range(z_s.size):
         num = z_s[i]
         t0 = T(1.0)*num
-        t1 = vm.sigmoid(t0)
-        delta_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+        t1 = vm.exp(-abs(t0))
+        t2 = (T(1.0) + t1)
+        delta_s[i] = err_s[i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
 
 
 @JIT
@@ -183,8 +193,9 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         for i in range(z_s.size):
             num = z_s[i]
             t0 = T(1.0)*num
-            t1 = vm.sigmoid(t0)
-            delta_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) + t1)
+            delta_s[i] = err_s[i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
 
 
 @JIT
@@ -198,7 +209,8 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
         for i in range(m):
             num = z[k, i]
             t0 = T(1.0)*num
-            t1 = vm.sigmoid(t0)
-            delta[k, i] = err[k, i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) + t1)
+            delta[k, i] = err[k, i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
 
-# codegen fingerprint: 190e1424ad9a18ce
+# codegen fingerprint: 4ca3d77ef6a3e7ff

@@ -29,8 +29,9 @@ def node_block(backward, z_s, err_s, out_s, params, p):
         for i in range(z_s.size):
             num = z_s[i]
             t0 = c_beta*num
-            t1 = vm.sigmoid(t0)
-            out_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) + t1)
+            out_s[i] = err_s[i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
     else:
         for i in range(z_s.size):
             num = z_s[i]
@@ -53,8 +54,9 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
                 num = z_s[i]
                 c_beta = params[offs[i] + 0]
                 t0 = c_beta*num
-                t1 = vm.sigmoid(t0)
-                out_s[i] = err_s[i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+                t1 = vm.exp(-abs(t0))
+                t2 = (T(1.0) + t1)
+                out_s[i] = err_s[i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
@@ -74,8 +76,9 @@ def nodes_block(backward, z, err, out, params, offsets, k0, k1, m):
             for i in range(m):
                 num = z[k, i]
                 t0 = c_beta*num
-                t1 = vm.sigmoid(t0)
-                out[k, i] = err[k, i] * (t1 + t0*t1*vm.sigmoid((-t0)))
+                t1 = vm.exp(-abs(t0))
+                t2 = (T(1.0) + t1)
+                out[k, i] = err[k, i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         else:
             for i in range(m):
                 num = z[k, i]
@@ -91,9 +94,11 @@ def node_block_both(z_s, a_s, d_s, params, p):
     for i in range(z_s.size):
         num = z_s[i]
         t0 = c_beta*num
-        t1 = vm.sigmoid(t0)
-        a_s[i] = t1*num
-        d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
+        t1 = vm.exp(-abs(t0))
+        t2 = (T(1.0) if t0 >= T(0.0) else t1)
+        t3 = (T(1.0) + t1)
+        a_s[i] = ((t2*num)/t3)
+        d_s[i] = ((t2/t3) + ((t0*t1)/(t3*t3)))
 
 
 @JIT
@@ -111,9 +116,11 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
             num = z_s[i]
             c_beta = params[offs[i] + 0]
             t0 = c_beta*num
-            t1 = vm.sigmoid(t0)
-            a_s[i] = t1*num
-            d_s[i] = (t1 + t0*t1*vm.sigmoid((-t0)))
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) if t0 >= T(0.0) else t1)
+            t3 = (T(1.0) + t1)
+            a_s[i] = ((t2*num)/t3)
+            d_s[i] = ((t2/t3) + ((t0*t1)/(t3*t3)))
 
 
 @JIT
@@ -127,9 +134,11 @@ def nodes_block_both(z, a, d, params, offsets, k0, k1, m):
         for i in range(m):
             num = z[k, i]
             t0 = c_beta*num
-            t1 = vm.sigmoid(t0)
-            a[k, i] = t1*num
-            d[k, i] = (t1 + t0*t1*vm.sigmoid((-t0)))
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) if t0 >= T(0.0) else t1)
+            t3 = (T(1.0) + t1)
+            a[k, i] = ((t2*num)/t3)
+            d[k, i] = ((t2/t3) + ((t0*t1)/(t3*t3)))
 
 
 @JIT
@@ -141,8 +150,10 @@ def node_block_params(z_s, err_s, params, p, partial):
     g_beta = 0.0
     for i in range(z_s.size):
         num = z_s[i]
-        t0 = c_beta*num
-        g_beta = sums.add(g_beta, err_s[i] * ((num*num)*vm.sigmoid(t0)*vm.sigmoid((-t0))))
+        h0 = c_beta*num
+        t0 = vm.exp(-abs(h0))
+        h1 = (T(1.0) + t0)
+        g_beta = sums.add(g_beta, err_s[i] * ((t0*(num*num))/(h1*h1)))
     partial[0] = g_beta
 
 
@@ -163,8 +174,10 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
         for i in range(z_s.size):
             num = z_s[i]
             c_beta = params[offs[i] + 0]
-            t0 = c_beta*num
-            g_beta[i] += np.float64(err_s[i] * ((num*num)*vm.sigmoid(t0)*vm.sigmoid((-t0))))
+            h0 = c_beta*num
+            t0 = vm.exp(-abs(h0))
+            h1 = (T(1.0) + t0)
+            g_beta[i] += np.float64(err_s[i] * ((t0*(num*num))/(h1*h1)))
 
 
 @JIT
@@ -179,8 +192,10 @@ def nodes_block_params(z, err, params, offsets, columns, k0, k1, m, partial):
         g_beta = 0.0
         for i in range(m):
             num = z[k, i]
-            t0 = c_beta*num
-            g_beta = sums.add(g_beta, err[k, i] * ((num*num)*vm.sigmoid(t0)*vm.sigmoid((-t0))))
+            h0 = c_beta*num
+            t0 = vm.exp(-abs(h0))
+            h1 = (T(1.0) + t0)
+            g_beta = sums.add(g_beta, err[k, i] * ((t0*(num*num))/(h1*h1)))
         partial[columns[k] + 0] = g_beta
 
 
@@ -194,10 +209,11 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     for i in range(z_s.size):
         num = z_s[i]
         t0 = c_beta*num
-        t1 = vm.sigmoid(t0)
-        t2 = t1*vm.sigmoid((-t0))
-        g_beta = sums.add(g_beta, err_s[i] * (t2*(num*num)))
-        delta_s[i] = err_s[i] * (t1 + t0*t2)
+        t1 = vm.exp(-abs(t0))
+        t2 = (T(1.0) + t1)
+        t3 = (t2*t2)
+        g_beta = sums.add(g_beta, err_s[i] * ((t1*(num*num))/t3))
+        delta_s[i] = err_s[i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
     partial[0] = g_beta
 
 
@@ -220,10 +236,11 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             c_beta = params[offs[i] + 0]
             t0 = c_beta*num
-            t1 = vm.sigmoid(t0)
-            t2 = t1*vm.sigmoid((-t0))
-            g_beta[i] += np.float64(err_s[i] * (t2*(num*num)))
-            delta_s[i] = err_s[i] * (t1 + t0*t2)
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) + t1)
+            t3 = (t2*t2)
+            g_beta[i] += np.float64(err_s[i] * ((t1*(num*num))/t3))
+            delta_s[i] = err_s[i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
 
 
 @JIT
@@ -239,10 +256,11 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
         for i in range(m):
             num = z[k, i]
             t0 = c_beta*num
-            t1 = vm.sigmoid(t0)
-            t2 = t1*vm.sigmoid((-t0))
-            g_beta = sums.add(g_beta, err[k, i] * (t2*(num*num)))
-            delta[k, i] = err[k, i] * (t1 + t0*t2)
+            t1 = vm.exp(-abs(t0))
+            t2 = (T(1.0) + t1)
+            t3 = (t2*t2)
+            g_beta = sums.add(g_beta, err[k, i] * ((t1*(num*num))/t3))
+            delta[k, i] = err[k, i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         partial[columns[k] + 0] = g_beta
 
-# codegen fingerprint: 190e1424ad9a18ce
+# codegen fingerprint: 4ca3d77ef6a3e7ff
