@@ -29,7 +29,7 @@ from numba import njit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from symjit_numba.mathlib import vector_math as vm  # noqa: E402
 
-FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc"]
+FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf"]
 
 
 def element_loop(f):
@@ -46,7 +46,7 @@ def thresholds(dtype):
     pts = [1.0, 2.0, 0.25, 0.84375, 1.25, 1 / 0.35, 6.0, 28.0, math.log(3) / 2, math.sqrt(2),
            math.sqrt(0.5), math.sqrt(2) - 1, math.sqrt(0.5) - 1, float(np.log(fi.max)),
            float(np.log(fi.tiny)), float(np.log(fi.smallest_subnormal)), 746.0, 710.0, 104.0, 89.0,
-           40.0, 20.0, 30.0, 12.0, 26.5, 27.3, 9.2, 10.05]
+           40.0, 20.0, 30.0, 12.0, 26.5, 27.3, 9.2, 10.05, 1.25 * math.sqrt(2), 14.4, 15.0, 38.6]
     pts += [(k + 0.5) * math.log(2) for k in range(-6, 6)]
     pts = np.array(pts)
     with np.errstate(over="ignore"):
@@ -69,6 +69,12 @@ def reference_f64(name, d):
             return np.logaddexp(0.0, d)
         if name in ("erf", "erfc"):
             return np.frompyfunc(getattr(math, name), 1, 1)(d).astype(np.float64)
+        # float32 arguments: d*d is exact, and -d/sqrt(2) rounds by 1e-16 (1e-14 in erfc at d = -14);
+        # float64 ones are measured against mpmath (MP) except beyond MP_LIMIT, where these are 0 or 1.
+        if name == "ndtr":
+            return np.frompyfunc(math.erfc, 1, 1)(-d / math.sqrt(2)).astype(np.float64) / 2
+        if name == "normal_pdf":
+            return np.exp(-0.5 * d * d) / math.sqrt(2 * math.pi)
         return getattr(np, name)(d)
 
 
@@ -76,11 +82,12 @@ MP = {
     "exp": mpmath.exp, "log": mpmath.log, "log1p": mpmath.log1p, "expm1": mpmath.expm1,
     "tanh": mpmath.tanh, "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
     "softplus": lambda x: x + mpmath.log1p(mpmath.exp(-x)) if x > 0 else mpmath.log1p(mpmath.exp(x)),
-    "erf": mpmath.erf, "erfc": mpmath.erfc,
+    "erf": mpmath.erf, "erfc": mpmath.erfc, "ndtr": mpmath.ncdf, "normal_pdf": mpmath.npdf,
 }
 # Beyond these |x| the result is a constant, 0 or inf and mpmath gets slow; they are still
 # evaluated, and checked for the exact limit.
-MP_LIMIT = {"exp": 800.0, "expm1": 800.0, "sigmoid": 800.0, "tanh": 40.0, "erf": 30.0, "erfc": 30.0}
+MP_LIMIT = {"exp": 800.0, "expm1": 800.0, "sigmoid": 800.0, "tanh": 40.0, "erf": 30.0, "erfc": 30.0, "ndtr": 40.0,
+            "normal_pdf": 40.0}
 
 
 def errors(ref, y, dtype):

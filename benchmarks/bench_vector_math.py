@@ -36,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - optional
     torch = None
 
-FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc"]
+FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf"]
 FLAGS = set(vm.FASTMATH_FLAGS)
 
 # Input distributions: the range where each function is typically evaluated, so that libm
@@ -51,6 +51,8 @@ INPUTS = {
     "softplus": lambda rng, n: rng.uniform(-20, 20, n),
     "erf": lambda rng, n: rng.uniform(-5, 5, n),
     "erfc": lambda rng, n: rng.uniform(-5, 10, n),
+    "ndtr": lambda rng, n: rng.uniform(-10, 10, n),
+    "normal_pdf": lambda rng, n: rng.uniform(-10, 10, n),
 }
 
 
@@ -70,13 +72,21 @@ def math_scalar(name, dtype):
         return njit(lambda v: one / (one + math.exp(-v)))
     if name == "softplus":
         return njit(lambda v: max(v, zero) + math.log1p(math.exp(-abs(v))))
+    half, inv_sqrt2, inv_sqrt_2pi = dtype(0.5), dtype(1 / math.sqrt(2)), dtype(1 / math.sqrt(2 * math.pi))
+    if name == "ndtr":
+        return njit(lambda v: half * math.erfc(-v * inv_sqrt2))
+    if name == "normal_pdf":
+        return njit(lambda v: math.exp(-half * v * v) * inv_sqrt_2pi)
     return getattr(math, name)
 
 
 def numpy_version(name):
     """(callable(x, out), fraction of x it processes)."""
-    if name in ("erf", "erfc"):
-        vec = np.vectorize(getattr(math, name), otypes=[np.float64])
+    if name == "normal_pdf":
+        return (lambda x, out: np.multiply(np.exp(-0.5 * x * x), 1 / math.sqrt(2 * math.pi), out=out)), None
+    if name in ("erf", "erfc", "ndtr"):
+        scalar = (lambda v: 0.5 * math.erfc(-v / math.sqrt(2))) if name == "ndtr" else getattr(math, name)
+        vec = np.vectorize(scalar, otypes=[np.float64])
         m = 2**16
         return (lambda x, out: out.__setitem__(slice(0, m), vec(x[:m]))), m
     if name == "sigmoid":
@@ -95,7 +105,9 @@ def numpy_version(name):
 def torch_version(name):
     if name == "softplus":
         return lambda t, o: torch.nn.functional.softplus(t)
-    fn = {"erf": torch.special.erf, "erfc": torch.special.erfc}.get(name) or getattr(torch, name)
+    if name == "normal_pdf":
+        return lambda t, o: torch.mul(torch.exp(-0.5 * t * t), 1 / math.sqrt(2 * math.pi), out=o)
+    fn = {"erf": torch.special.erf, "erfc": torch.special.erfc, "ndtr": torch.special.ndtr}.get(name) or getattr(torch, name)
     return lambda t, o: fn(t, out=o)
 
 

@@ -31,7 +31,7 @@ from sympy.codegen import cfunctions
 from sympy.codegen.cfunctions import log1p
 
 __all__ = ["MathFunction", "FUNCTIONS", "FUNCTIONS_BY_SYMPY", "ALIASES", "sigmoid", "softplus", "ndtr", "sinc", "erfc",
-           "loggamma", "log1p", "expm1", "exp_neg_abs", "asin", "acos", "atan", "atan2", "asinh", "acosh",
+           "loggamma", "log1p", "expm1", "exp_neg_abs", "normal_pdf", "asin", "acos", "atan", "atan2", "asinh", "acosh",
            "atanh", "real_derivative"]
 
 
@@ -182,7 +182,7 @@ class ndtr(sp.Function):  # noqa: N801
     nargs = 1
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
-        return sp.exp(-self.args[0] ** 2 / 2) / sp.sqrt(2 * sp.pi)
+        return normal_pdf(self.args[0])
 
     def _eval_rewrite_as_erfc(self, arg: sp.Expr, **kwargs: object) -> sp.Expr:
         return erfc(-arg / sp.sqrt(2)) / 2  # this module's erfc: SymPy's would lose the lower tail
@@ -192,6 +192,35 @@ class ndtr(sp.Function):  # noqa: N801
 
     def _eval_is_real(self) -> bool | None:
         return self.args[0].is_real
+
+
+class normal_pdf(sp.Function):  # noqa: N801
+    """The standard normal density ``exp(-x**2/2)/sqrt(2*pi)``, the derivative of :class:`ndtr`.
+
+    A function of its own (derivatives produce it; formulas write ``exp(-x**2/2)``) so that the CPU
+    kernels compute its ``exp(-x**2/2)`` the way ``vm.ndtr`` does: where both occur, as in GELU's
+    derivative ``ndtr(x) + x*normal_pdf(x)``, LLVM computes that ``exp`` once.
+    """
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg: sp.Expr) -> sp.Expr | None:
+        if arg.could_extract_minus_sign():
+            return cls(-arg)  # even: one function (and one exp) for both signs
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return -self.args[0] * self
+
+    def _eval_rewrite_as_exp(self, arg: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.exp(-arg**2 / 2) / sp.sqrt(2 * sp.pi)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _eval_is_extended_nonnegative(self) -> bool | None:
+        return True if self.args[0].is_extended_real else None
 
 
 class sinc(sp.sinc):  # noqa: N801
@@ -365,8 +394,8 @@ _MIN = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
 _SINC = "(math.sin({0}) / {0} if {0} != T(0) else T(1))"
 # exp of a non-positive argument only: it cannot overflow (the CUDA simulator's math.exp would raise).
 _SIGMOID = "(T(1) / (T(1) + math.exp(-{0})) if {0} >= T(0) else math.exp({0}) / (T(1) + math.exp({0})))"
-_NDTR_NUMBA = "(T(0.5) * vm.erfc(T(-0.7071067811865476) * {0}))"
 _NDTR_CUDA = "(T(0.5) * math.erfc(T(-0.7071067811865476) * {0}))"
+_NORMAL_PDF_CUDA = "(T(0.3989422804014327) * math.exp(T(-0.5) * {0} * {0}))"
 _SOFTPLUS = "(max({0}, T(0)) + math.log1p(math.exp(-abs({0}))))"
 
 FUNCTIONS: tuple[MathFunction, ...] = (
@@ -397,7 +426,7 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("atanh",    atanh,        "numpy.arctanh",      "math.atanh",    "math.atanh"),
     MathFunction("erf",      sp.erf,       "special.erf",        "vm.erf",        "math.erf"),
     MathFunction("erfc",     erfc,         "special.erfc",       "vm.erfc",       "math.erfc"),
-    MathFunction("ndtr",     ndtr,         "special.ndtr",       _NDTR_NUMBA,     _NDTR_CUDA),
+    MathFunction("ndtr",     ndtr,         "special.ndtr",       "vm.ndtr",       _NDTR_CUDA),
     MathFunction("sinc",     sinc,         "special.sinc",       _SINC,           _SINC),
     MathFunction("gamma",    sp.gamma,     "special.gamma",      "math.gamma",    "math.gamma"),
     MathFunction("loggamma", loggamma,     "special.loggamma",   "math.lgamma",   "math.lgamma"),
@@ -407,6 +436,7 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("softplus", softplus,     "special.softplus",   "vm.softplus",   _SOFTPLUS),
     MathFunction("exp_neg_abs", exp_neg_abs, "<rewrite>",        "vm.exp(-abs({0}))", "math.exp(-abs({0}))",
                  public=False),
+    MathFunction("normal_pdf", normal_pdf, "special.normal_pdf", "vm.normal_pdf", _NORMAL_PDF_CUDA, public=False),
 )  # fmt: skip
 
 FUNCTIONS_BY_NAME: dict[str, MathFunction] = {f.name: f for f in FUNCTIONS if f.public}

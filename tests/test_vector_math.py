@@ -27,7 +27,7 @@ from symjit_numba.mathlib import vector_math as vm
 
 from .conftest import without_cache_location
 
-FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc"]
+FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf"]
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-6, np.float64: 1e-14}
 NUMBA_TYPE = {np.float32: types.float32, np.float64: types.float64}
@@ -76,6 +76,7 @@ def _thresholds(dtype):
         math.sqrt(2), math.sqrt(0.5), math.sqrt(2) - 1, math.sqrt(0.5) - 1,  # log/log1p reduction
         float(np.log(fi.max)), float(np.log(fi.tiny)), float(np.log(fi.smallest_subnormal)),
         746.0, 710.0, 104.0, 89.0, 40.0, 20.0, 30.0, 12.0, 9.0, 10.0, 26.5, 27.3,
+        1.25 * math.sqrt(2), 14.4, 15.0, 38.6,  # ndtr: erfc's ranges at x/sqrt(2), underflow, clamps
         float(fi.tiny), float(fi.max), float(fi.eps),
     ]
     pts += [(k + 0.5) * math.log(2) for k in range(-6, 6)]  # exp reduction boundaries
@@ -112,11 +113,28 @@ def grid(dtype, n_log=20000, n_uniform=20000, seed=0):
 
 _erf64 = np.frompyfunc(math.erf, 1, 1)
 _erfc64 = np.frompyfunc(math.erfc, 1, 1)
+_ncdf_mp = np.frompyfunc(lambda v: float(mpmath.ncdf(v)), 1, 1)
+_npdf_mp = np.frompyfunc(lambda v: float(mpmath.npdf(v)), 1, 1)
+
+
+def _normal_reference(name, d, exact_float64):
+    """ndtr / normal_pdf: float64 formulas, or mpmath (|x| <= 40; the limits beyond) for float64
+    arguments, where erfc(-x/sqrt(2)) carries the rounding of x/sqrt(2) x^2 times (1e-13 at x = -38)."""
+    if not exact_float64:
+        if name == "ndtr":
+            return _erfc64(-d * (1 / math.sqrt(2))).astype(np.float64) / 2
+        return np.exp(-0.5 * d * d) / math.sqrt(2 * math.pi)  # d*d is exact for float32 arguments
+    inside = np.abs(d) <= 40
+    out = np.where(np.isnan(d), np.nan, 0.0 if name == "normal_pdf" else (d > 0).astype(np.float64))
+    out[inside] = (_ncdf_mp if name == "ndtr" else _npdf_mp)(d[inside]).astype(np.float64)
+    return out
 
 
 def reference_f64(name, x):
     """float64 libm reference (error ~1 ulp of float64)."""
     d = np.asarray(x, dtype=np.float64)
+    if name in ("ndtr", "normal_pdf"):
+        return _normal_reference(name, d, np.asarray(x).dtype == np.float64)
     with np.errstate(all="ignore"):
         if name == "sigmoid":
             e = np.exp(-np.abs(d))
@@ -140,10 +158,13 @@ MP_FUNCS = {
     "softplus": lambda x: x + mpmath.log1p(mpmath.exp(-x)) if x > 0 else mpmath.log1p(mpmath.exp(x)),
     "erf": mpmath.erf,
     "erfc": mpmath.erfc,
+    "ndtr": mpmath.ncdf,
+    "normal_pdf": mpmath.npdf,
 }
 
 # Arguments for which mpmath is slow (huge exponents) and the answer is trivial anyway.
-MP_DOMAIN = {"exp": 800, "expm1": 800, "sigmoid": 800, "tanh": 40, "erf": 30, "erfc": 30}
+MP_DOMAIN = {"exp": 800, "expm1": 800, "sigmoid": 800, "tanh": 40, "erf": 30, "erfc": 30, "ndtr": 40,
+             "normal_pdf": 40}
 
 
 def mpmath_errors(name, x, y, dtype):
@@ -259,6 +280,8 @@ SPECIAL_VALUES = {
     "erf": [(NAN, NAN), (INF, 1.0), (-INF, -1.0), (0.0, 0.0), (-0.0, -0.0), (10.0, 1.0)],
     "erfc": [(NAN, NAN), (INF, 0.0), (-INF, 2.0), (0.0, 1.0), (-0.0, 1.0), (50.0, 0.0),
              (-10.0, 2.0)],
+    "ndtr": [(NAN, NAN), (INF, 1.0), (-INF, 0.0), (0.0, 0.5), (-0.0, 0.5), (-40.0, 0.0), (10.0, 1.0)],
+    "normal_pdf": [(NAN, NAN), (INF, 0.0), (-INF, 0.0), (50.0, 0.0), (-50.0, 0.0)],
 }
 
 
@@ -374,7 +397,7 @@ def test_accuracy_with_integer_ldexp(tmp_path_factory):
                              "-k", "test_accuracy_dense_grid or test_special_values"],
                             capture_output=True, text=True, env=env, timeout=900, cwd=root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "36 passed" in result.stdout, result.stdout[-500:]  # 9 functions x 2 dtypes x 2 tests
+    assert f"{len(FUNCS) * 4} passed" in result.stdout, result.stdout[-500:]  # functions x 2 dtypes x 2 tests
 
 
 def test_compiles_without_a_writable_cache(monkeypatch):

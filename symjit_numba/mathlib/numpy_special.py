@@ -33,7 +33,8 @@ import struct
 
 import numpy as np
 
-__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr", "polygamma", "sign", "sinc"]
+__all__ = ["erf", "erfc", "gamma", "loggamma", "sigmoid", "softplus", "ndtr", "normal_pdf", "polygamma", "sign",
+           "sinc"]
 
 
 def _hi_word(hi: int) -> float:
@@ -690,6 +691,25 @@ def ndtr(x):
     """
     x = _floating(x)
     return (erfc(-x * 0.7071067811865476) / 2).astype(x.dtype)
+
+
+def normal_pdf(x):
+    """The standard normal density ``exp(-x**2/2)/sqrt(2*pi)``, the derivative of :func:`ndtr`.
+
+    Parameters
+    ----------
+    x : array_like
+        float32 or float64 values.
+
+    Returns
+    -------
+    numpy.ndarray or numpy scalar
+        Same dtype as ``x``.
+    """
+    x = _floating(x)
+    d = x.astype(np.float64)
+    with np.errstate(under="ignore"):
+        return (np.exp(-0.5 * d * d) * 0.3989422804014327).astype(x.dtype)
 
 
 def polygamma(n, x):

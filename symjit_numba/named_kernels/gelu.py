@@ -2,7 +2,7 @@
 
     gelu  (no constants)
         f  = num*ndtr(num)
-        f' = sqrt(2)*num*exp(-num**2/2)/(2*sqrt(pi)) + ndtr(num)
+        f' = num*normal_pdf(num) + ndtr(num)
 """
 import math
 
@@ -26,11 +26,11 @@ def node_block(backward, z_s, err_s, out_s, params, p):
     if backward:
         for i in range(z_s.size):
             num = z_s[i]
-            out_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+            out_s[i] = err_s[i] * (num*vm.normal_pdf(num) + vm.ndtr(num))
     else:
         for i in range(z_s.size):
             num = z_s[i]
-            out_s[i] = num*(T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
+            out_s[i] = num*vm.ndtr(num)
 
 
 @JIT
@@ -46,11 +46,11 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                out_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+                out_s[i] = err_s[i] * (num*vm.normal_pdf(num) + vm.ndtr(num))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
-                out_s[i] = num*(T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
+                out_s[i] = num*vm.ndtr(num)
 
 
 @JIT
@@ -63,11 +63,11 @@ def nodes_block(backward, z, err, out, params, offsets, k0, k1, m):
         if backward:
             for i in range(m):
                 num = z[k, i]
-                out[k, i] = err[k, i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+                out[k, i] = err[k, i] * (num*vm.normal_pdf(num) + vm.ndtr(num))
         else:
             for i in range(m):
                 num = z[k, i]
-                out[k, i] = num*(T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
+                out[k, i] = num*vm.ndtr(num)
 
 
 @JIT
@@ -77,9 +77,9 @@ def node_block_both(z_s, a_s, d_s, params, p):
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for i in range(z_s.size):
         num = z_s[i]
-        t0 = (T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
+        t0 = vm.ndtr(num)
         a_s[i] = t0*num
-        d_s[i] = (t0 + T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))))
+        d_s[i] = (t0 + num*vm.normal_pdf(num))
 
 
 @JIT
@@ -94,9 +94,9 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
         d_s = d[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            t0 = (T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
+            t0 = vm.ndtr(num)
             a_s[i] = t0*num
-            d_s[i] = (t0 + T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))))
+            d_s[i] = (t0 + num*vm.normal_pdf(num))
 
 
 @JIT
@@ -108,9 +108,9 @@ def nodes_block_both(z, a, d, params, offsets, k0, k1, m):
     for k in range(k0, k1):
         for i in range(m):
             num = z[k, i]
-            t0 = (T(0.5) * vm.erfc(T(-0.7071067811865476) * num))
+            t0 = vm.ndtr(num)
             a[k, i] = t0*num
-            d[k, i] = (t0 + T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))))
+            d[k, i] = (t0 + num*vm.normal_pdf(num))
 
 
 @JIT
@@ -155,7 +155,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for i in range(z_s.size):
         num = z_s[i]
-        delta_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+        delta_s[i] = err_s[i] * (num*vm.normal_pdf(num) + vm.ndtr(num))
 
 
 @JIT
@@ -171,7 +171,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         delta_s = delta[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            delta_s[i] = err_s[i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+            delta_s[i] = err_s[i] * (num*vm.normal_pdf(num) + vm.ndtr(num))
 
 
 @JIT
@@ -184,6 +184,6 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
     for k in range(k0, k1):
         for i in range(m):
             num = z[k, i]
-            delta[k, i] = err[k, i] * (T(0.28209479177387814)*num*math.sqrt(T(2.0))*vm.exp((-((num*num)*T(0.5)))) + (T(0.5) * vm.erfc(T(-0.7071067811865476) * num)))
+            delta[k, i] = err[k, i] * (num*vm.normal_pdf(num) + vm.ndtr(num))
 
-# codegen fingerprint: 4ca3d77ef6a3e7ff
+# codegen fingerprint: a2cda8b2f66f590f

@@ -183,4 +183,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             num = z[k, i]
             delta[k, i] = err[k, i] * T(1.0)
 
-# codegen fingerprint: 4ca3d77ef6a3e7ff
+# codegen fingerprint: a2cda8b2f66f590f
