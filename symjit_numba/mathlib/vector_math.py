@@ -920,13 +920,17 @@ def erfc(x):
     if c.short_erfc:  # a compile-time constant: each precision compiles one of the two paths
         return _erfc_short(x, c)
     ax, q, a3, inv_a3, in_r1, in_r2 = _erf_parts(x, c)
-    tail = _erfc_tail(a3, q, inv_a3, c)
+    return _select(x != x, x, _erfc_ranges(x, q, _erfc_tail(a3, q, inv_a3, c), in_r1, in_r2, c))
+
+
+@_jit
+def _erfc_ranges(x, q, tail, in_r1, in_r2, c):
+    """erfc(x) from :func:`_erf_parts`' q and masks and the tail range's erfc(|x|) (NaN not handled)."""
     r = x * q
     y1 = _select(x < c.quarter, c.one - (x + r), c.half - ((x - c.half) + r))
     y2 = _select(x > c.zero, c.one_minus_erx - q, c.one + (c.erx + q))
     y3 = _select(x > c.zero, tail, c.two - tail)
-    y = _select(in_r1, y1, _select(in_r2, y2, y3))
-    return _select(x != x, x, y)
+    return _select(in_r1, y1, _select(in_r2, y2, y3))
 
 
 @_jit
@@ -950,7 +954,7 @@ def ndtr(x):
     Same type as ``x``.  ``ndtr(-inf) = 0``, ``ndtr(inf) = 1``.  In float32 it is
     ``exp(-x^2/2) * t*P(t)`` (``t = 1/(1 + |x|/4)``, no second ``exp``), whose ``exp(-x^2/2)`` is the
     same computation as :func:`normal_pdf`'s: where a kernel needs both (the derivative of ``x*ndtr(x)``,
-    GELU), LLVM computes it once.  float64 uses :func:`erfc`.
+    GELU), LLVM computes it once.  float64 uses :func:`erfc`'s ranges.
     """
     c = _constants_for(x)
     if c.short_ndtr:  # a compile-time constant: each precision compiles one of the two paths
@@ -961,15 +965,11 @@ def ndtr(x):
     # float64: erfc's ranges at z = -x/sqrt(2), except that the tail's exp(-z^2) is computed from x
     # (exp(-x^2/2)): z is rounded, and exp(-z^2) would carry that error z^2 times (2e-13 at x = -38).
     z = -x * c.inv_sqrt2
-    az, q, a3, inv_a3, in_r1, in_r2 = _erf_parts(z, c)
+    _, q, a3, inv_a3, in_r1, in_r2 = _erf_parts(z, c)
     w = _select(in_r2, a3, _fabs(x))  # |x| in the tail range (a3 is clamped there, |x| below)
     w = _select(w < c.ndtr_xmax, w, c.ndtr_xmax)
     tail = _exp_minus_square(w, c.half, c.erf_shift, q, c) * inv_a3
-    r = z * q
-    y1 = _select(z < c.quarter, c.one - (z + r), c.half - ((z - c.half) + r))
-    y2 = _select(z > c.zero, c.one_minus_erx - q, c.one + (c.erx + q))
-    y3 = _select(z > c.zero, tail, c.two - tail)
-    return _select(x != x, x, c.half * _select(in_r1, y1, _select(in_r2, y2, y3)))
+    return _select(x != x, x, c.half * _erfc_ranges(z, q, tail, in_r1, in_r2, c))
 
 
 @_jit

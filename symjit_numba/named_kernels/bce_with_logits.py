@@ -96,4 +96,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (vm.sigmoid(y_pred) - y_true)
 
-# codegen fingerprint: a2cda8b2f66f590f
+# codegen fingerprint: b3e0c1cbac1c11c7

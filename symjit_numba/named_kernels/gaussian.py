@@ -186,4 +186,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             num = z[k, i]
             delta[k, i] = err[k, i] * (-(T(2.0)*num*vm.exp((-(num*num)))))
 
-# codegen fingerprint: a2cda8b2f66f590f
+# codegen fingerprint: b3e0c1cbac1c11c7

@@ -99,4 +99,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             h0 = (y_pred - y_true)
             grad_s[i] = (T(1) if h0 > T(0) else (T(-1) if h0 < T(0) else h0))
 
-# codegen fingerprint: a2cda8b2f66f590f
+# codegen fingerprint: b3e0c1cbac1c11c7

@@ -98,4 +98,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
 
-# codegen fingerprint: a2cda8b2f66f590f
+# codegen fingerprint: b3e0c1cbac1c11c7
