@@ -16,8 +16,10 @@ How they are written
   ``log`` and ``log1p`` split off the binary exponent with integer operations on the bit pattern and
   use the fdlibm/musl polynomial in ``s = f/(2+f)``; ``erf``/``erfc`` port musl's ``erf.c``/``erff.c``
   (rational approximations on four ranges), except float32 ``erfc``, which uses Numerical Recipes'
-  single formula ``t*exp(-x^2 + P(t))``, ``t = 1/(1 + |x|/2)`` (accurate enough for float32 alone).  ``tanh``, ``sigmoid`` and ``softplus`` are built from
-  ``expm1``, ``exp`` and ``log1p``.
+  single formula ``t*exp(-x^2 + P(t))``, ``t = 1/(1 + |x|/2)`` (accurate enough for float32 alone).
+  float32 ``ndtr`` is ``exp(-x^2/2)`` times a polynomial fitted here, in ``t = 1/(1 + |x|/4)``, and
+  ``normal_pdf`` the same ``exp(-x^2/2)``, which LLVM then computes once where a kernel needs both.
+  ``tanh``, ``sigmoid`` and ``softplus`` are built from ``expm1``, ``exp`` and ``log1p``.
 * **No branches, no data-dependent loops.**  Where libm branches on the argument range, we compute
   every candidate and pick one per lane with :func:`_select` (an LLVM ``select``, i.e. a vector
   blend).  Special values (NaN, +-inf, +-0, overflow, underflow) are handled the same way: arguments are

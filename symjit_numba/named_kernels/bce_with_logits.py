@@ -96,4 +96,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (vm.sigmoid(y_pred) - y_true)
 
-# codegen fingerprint: b3e0c1cbac1c11c7
+# codegen fingerprint: 6dd660b793ebf59a

@@ -227,4 +227,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (c_alpha if t0 else T(1.0))
         partial[columns[k] + 0] = g_alpha
 
-# codegen fingerprint: b3e0c1cbac1c11c7
+# codegen fingerprint: 6dd660b793ebf59a

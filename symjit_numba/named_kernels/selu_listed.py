@@ -268,4 +268,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
         partial[columns[k] + 0] = g_alpha
         partial[columns[k] + 1] = g_scale
 
-# codegen fingerprint: b3e0c1cbac1c11c7
+# codegen fingerprint: 6dd660b793ebf59a
