@@ -322,8 +322,9 @@ def test_the_pool_splits_only_calls_worth_a_round_trip(monkeypatch):
     from symjit_numba.backends.cpu_pool import SERIAL_BELOW, SPLIT_ABOVE_ROUND_TRIPS, CallCost, TaskPool
 
     pool = TaskPool()
-    monkeypatch.setattr(pool, "round_trip", lambda: 1e-3)  # a 1 ms round trip: far above any test kernel
-    pool._round_trip = (1, 1e-3)
+    round_trip = 1.0  # far above any test kernel, even on a loaded machine (1 ms was not always)
+    monkeypatch.setattr(pool, "round_trip", lambda: round_trip)
+    pool._round_trip = (1, round_trip)
     ranges = []
 
     def kernel(first, last):
@@ -338,7 +339,7 @@ def test_the_pool_splits_only_calls_worth_a_round_trip(monkeypatch):
         pool.run(kernel, 8, elements, cost=cost)  # far below 3 round trips: one thread again
         assert ranges == [(0, 8)] * 3
         ranges.clear()
-        cost.seconds_per_element = SPLIT_ABOVE_ROUND_TRIPS * 1e-3 / elements * 1.01  # worth splitting
+        cost.seconds_per_element = SPLIT_ABOVE_ROUND_TRIPS * round_trip / elements * 1.01  # worth splitting
         pool.run(kernel, 8, elements, cost=cost)
         assert sorted(ranges) == [(0, 4), (4, 8)]
         assert cost.seconds_per_element == 0.0  # the split call took less than a round trip: re-learned

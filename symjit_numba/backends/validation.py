@@ -14,14 +14,16 @@ overwrote, on some backends and not others.
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from ..errors import KernelArgumentError
+from ..store import compile_cached
 
 __all__ = ["ArrayInfo", "describe", "check_activation_call", "check_loss_call", "check_grad_params", "FLOAT_DTYPES"]
 
@@ -29,31 +31,27 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
 
 
-def _cached_njit(function):
-    """``njit``, cached next to the package, or per process where numba has no writable cache location."""
-    try:
-        return njit(cache=True, nogil=True)(function)
-    except RuntimeError:
-        return njit(nogil=True)(function)
-
-
-# Two compiled helpers for the checks every kernel call makes: numba reads an array's address in
-# 0.1 us, where Python's ``__array_interface__`` builds a dict (1 us), and scans the offsets in one
-# pass instead of three numpy calls. The checks of a W1 forward went from 17 to 10 us, the call at
-# batch 64 from 37 to 28-31 us.
-
-@_cached_njit
-def _data_address(array):  # pragma: no cover - compiled
-    return array.ctypes.data
-
-
-@_cached_njit
 def _first_bad_offset(offsets, counts, params_size):  # pragma: no cover - compiled
     """The first node whose range params[offsets[j] : offsets[j] + counts[j]] is not inside params, or -1."""
     for j in range(offsets.shape[0]):
         if offsets[j] < 0 or offsets[j] > params_size - counts[j]:
             return j
     return -1
+
+
+@functools.cache
+def _offsets_scan():
+    """:func:`_first_bad_offset` compiled for writable C-contiguous int64 offsets and counts (the
+    usual call: one pass instead of three numpy calls, 4 -> 1 us), loaded through
+    :func:`~symjit_numba.store.compile_cached`: numba's own lookup would refresh its registries first
+    (0.25 s of a warm start). It compiles nothing else: other arrays take the numpy steps."""
+    try:
+        scan = njit(cache=True, nogil=True)(_first_bad_offset)
+    except RuntimeError:  # numba found no writable cache location
+        scan = njit(nogil=True)(_first_bad_offset)
+    compile_cached(scan, (types.int64[::1], types.int64[::1], types.int64))
+    scan.disable_compile()
+    return scan
 
 
 class ArrayInfo(NamedTuple):
@@ -136,10 +134,8 @@ def _simulator_address(array: Any) -> int:
 def describe(name: str, array: Any, *, allow_cuda: bool = False) -> ArrayInfo:
     """Describe ``array`` or refuse it (a CPU backend takes numpy arrays only)."""
     if isinstance(array, np.ndarray):
-        fast = array.dtype in FLOAT_DTYPES or array.dtype == _INT64  # the dtypes numba reads natively
-        address = _data_address(array) if fast else array.__array_interface__["data"][0]
-        return ArrayInfo(array.shape, array.dtype, array.flags.c_contiguous, array.flags.writeable, address,
-                         array.nbytes)
+        return ArrayInfo(array.shape, array.dtype, array.flags.c_contiguous, array.flags.writeable,
+                         array.__array_interface__["data"][0], array.nbytes)
     if allow_cuda and hasattr(array, "__cuda_array_interface__"):
         return _cuda_info(array.__cuda_array_interface__)
     if allow_cuda and _is_numba_device_array(array):  # the CUDA simulator's arrays have no interface
@@ -195,9 +191,12 @@ def check_offsets(offset_list: Any, n_nodes: int, constants_per_node: np.ndarray
         raise KernelArgumentError(f"offset_list must hold integers (int64, int32, or unsigned), got dtype {offsets.dtype}")
     if n_nodes == 0:
         return np.ascontiguousarray(offsets, dtype=np.int64)
-    if (offsets.dtype == _INT64 and offsets.flags.c_contiguous and constants_per_node.dtype == _INT64
-            and _first_bad_offset(offsets, constants_per_node, params_size) < 0):
-        return offsets  # the usual call: every range is inside params (the steps below say which is not)
+    if offsets.dtype == _INT64 and offsets.flags.c_contiguous and offsets.flags.writeable:
+        try:
+            if _offsets_scan()(offsets, constants_per_node, params_size) < 0:
+                return offsets  # the usual call: every range is inside params (the steps below say which is not)
+        except TypeError:  # counts of another type (the scan compiles nothing new): the steps below
+            pass
     if offsets.dtype.kind == "i" and offsets.min() < 0:
         node = int(np.argmin(offsets))
         raise KernelArgumentError(f"offset_list[{node}] = {int(offsets[node])} is negative")
