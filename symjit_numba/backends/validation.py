@@ -20,10 +20,11 @@ from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import njit, types
+from numba import types
 
 from ..errors import KernelArgumentError
 from ..store import compile_cached
+from .cpu_tasks import _jit
 
 __all__ = ["ArrayInfo", "describe", "check_activation_call", "check_loss_call", "check_grad_params", "FLOAT_DTYPES"]
 
@@ -31,6 +32,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT64 = np.dtype(np.int64)
 
 
+@_jit
 def _first_bad_offset(offsets, counts, params_size):  # pragma: no cover - compiled
     """The first node whose range params[offsets[j] : offsets[j] + counts[j]] is not inside params, or -1."""
     for j in range(offsets.shape[0]):
@@ -45,13 +47,9 @@ def _offsets_scan():
     usual call: one pass instead of three numpy calls, 4 -> 1 us), loaded through
     :func:`~symjit_numba.store.compile_cached`: numba's own lookup would refresh its registries first
     (0.25 s of a warm start). It compiles nothing else: other arrays take the numpy steps."""
-    try:
-        scan = njit(cache=True, nogil=True)(_first_bad_offset)
-    except RuntimeError:  # numba found no writable cache location
-        scan = njit(nogil=True)(_first_bad_offset)
-    compile_cached(scan, (types.int64[::1], types.int64[::1], types.int64))
-    scan.disable_compile()
-    return scan
+    compile_cached(_first_bad_offset, (types.int64[::1], types.int64[::1], types.int64))
+    _first_bad_offset.disable_compile()
+    return _first_bad_offset
 
 
 class ArrayInfo(NamedTuple):
