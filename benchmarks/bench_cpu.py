@@ -8,6 +8,8 @@ Workloads (float32):
                     runs ``forward_derivative_kernel`` (both in one pass) and ``err * d``, the others
                     their forward and backward kernels;
 * W1 batch_major -- the same layer with (b, n) arrays;
+* swish beta per node (batch_major) -- a homogeneous swish layer whose beta is each node's own
+                    constant, (b, n) arrays;
 * relu fwd / bwd -- a homogeneous relu layer, 512 x 4096;
 * gelu 1-node    -- one gelu node over a batch of 2**22 (forward and backward);
 * mse loss       -- element-wise mse over 2**22 elements (forward and backward).
@@ -355,6 +357,8 @@ def build_workloads(args, np, torch, seed, seed_note, threads, jax=None, jax_not
     activation("relu", [("relu", {})] * nodes, (nodes, batch))
     activation("gelu 1-node", [("gelu", {})], (1, big))
     activation("W1", w1_configs(nodes), (nodes, batch), layout="batch_major")
+    # one formula whose constant differs per node (read per column in the batch-major layout)
+    activation("swish beta per node", [("swish", {"beta": 1.5})] * nodes, (nodes, batch), layout="batch_major")
     if not args.no_kinds:  # homogeneous layers, one per W1 kind (forward): CPU_JIT vs jax.jit
         for kind, consts in W1_KINDS:
             activation(f"{kind} (homogeneous)", [(kind, consts)] * nodes, (nodes, batch), directions=("fwd",),

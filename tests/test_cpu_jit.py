@@ -402,16 +402,25 @@ def test_cache_dir_follows_settings(tmp_path):
 
 @pytest.mark.parametrize("runs", ["long", "interleaved"])
 def test_batch_major_long_runs_and_interleaved_formulas(runs):
-    """Long runs of one formula use the batch-major kernel; interleaved ones the tiled node-major one."""
-    kinds = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5})]
-    configs = [kinds[j // 20] for j in range(60)] if runs == "long" else [kinds[j % 3] for j in range(60)]
+    """Long runs of one formula use the batch-major kernel; interleaved ones the tiled node-major one.
+    Every node has constants of its own, so a kernel that read one node's constants for another
+    (or one run's for the whole run) fails."""
+    kinds = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5}), ("leaky_relu", {"alpha": 0.1})]
+    configs = [kinds[j // 20] for j in range(80)] if runs == "long" else [kinds[j % 4] for j in range(80)]
     rng = np.random.default_rng(5)
-    z = rng.normal(scale=3, size=(70, 60))
+    z = rng.normal(scale=3, size=(70, 80))
     err = rng.normal(size=z.shape)
-    got = run_activation(build(configs, "CPU_JIT", layout="batch_major"), z, err)
-    expected = run_activation(build(configs, "CPU_PYTHON", layout="batch_major"), z, err)
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(g, e, rtol=1e-13, atol=1e-15)
+    results = []
+    for method in ("CPU_JIT", "CPU_PYTHON"):
+        compiler = build(configs, method, layout="batch_major")
+        params, offsets = compiler.make_params(np.float64)
+        params = np.random.default_rng(6).uniform(0.2, 2.0, params.size)
+        grad = np.zeros_like(params)
+        delta = np.empty_like(z)
+        compiler.backward_with_params_kernel(z, err, delta, grad, params, offsets, 80, 70)
+        results.append((*run_activation(compiler, z, err, params), delta, grad))
+    for got, expected in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
 
 
 def _skewed(shape, dtype, skew, fill):

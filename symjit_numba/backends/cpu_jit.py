@@ -60,6 +60,11 @@ SHORT_RUNS = 8
 _pool = TaskPool()
 
 
+def _count_formulas(plan: LayerPlan) -> str:
+    """"1 formula", "8 formulas": for messages."""
+    return f"{len(plan.formulas)} formula{'s' * (len(plan.formulas) != 1)}"
+
+
 def _segments(func_ids: np.ndarray, longest: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs of neighbouring nodes with the same formula, each at most ``longest`` nodes."""
     starts = [0]
@@ -306,7 +311,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     def compile_fused(dtype: np.dtype) -> None:
         addresses_both(dtype), runner_both(dtype)
 
-    formulas = f"{len(plan.formulas)} formula{'s' * (len(plan.formulas) != 1)}"
+    formulas = _count_formulas(plan)
     readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", (block,), dtypes),
                            compile_pair, f"this layer ({formulas})")
     readiness_both = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", (f"{block}_both",), dtypes),
@@ -459,7 +464,7 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: Tasks, modules: list[Mod
             runner(dtype)
 
     readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", functions, dtypes),
-                           compile_all, f"the parameter-gradient kernels of this layer ({len(plan.formulas)} formulas)")
+                           compile_all, f"the parameter-gradient kernels of this layer ({_count_formulas(plan)})")
 
     costs = [defaultdict(CallCost), defaultdict(CallCost)]
 

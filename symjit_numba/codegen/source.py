@@ -311,12 +311,16 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
               '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]):',
               f'    {doc}' + (";\n    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]." if reduces else "."
                              ) + '"""',
-              "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes", *(["    offs = offsets[k0:k1]"] if printed.constants else []))
+              "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes")
+        if printed.constants:  # each constant's values side by side: a vector load in the row loop, not a gather
+            lines(1, "offs = offsets[k0:k1]", *(f"v_{name} = np.empty(offs.size, params.dtype)" for name in printed.constants),
+                  "for i in range(offs.size):",
+                  *(f"    v_{name}[i] = params[offs[i] + {c}]" for c, name in enumerate(printed.constants)))
         if reduces and g:
             lines(1, "m = k1 - k0", *(f"{a} = partial[{i} * m:{i + 1} * m]" for i, a in enumerate(g)),
                   *(f"{a}[:] = 0.0" for a in g))
         lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
-        _cpu_loops(lines, 2, printed, kinds, outputs, "z_s.size", ["num = z_s[i]", *_constant_reads(printed, "offs[i]")],
+        _cpu_loops(lines, 2, printed, kinds, outputs, "z_s.size", ["num = z_s[i]", *(f"c_{name} = v_{name}[i]" for name in printed.constants)],
                    "err_s[i]", [f"{a}[i] += np.float64({{}})" for a in g])
         sums_at = ", columns" if reduces else ""
         lines(0, "", "", "@JIT", f"def nodes_block{suffix}({', '.join(arguments)}, params, offsets{sums_at}, k0, k1, m{partial}):",

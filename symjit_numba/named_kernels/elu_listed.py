@@ -42,6 +42,9 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_alpha = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_alpha[i] = params[offs[i] + 0]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -49,12 +52,12 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                c_alpha = params[offs[i] + 0]
+                c_alpha = v_alpha[i]
                 out_s[i] = err_s[i] * (c_alpha*vm.exp(num) if num <= T(0.0) else T(1.0))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
-                c_alpha = params[offs[i] + 0]
+                c_alpha = v_alpha[i]
                 out_s[i] = (c_alpha*vm.expm1(num) if num <= T(0.0) else num)
 
 
@@ -96,13 +99,16 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_alpha = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_alpha[i] = params[offs[i] + 0]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         a_s = a[r, k0:k1]
         d_s = d[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_alpha = params[offs[i] + 0]
+            c_alpha = v_alpha[i]
             t0 = num <= T(0.0)
             a_s[i] = (c_alpha*vm.expm1(num) if t0 else num)
             d_s[i] = (c_alpha*vm.exp(num) if t0 else T(1.0))
@@ -144,6 +150,9 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_alpha = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_alpha[i] = params[offs[i] + 0]
     m = k1 - k0
     g_alpha = partial[0 * m:1 * m]
     g_alpha[:] = 0.0
@@ -152,7 +161,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
         err_s = err[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_alpha = params[offs[i] + 0]
+            c_alpha = v_alpha[i]
             g_alpha[i] += np.float64(err_s[i] * (vm.expm1(num) if num <= T(0.0) else T(0.0)))
 
 
@@ -195,6 +204,9 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_alpha = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_alpha[i] = params[offs[i] + 0]
     m = k1 - k0
     g_alpha = partial[0 * m:1 * m]
     g_alpha[:] = 0.0
@@ -204,7 +216,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         delta_s = delta[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_alpha = params[offs[i] + 0]
+            c_alpha = v_alpha[i]
             t0 = num <= T(0.0)
             g_alpha[i] += np.float64(err_s[i] * (vm.expm1(num) if t0 else T(0.0)))
             delta_s[i] = err_s[i] * (c_alpha*vm.exp(num) if t0 else T(1.0))
@@ -227,4 +239,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (c_alpha*vm.exp(num) if t0 else T(1.0))
         partial[columns[k] + 0] = g_alpha
 
-# codegen fingerprint: 6dd660b793ebf59a
+# codegen fingerprint: 2c818503e6d3e00a

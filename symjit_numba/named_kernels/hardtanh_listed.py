@@ -44,6 +44,11 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_max_val = np.empty(offs.size, params.dtype)
+    v_min_val = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_max_val[i] = params[offs[i] + 0]
+        v_min_val[i] = params[offs[i] + 1]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -51,14 +56,14 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                c_max_val = params[offs[i] + 0]
-                c_min_val = params[offs[i] + 1]
+                c_max_val = v_max_val[i]
+                c_min_val = v_min_val[i]
                 out_s[i] = err_s[i] * (T(0.0) if (c_min_val >= num or c_max_val <= num) else T(1.0))
         else:
             for i in range(z_s.size):
                 num = z_s[i]
-                c_max_val = params[offs[i] + 0]
-                c_min_val = params[offs[i] + 1]
+                c_max_val = v_max_val[i]
+                c_min_val = v_min_val[i]
                 out_s[i] = (c_min_val if c_min_val >= num else (c_max_val if c_max_val <= num else num))
 
 
@@ -103,14 +108,19 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_max_val = np.empty(offs.size, params.dtype)
+    v_min_val = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_max_val[i] = params[offs[i] + 0]
+        v_min_val[i] = params[offs[i] + 1]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         a_s = a[r, k0:k1]
         d_s = d[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_max_val = params[offs[i] + 0]
-            c_min_val = params[offs[i] + 1]
+            c_max_val = v_max_val[i]
+            c_min_val = v_min_val[i]
             t0 = c_min_val >= num
             t1 = c_max_val <= num
             a_s[i] = (c_min_val if t0 else (c_max_val if t1 else num))
@@ -160,6 +170,11 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_max_val = np.empty(offs.size, params.dtype)
+    v_min_val = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_max_val[i] = params[offs[i] + 0]
+        v_min_val[i] = params[offs[i] + 1]
     m = k1 - k0
     g_max_val = partial[0 * m:1 * m]
     g_min_val = partial[1 * m:2 * m]
@@ -170,8 +185,8 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
         err_s = err[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_max_val = params[offs[i] + 0]
-            c_min_val = params[offs[i] + 1]
+            c_max_val = v_max_val[i]
+            c_min_val = v_min_val[i]
             t0 = c_min_val >= num
             g_max_val[i] += np.float64(err_s[i] * (T(0.0) if t0 else (T(1.0) if c_max_val <= num else T(0.0))))
             g_min_val[i] += np.float64(err_s[i] * (T(1.0) if t0 else T(0.0)))
@@ -226,6 +241,11 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_max_val = np.empty(offs.size, params.dtype)
+    v_min_val = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_max_val[i] = params[offs[i] + 0]
+        v_min_val[i] = params[offs[i] + 1]
     m = k1 - k0
     g_max_val = partial[0 * m:1 * m]
     g_min_val = partial[1 * m:2 * m]
@@ -237,8 +257,8 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         delta_s = delta[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_max_val = params[offs[i] + 0]
-            c_min_val = params[offs[i] + 1]
+            c_max_val = v_max_val[i]
+            c_min_val = v_min_val[i]
             t0 = c_min_val >= num
             t1 = c_max_val <= num
             g_max_val[i] += np.float64(err_s[i] * (T(0.0) if t0 else (T(1.0) if t1 else T(0.0))))
@@ -268,4 +288,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
         partial[columns[k] + 0] = g_max_val
         partial[columns[k] + 1] = g_min_val
 
-# codegen fingerprint: 6dd660b793ebf59a
+# codegen fingerprint: 2c818503e6d3e00a

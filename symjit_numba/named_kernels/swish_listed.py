@@ -45,6 +45,9 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_beta = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_beta[i] = params[offs[i] + 0]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -52,7 +55,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                c_beta = params[offs[i] + 0]
+                c_beta = v_beta[i]
                 t0 = c_beta*num
                 t1 = vm.exp(-abs(t0))
                 t2 = (T(1.0) + t1)
@@ -60,7 +63,7 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         else:
             for i in range(z_s.size):
                 num = z_s[i]
-                c_beta = params[offs[i] + 0]
+                c_beta = v_beta[i]
                 out_s[i] = num*vm.sigmoid(c_beta*num)
 
 
@@ -108,13 +111,16 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_beta = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_beta[i] = params[offs[i] + 0]
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         a_s = a[r, k0:k1]
         d_s = d[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_beta = params[offs[i] + 0]
+            c_beta = v_beta[i]
             t0 = c_beta*num
             t1 = vm.exp(-abs(t0))
             t2 = (T(1.0) if t0 >= T(0.0) else t1)
@@ -165,6 +171,9 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_beta = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_beta[i] = params[offs[i] + 0]
     m = k1 - k0
     g_beta = partial[0 * m:1 * m]
     g_beta[:] = 0.0
@@ -173,7 +182,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
         err_s = err[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_beta = params[offs[i] + 0]
+            c_beta = v_beta[i]
             h0 = c_beta*num
             t0 = vm.exp(-abs(h0))
             h1 = (T(1.0) + t0)
@@ -225,6 +234,9 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
+    v_beta = np.empty(offs.size, params.dtype)
+    for i in range(offs.size):
+        v_beta[i] = params[offs[i] + 0]
     m = k1 - k0
     g_beta = partial[0 * m:1 * m]
     g_beta[:] = 0.0
@@ -234,7 +246,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         delta_s = delta[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            c_beta = params[offs[i] + 0]
+            c_beta = v_beta[i]
             t0 = c_beta*num
             t1 = vm.exp(-abs(t0))
             t2 = (T(1.0) + t1)
@@ -263,4 +275,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         partial[columns[k] + 0] = g_beta
 
-# codegen fingerprint: 6dd660b793ebf59a
+# codegen fingerprint: 2c818503e6d3e00a
