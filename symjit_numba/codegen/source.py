@@ -206,8 +206,9 @@ def _element(lines: _Lines, indent: int, printed: PrintedFormula, kind: KernelKi
         return
     filled = [store.replace("{}", _operand(result) if "* {}" in store else result, 1)
               for store, result in zip(stores, results)]
+    sums = [quantity == "dc" for quantity in kind.computes for _ in range(len(printed.constants) if quantity == "dc" else 1)]
     # Sums before element writes: an output may be an input itself (delta = err, in place).
-    lines(indent, *reads, *statements, *sorted(filled, key=lambda line: "] = " in line))
+    lines(indent, *reads, *statements, *(line for line, summed in sorted(zip(filled, sums), key=lambda pair: not pair[1])))
 
 
 def _constant_reads(printed: PrintedFormula, base: str) -> list[str]:
@@ -271,9 +272,9 @@ def _cpu_signature(kinds: list[KernelKind], mode: str) -> tuple[list[str], list[
 
 def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, kinds: list[KernelKind],
                outputs: list[list[str]], size: str, reads: Sequence[str], err: str | None,
-               sums: Sequence[str], at: str = "i", suffix: str = "_s") -> None:
+               sums: Sequence[str], at: str = "i", suffix: str = "_s", after: Sequence[str] = ()) -> None:
     """One element loop per kind (under ``if backward:``/``else:`` for two), over ``size`` elements;
-    element ``at`` of the outputs (named with ``suffix``)."""
+    element ``at`` of the outputs (named with ``suffix``); ``after``: lines following a summing loop."""
     branches = [("if backward:", kinds[1], outputs[1]), ("else:", kinds[0], outputs[0])] if len(kinds) > 1 \
         else [(None, kinds[0], outputs[0])]
     for condition, kind, outs in branches:
@@ -283,6 +284,8 @@ def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, kinds: list[
         lines(inner, f"for i in range({size}):")
         _element(lines, inner + 1, printed, kind, reads,
                  _stores(kind, printed, [f"{o}{suffix}" for o in outs], at, err if kind.chain else None, sums))
+        if kind.reduces and printed.constants:
+            lines(inner, *after)
 
 
 def _accumulators(printed: PrintedFormula) -> list[str]:
@@ -317,11 +320,13 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
                   "for i in range(offs.size):",
                   *(f"    v_{name}[i] = params[offs[i] + {c}]" for c, name in enumerate(printed.constants)))
         if reduces and g:
+            # a row's terms in the dtype first: a loop adding float64 sums would run at float64's vector width
             lines(1, "m = k1 - k0", *(f"{a} = partial[{i} * m:{i + 1} * m]" for i, a in enumerate(g)),
-                  *(f"{a}[:] = 0.0" for a in g))
+                  *(f"{a}[:] = 0.0" for a in g), f"terms = np.empty(({len(g)}, m), T)")
         lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
         _cpu_loops(lines, 2, printed, kinds, outputs, "z_s.size", ["num = z_s[i]", *(f"c_{name} = v_{name}[i]" for name in printed.constants)],
-                   "err_s[i]", [f"{a}[i] += np.float64({{}})" for a in g])
+                   "err_s[i]", [f"terms[{c}, i] = {{}}" for c in range(len(g))],
+                   after=["for i in range(z_s.size):", *(f"    {a}[i] += np.float64(terms[{c}, i])" for c, a in enumerate(g))])
         sums_at = ", columns" if reduces else ""
         lines(0, "", "", "@JIT", f"def nodes_block{suffix}({', '.join(arguments)}, params, offsets{sums_at}, k0, k1, m{partial}):",
               "    \"\"\"Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):",

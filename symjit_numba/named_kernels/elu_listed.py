@@ -156,13 +156,16 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     m = k1 - k0
     g_alpha = partial[0 * m:1 * m]
     g_alpha[:] = 0.0
+    terms = np.empty((1, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
             c_alpha = v_alpha[i]
-            g_alpha[i] += np.float64(err_s[i] * (vm.expm1(num) if num <= T(0.0) else T(0.0)))
+            terms[0, i] = err_s[i] * (vm.expm1(num) if num <= T(0.0) else T(0.0))
+        for i in range(z_s.size):
+            g_alpha[i] += np.float64(terms[0, i])
 
 
 @JIT
@@ -210,6 +213,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     m = k1 - k0
     g_alpha = partial[0 * m:1 * m]
     g_alpha[:] = 0.0
+    terms = np.empty((1, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -218,8 +222,10 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             num = z_s[i]
             c_alpha = v_alpha[i]
             t0 = num <= T(0.0)
-            g_alpha[i] += np.float64(err_s[i] * (vm.expm1(num) if t0 else T(0.0)))
+            terms[0, i] = err_s[i] * (vm.expm1(num) if t0 else T(0.0))
             delta_s[i] = err_s[i] * (c_alpha*vm.exp(num) if t0 else T(1.0))
+        for i in range(z_s.size):
+            g_alpha[i] += np.float64(terms[0, i])
 
 
 @JIT
@@ -239,4 +245,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (c_alpha*vm.exp(num) if t0 else T(1.0))
         partial[columns[k] + 0] = g_alpha
 
-# codegen fingerprint: 2c818503e6d3e00a
+# codegen fingerprint: bf269620dd4c000c

@@ -180,6 +180,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     g_min_val = partial[1 * m:2 * m]
     g_max_val[:] = 0.0
     g_min_val[:] = 0.0
+    terms = np.empty((2, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -188,8 +189,11 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
             c_max_val = v_max_val[i]
             c_min_val = v_min_val[i]
             t0 = c_min_val >= num
-            g_max_val[i] += np.float64(err_s[i] * (T(0.0) if t0 else (T(1.0) if c_max_val <= num else T(0.0))))
-            g_min_val[i] += np.float64(err_s[i] * (T(1.0) if t0 else T(0.0)))
+            terms[0, i] = err_s[i] * (T(0.0) if t0 else (T(1.0) if c_max_val <= num else T(0.0)))
+            terms[1, i] = err_s[i] * (T(1.0) if t0 else T(0.0))
+        for i in range(z_s.size):
+            g_max_val[i] += np.float64(terms[0, i])
+            g_min_val[i] += np.float64(terms[1, i])
 
 
 @JIT
@@ -251,6 +255,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     g_min_val = partial[1 * m:2 * m]
     g_max_val[:] = 0.0
     g_min_val[:] = 0.0
+    terms = np.empty((2, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -261,9 +266,12 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             c_min_val = v_min_val[i]
             t0 = c_min_val >= num
             t1 = c_max_val <= num
-            g_max_val[i] += np.float64(err_s[i] * (T(0.0) if t0 else (T(1.0) if t1 else T(0.0))))
-            g_min_val[i] += np.float64(err_s[i] * (T(1.0) if t0 else T(0.0)))
+            terms[0, i] = err_s[i] * (T(0.0) if t0 else (T(1.0) if t1 else T(0.0)))
+            terms[1, i] = err_s[i] * (T(1.0) if t0 else T(0.0))
             delta_s[i] = err_s[i] * (T(0.0) if (t0 or t1) else T(1.0))
+        for i in range(z_s.size):
+            g_max_val[i] += np.float64(terms[0, i])
+            g_min_val[i] += np.float64(terms[1, i])
 
 
 @JIT
@@ -288,4 +296,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
         partial[columns[k] + 0] = g_max_val
         partial[columns[k] + 1] = g_min_val
 
-# codegen fingerprint: 2c818503e6d3e00a
+# codegen fingerprint: bf269620dd4c000c

@@ -178,6 +178,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     g_scale = partial[1 * m:2 * m]
     g_alpha[:] = 0.0
     g_scale[:] = 0.0
+    terms = np.empty((2, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -187,8 +188,11 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
             c_scale = v_scale[i]
             t0 = vm.expm1(num)
             t1 = num <= T(0.0)
-            g_alpha[i] += np.float64(err_s[i] * (c_scale*(t0 if t1 else T(0.0))))
-            g_scale[i] += np.float64(err_s[i] * (t0*c_alpha if t1 else num))
+            terms[0, i] = err_s[i] * (c_scale*(t0 if t1 else T(0.0)))
+            terms[1, i] = err_s[i] * (t0*c_alpha if t1 else num)
+        for i in range(z_s.size):
+            g_alpha[i] += np.float64(terms[0, i])
+            g_scale[i] += np.float64(terms[1, i])
 
 
 @JIT
@@ -251,6 +255,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     g_scale = partial[1 * m:2 * m]
     g_alpha[:] = 0.0
     g_scale[:] = 0.0
+    terms = np.empty((2, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -261,9 +266,12 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             c_scale = v_scale[i]
             t0 = num <= T(0.0)
             t1 = vm.expm1(num)
-            g_alpha[i] += np.float64(err_s[i] * (c_scale*(t1 if t0 else T(0.0))))
-            g_scale[i] += np.float64(err_s[i] * (t1*c_alpha if t0 else num))
+            terms[0, i] = err_s[i] * (c_scale*(t1 if t0 else T(0.0)))
+            terms[1, i] = err_s[i] * (t1*c_alpha if t0 else num)
             delta_s[i] = err_s[i] * (c_scale*(c_alpha*vm.exp(num) if t0 else T(1.0)))
+        for i in range(z_s.size):
+            g_alpha[i] += np.float64(terms[0, i])
+            g_scale[i] += np.float64(terms[1, i])
 
 
 @JIT
@@ -288,4 +296,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
         partial[columns[k] + 0] = g_alpha
         partial[columns[k] + 1] = g_scale
 
-# codegen fingerprint: 2c818503e6d3e00a
+# codegen fingerprint: bf269620dd4c000c

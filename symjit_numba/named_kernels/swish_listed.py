@@ -177,6 +177,7 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     m = k1 - k0
     g_beta = partial[0 * m:1 * m]
     g_beta[:] = 0.0
+    terms = np.empty((1, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -186,7 +187,9 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
             h0 = c_beta*num
             t0 = vm.exp(-abs(h0))
             h1 = (T(1.0) + t0)
-            g_beta[i] += np.float64(err_s[i] * ((t0*(num*num))/(h1*h1)))
+            terms[0, i] = err_s[i] * ((t0*(num*num))/(h1*h1))
+        for i in range(z_s.size):
+            g_beta[i] += np.float64(terms[0, i])
 
 
 @JIT
@@ -240,6 +243,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
     m = k1 - k0
     g_beta = partial[0 * m:1 * m]
     g_beta[:] = 0.0
+    terms = np.empty((1, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
         err_s = err[r, k0:k1]
@@ -251,8 +255,10 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
             t1 = vm.exp(-abs(t0))
             t2 = (T(1.0) + t1)
             t3 = (t2*t2)
-            g_beta[i] += np.float64(err_s[i] * ((t1*(num*num))/t3))
+            terms[0, i] = err_s[i] * ((t1*(num*num))/t3)
             delta_s[i] = err_s[i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
+        for i in range(z_s.size):
+            g_beta[i] += np.float64(terms[0, i])
 
 
 @JIT
@@ -275,4 +281,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         partial[columns[k] + 0] = g_beta
 
-# codegen fingerprint: 2c818503e6d3e00a
+# codegen fingerprint: bf269620dd4c000c
