@@ -29,7 +29,7 @@ from numba import njit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from symjit_numba.mathlib import vector_math as vm  # noqa: E402
 
-FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf"]
+FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf", "sin", "cos", "tan"]
 
 
 def element_loop(f):
@@ -48,6 +48,7 @@ def thresholds(dtype):
            float(np.log(fi.tiny)), float(np.log(fi.smallest_subnormal)), 746.0, 710.0, 104.0, 89.0,
            40.0, 20.0, 30.0, 12.0, 26.5, 27.3, 9.2, 10.05, 1.25 * math.sqrt(2), 14.4, 15.0, 38.6]
     pts += [(k + 0.5) * math.log(2) for k in range(-6, 6)]
+    pts += [k * math.pi / 4 for k in range(1, 41)] + [k * math.pi for k in (1e3, 1e5, 1e7)]  # sin/cos
     pts = np.array(pts)
     with np.errstate(over="ignore"):
         near = (pts[:, None] * (1 + np.arange(-3, 4)[None, :] * float(fi.eps))).ravel()
@@ -83,6 +84,7 @@ MP = {
     "tanh": mpmath.tanh, "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
     "softplus": lambda x: x + mpmath.log1p(mpmath.exp(-x)) if x > 0 else mpmath.log1p(mpmath.exp(x)),
     "erf": mpmath.erf, "erfc": mpmath.erfc, "ndtr": mpmath.ncdf, "normal_pdf": mpmath.npdf,
+    "sin": mpmath.sin, "cos": mpmath.cos, "tan": mpmath.tan,
 }
 # Beyond these |x| the result is a constant, 0 or inf and mpmath gets slow; they are still
 # evaluated, and checked for the exact limit.

@@ -36,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - optional
     torch = None
 
-FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf"]
+FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf", "sin", "cos", "tan"]
 FLAGS = set(vm.FASTMATH_FLAGS)
 
 # Input distributions: the range where each function is typically evaluated, so that libm
@@ -53,6 +53,9 @@ INPUTS = {
     "erfc": lambda rng, n: rng.uniform(-5, 10, n),
     "ndtr": lambda rng, n: rng.uniform(-10, 10, n),
     "normal_pdf": lambda rng, n: rng.uniform(-10, 10, n),
+    "sin": lambda rng, n: rng.uniform(-10, 10, n),
+    "cos": lambda rng, n: rng.uniform(-10, 10, n),
+    "tan": lambda rng, n: rng.uniform(-10, 10, n),
 }
 
 

@@ -391,7 +391,7 @@ _SIGN = "(T(1) if {0} > T(0) else (T(-1) if {0} < T(0) else {0}))"
 _HEAVISIDE = "(T(1) if {0} > T(0) else (T(0) if {0} < T(0) else (T(0.5) if {0} == T(0) else {0})))"
 _MAX = "({0} if ({0} >= {1} or {0} != {0}) else {1})"
 _MIN = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
-_SINC = "(math.sin({0}) / {0} if {0} != T(0) else T(1))"
+_SINC = "({lib}.sin({0}) / {0} if {0} != T(0) else T(1))"  # {lib}: vm (CPU_JIT) or math (CUDA)
 # exp of a non-positive argument only: it cannot overflow (the CUDA simulator's math.exp would raise).
 _SIGMOID = "(T(1) / (T(1) + math.exp(-{0})) if {0} >= T(0) else math.exp({0}) / (T(1) + math.exp({0})))"
 _NDTR_CUDA = "(T(0.5) * math.erfc(T(-0.7071067811865476) * {0}))"
@@ -411,9 +411,9 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("Max",      sp.Max,       "numpy.maximum",      _MAX,            _MAX, (2,)),
     MathFunction("Min",      sp.Min,       "numpy.minimum",      _MIN,            _MIN, (2,)),
     MathFunction("Piecewise", sp.Piecewise, "numpy.select",      "<printer>",     "<printer>", ()),
-    MathFunction("sin",      sp.sin,       "numpy.sin",          "math.sin",      "math.sin"),
-    MathFunction("cos",      sp.cos,       "numpy.cos",          "math.cos",      "math.cos"),
-    MathFunction("tan",      sp.tan,       "numpy.tan",          "math.tan",      "math.tan"),
+    MathFunction("sin",      sp.sin,       "numpy.sin",          "vm.sin",        "math.sin"),
+    MathFunction("cos",      sp.cos,       "numpy.cos",          "vm.cos",        "math.cos"),
+    MathFunction("tan",      sp.tan,       "numpy.tan",          "vm.tan",        "math.tan"),
     MathFunction("asin",     asin,         "numpy.arcsin",       "math.asin",     "math.asin"),
     MathFunction("acos",     acos,         "numpy.arccos",       "math.acos",     "math.acos"),
     MathFunction("atan",     atan,         "numpy.arctan",       "math.atan",     "math.atan"),
@@ -427,7 +427,7 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("erf",      sp.erf,       "special.erf",        "vm.erf",        "math.erf"),
     MathFunction("erfc",     erfc,         "special.erfc",       "vm.erfc",       "math.erfc"),
     MathFunction("ndtr",     ndtr,         "special.ndtr",       "vm.ndtr",       _NDTR_CUDA),
-    MathFunction("sinc",     sinc,         "special.sinc",       _SINC,           _SINC),
+    MathFunction("sinc",     sinc,         "special.sinc",       _SINC.replace("{lib}", "vm"), _SINC.replace("{lib}", "math")),
     MathFunction("gamma",    sp.gamma,     "special.gamma",      "math.gamma",    "math.gamma"),
     MathFunction("loggamma", loggamma,     "special.loggamma",   "math.lgamma",   "math.lgamma"),
     MathFunction("digamma",  sp.polygamma, "special.polygamma",  "T(ss.digamma({0}))", "T(ss_digamma({0}))",

@@ -20,6 +20,11 @@ How they are written
   float32 ``ndtr`` is ``exp(-x^2/2)`` times a polynomial fitted here, in ``t = 1/(1 + |x|/4)``, and
   ``normal_pdf`` the same ``exp(-x^2/2)``, which LLVM then computes once where a kernel needs both.
   ``tanh``, ``sigmoid`` and ``softplus`` are built from ``expm1``, ``exp`` and ``log1p``.
+  float32 ``sin``, ``cos`` and ``tan`` reduce the argument modulo pi/2 *exactly* for every float32, however
+  large, without a table: ``x`` times each of six 29-bit parts of 2/pi is exact in float64, and
+  each product is taken modulo 4 before they are added; then Taylor polynomials on ``[-pi/4, pi/4]``.
+  float64 ``sin``/``cos``/``tan`` stay libm calls (not vectorised): an exact float64 reduction beyond
+  ``2**31`` needs Payne-Hanek's table lookups.
 * **No branches, no data-dependent loops.**  Where libm branches on the argument range, we compute
   every candidate and pick one per lane with :func:`_select` (an LLVM ``select``, i.e. a vector
   blend).  Special values (NaN, +-inf, +-0, overflow, underflow) are handled the same way: arguments are
@@ -33,7 +38,9 @@ How they are written
   same bits as the integer construction.
 * **Each precision in its own type.**  Every constant is read from a named tuple of numpy scalars of
   the argument's type (``_C32`` or ``_C64``, picked while numba types the call), so numba types every
-  literal as float32 or float64 and the float32 path contains no ``double`` operation at all.
+  literal as float32 or float64 and the float32 path contains no ``double`` operation at all, but
+  in ``sin``, ``cos`` and ``tan``, which work in float64 on purpose (loops calling them run at float64's
+  vector width: still 5x numba's libm call).
 * **Cached, not recompiled.**  The functions are jitted with ``cache=True``: each precision is compiled
   once per installation and loaded from numba's cache by later processes.  A kernel calling them links
   that code and inlines it, so a new layer only pays for its own loops.
@@ -94,6 +101,9 @@ __all__ = [
     "erfc",
     "ndtr",
     "normal_pdf",
+    "sin",
+    "cos",
+    "tan",
     "prefer_wide_vectors",
 ]
 # (``evaluate`` is public too, for plain-Python use on arrays; it is not a kernel function.)
@@ -991,6 +1001,124 @@ def normal_pdf(x):
     e, _ = _exp_minus_half_square(x, c)
     return _select(x != x, x, e * c.inv_sqrt_2pi)
 
+
+
+# ------------------------------------------------------------------------------------------------
+# sin, cos and tan.  float32: exact argument reduction in float64, branch-free over the whole range;
+# float64: libm (a vectorisable float64 reduction needs Payne-Hanek's table lookups beyond 2**31).
+# ------------------------------------------------------------------------------------------------
+
+#: 2/pi to 256 bits (fdlibm's ``ipio2`` table begins with the same digits).
+_TWO_OVER_PI_BITS = 0xA2F9836E4E441529FC2757D1F534DDC0DB6295993C439041FE5163ABDEBBC561
+#: 2/pi in 6 parts of 29 bits, part j holding bits 29j+1..29j+29 after the binary point. A float32
+#: has 24 significant bits, so ``x * part`` is exact in float64 whatever x's exponent, and 174 bits
+#: of 2/pi reach far enough that ``x * 2/pi`` modulo 4 comes out within 2**-46 up to FLT_MAX.
+_TWO_OVER_PI_PARTS = tuple(float((_TWO_OVER_PI_BITS >> (256 - 29 * (j + 1))) & (2**29 - 1)) * 2.0 ** (-29 * (j + 1))
+                           for j in range(6))
+_HALF_PI = math.pi / 2
+#: Taylor coefficients of (sin(r)/r - 1)/r**2 and (cos(r) - 1 + r**2/2)/r**4 in r**2: on |r| <= pi/4
+#: their remainders are 2.2e-9 and 1.2e-10 relative, well below float32's rounding (6e-8).
+_SIN_P = (-1 / 6, 1 / 120, -1 / 5040, 1 / 362880)
+_COS_P = (1 / 24, -1 / 720, 1 / 40320, -1 / 3628800)
+
+
+@_jit
+def _mod4(t):
+    # t - 4*rint(t/4), in [-2, 2]: exact (t and 4*rint(t/4) are both multiples of t's ulp).
+    return t - 4.0 * _rint(t * 0.25)
+
+
+@_jit
+def _trig_float32(x, kind):
+    # kind: 0 sin, 1 cos, 2 tan (a compile-time constant once inlined)
+    d = np.float64(x)
+    p = _TWO_OVER_PI_PARTS
+    # x*2/pi = the sum of the exact products d*p[j], each taken modulo 4 (products that are whole
+    # multiples of 4 vanish); the smallest first, so that the rounding of the sum stays ~2**-52.
+    s = _mod4(d * p[5]) + _mod4(d * p[4])
+    s = s + _mod4(d * p[3])
+    s = s + _mod4(d * p[2])
+    s = s + _mod4(d * p[1])
+    s = s + _mod4(d * p[0])
+    k = _rint(s)
+    r = (s - k) * _HALF_PI  # x - k*pi/2, |r| <= pi/4 (s - k is exact)
+    q = k + (1.0 if kind == 1 else 0.0)  # cos(x) = sin(x + pi/2): one quadrant on
+    q = q - 4.0 * _rint(q * 0.25)  # the quadrant: -2..2
+    q = _select(q < 0.0, q + 4.0, q)  # 0..3
+    r2 = r * r
+    sin_r = r + r * r2 * _poly(r2, _SIN_P)
+    cos_r = 1.0 - 0.5 * r2 + (r2 * r2) * _poly(r2, _COS_P)
+    odd = _fabs(q - 2.0) == 1.0  # quadrants 1 and 3
+    if kind == 2:
+        v = _select(odd, -cos_r / sin_r, sin_r / cos_r)
+    else:
+        v = _select(odd, cos_r, sin_r)
+        v = _select(q >= 2.0, -v, v)
+    y = np.float32(v)
+    return y if kind == 1 else _select(x == np.float32(0.0), x, y)  # sin(-0.0) = tan(-0.0) = -0.0
+
+
+def _trig(x, kind):
+    """sin(x), cos(x) or tan(x) for kind 0, 1, 2, in the precision of x (resolved while numba types the caller)."""
+    return (math.sin, math.cos, math.tan)[kind](x)
+
+
+@overload(_trig, jit_options=_JIT_OPTIONS)
+def _trig_typed(x, kind):
+    if x == types.float32:
+        return lambda x, kind: _trig_float32(x, kind)
+    if x == types.float64:
+        return lambda x, kind: math.sin(x) if kind == 0 else (math.cos(x) if kind == 1 else math.tan(x))
+    raise TypingError(f"symjit_numba.mathlib.vector_math supports float32 and float64 scalars, got {x}")
+
+
+@_jit
+def sin(x):
+    """Sine.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; NaN at ``+-inf``, ``sin(-0.0) = -0.0``.  float32 reduces ``x`` modulo pi/2
+    exactly (in float64, with 182 bits of 2/pi), so every float32 argument, however large, is
+    accurate; its loops run at float64's vector width.  float64 calls libm (not vectorised).
+    """
+    return _trig(x, 0)
+
+
+@_jit
+def cos(x):
+    """Cosine.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; NaN at ``+-inf``.  Computed as :func:`sin` is.
+    """
+    return _trig(x, 1)
+
+
+
+@_jit
+def tan(x):
+    """Tangent.
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; NaN at ``+-inf``, ``tan(-0.0) = -0.0``.  Computed as :func:`sin` is, with
+    one division.
+    """
+    return _trig(x, 2)
 
 #: The LLVM function attribute that :func:`prefer_wide_vectors` sets.
 WIDE_VECTORS_ATTRIBUTE = '"prefer-vector-width"="512"'

@@ -26,11 +26,11 @@ def node_block(backward, z_s, err_s, out_s, params, p):
     if backward:
         for i in range(z_s.size):
             num = z_s[i]
-            out_s[i] = err_s[i] * math.cos(num)
+            out_s[i] = err_s[i] * vm.cos(num)
     else:
         for i in range(z_s.size):
             num = z_s[i]
-            out_s[i] = math.sin(num)
+            out_s[i] = vm.sin(num)
 
 
 @JIT
@@ -46,11 +46,11 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
         if backward:
             for i in range(z_s.size):
                 num = z_s[i]
-                out_s[i] = err_s[i] * math.cos(num)
+                out_s[i] = err_s[i] * vm.cos(num)
         else:
             for i in range(z_s.size):
                 num = z_s[i]
-                out_s[i] = math.sin(num)
+                out_s[i] = vm.sin(num)
 
 
 @JIT
@@ -63,11 +63,11 @@ def nodes_block(backward, z, err, out, params, offsets, k0, k1, m):
         if backward:
             for i in range(m):
                 num = z[k, i]
-                out[k, i] = err[k, i] * math.cos(num)
+                out[k, i] = err[k, i] * vm.cos(num)
         else:
             for i in range(m):
                 num = z[k, i]
-                out[k, i] = math.sin(num)
+                out[k, i] = vm.sin(num)
 
 
 @JIT
@@ -77,8 +77,8 @@ def node_block_both(z_s, a_s, d_s, params, p):
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for i in range(z_s.size):
         num = z_s[i]
-        a_s[i] = math.sin(num)
-        d_s[i] = math.cos(num)
+        a_s[i] = vm.sin(num)
+        d_s[i] = vm.cos(num)
 
 
 @JIT
@@ -93,8 +93,8 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
         d_s = d[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            a_s[i] = math.sin(num)
-            d_s[i] = math.cos(num)
+            a_s[i] = vm.sin(num)
+            d_s[i] = vm.cos(num)
 
 
 @JIT
@@ -106,8 +106,8 @@ def nodes_block_both(z, a, d, params, offsets, k0, k1, m):
     for k in range(k0, k1):
         for i in range(m):
             num = z[k, i]
-            a[k, i] = math.sin(num)
-            d[k, i] = math.cos(num)
+            a[k, i] = vm.sin(num)
+            d[k, i] = vm.cos(num)
 
 
 @JIT
@@ -152,7 +152,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for i in range(z_s.size):
         num = z_s[i]
-        delta_s[i] = err_s[i] * math.cos(num)
+        delta_s[i] = err_s[i] * vm.cos(num)
 
 
 @JIT
@@ -168,7 +168,7 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         delta_s = delta[r, k0:k1]
         for i in range(z_s.size):
             num = z_s[i]
-            delta_s[i] = err_s[i] * math.cos(num)
+            delta_s[i] = err_s[i] * vm.cos(num)
 
 
 @JIT
@@ -181,6 +181,6 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
     for k in range(k0, k1):
         for i in range(m):
             num = z[k, i]
-            delta[k, i] = err[k, i] * math.cos(num)
+            delta[k, i] = err[k, i] * vm.cos(num)
 
-# codegen fingerprint: bf269620dd4c000c
+# codegen fingerprint: e481289d5a2ec940
