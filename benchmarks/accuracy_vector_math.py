@@ -29,7 +29,8 @@ from numba import njit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from symjit_numba.mathlib import vector_math as vm  # noqa: E402
 
-FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf", "sin", "cos", "tan"]
+FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf", "sin", "cos", "tan",
+         "atan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh"]
 
 
 def element_loop(f):
@@ -84,11 +85,13 @@ MP = {
     "tanh": mpmath.tanh, "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
     "softplus": lambda x: x + mpmath.log1p(mpmath.exp(-x)) if x > 0 else mpmath.log1p(mpmath.exp(x)),
     "erf": mpmath.erf, "erfc": mpmath.erfc, "ndtr": mpmath.ncdf, "normal_pdf": mpmath.npdf,
-    "sin": mpmath.sin, "cos": mpmath.cos, "tan": mpmath.tan,
+    "sin": mpmath.sin, "cos": mpmath.cos, "tan": mpmath.tan, "atan": mpmath.atan, "asin": mpmath.asin,
+    "acos": mpmath.acos, "sinh": mpmath.sinh, "cosh": mpmath.cosh, "asinh": mpmath.asinh, "acosh": mpmath.acosh,
+    "atanh": mpmath.atanh,
 }
 # Beyond these |x| the result is a constant, 0 or inf and mpmath gets slow; they are still
 # evaluated, and checked for the exact limit.
-MP_LIMIT = {"exp": 800.0, "expm1": 800.0, "sigmoid": 800.0, "tanh": 40.0, "erf": 30.0, "erfc": 30.0, "ndtr": 40.0,
+MP_LIMIT = {"exp": 800.0, "expm1": 800.0, "sinh": 800.0, "cosh": 800.0, "sigmoid": 800.0, "tanh": 40.0, "erf": 30.0, "erfc": 30.0, "ndtr": 40.0,
             "normal_pdf": 40.0}
 
 

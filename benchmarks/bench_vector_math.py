@@ -36,7 +36,8 @@ try:
 except ImportError:  # pragma: no cover - optional
     torch = None
 
-FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf", "sin", "cos", "tan"]
+FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf", "sin", "cos", "tan",
+         "atan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh"]
 FLAGS = set(vm.FASTMATH_FLAGS)
 
 # Input distributions: the range where each function is typically evaluated, so that libm
@@ -56,6 +57,14 @@ INPUTS = {
     "sin": lambda rng, n: rng.uniform(-10, 10, n),
     "cos": lambda rng, n: rng.uniform(-10, 10, n),
     "tan": lambda rng, n: rng.uniform(-10, 10, n),
+    "atan": lambda rng, n: rng.uniform(-10, 10, n),
+    "asin": lambda rng, n: rng.uniform(-1, 1, n),
+    "acos": lambda rng, n: rng.uniform(-1, 1, n),
+    "sinh": lambda rng, n: rng.uniform(-10, 10, n),
+    "cosh": lambda rng, n: rng.uniform(-10, 10, n),
+    "asinh": lambda rng, n: rng.uniform(-10, 10, n),
+    "acosh": lambda rng, n: rng.uniform(1, 10, n),
+    "atanh": lambda rng, n: rng.uniform(-1, 1, n),
 }
 
 

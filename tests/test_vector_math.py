@@ -28,9 +28,10 @@ from symjit_numba.mathlib import vector_math as vm
 from .conftest import without_cache_location
 
 FUNCS = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "erfc", "ndtr", "normal_pdf", "sin", "cos",
-         "tan"]
-#: float32 computed in float64 inside (exact argument reduction); float64 is libm's, not vectorised.
-IN_FLOAT64 = {"sin", "cos", "tan"}
+         "tan", "atan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh"]
+#: float32 computed in float64 inside (sin/cos/tan: exact argument reduction; the others: closed
+#: forms over the float64 functions); float64 is libm's, not vectorised.
+IN_FLOAT64 = {"sin", "cos", "tan", "atan", "asin", "acos", "sinh", "cosh", "asinh", "acosh", "atanh"}
 DTYPES = [np.float32, np.float64]
 RTOL = {np.float32: 1e-6, np.float64: 1e-14}
 NUMBA_TYPE = {np.float32: types.float32, np.float64: types.float64}
@@ -167,10 +168,18 @@ MP_FUNCS = {
     "sin": mpmath.sin,
     "cos": mpmath.cos,
     "tan": mpmath.tan,
+    "atan": mpmath.atan,
+    "asin": mpmath.asin,
+    "acos": mpmath.acos,
+    "sinh": mpmath.sinh,
+    "cosh": mpmath.cosh,
+    "asinh": mpmath.asinh,
+    "acosh": mpmath.acosh,
+    "atanh": mpmath.atanh,
 }
 
 # Arguments for which mpmath is slow (huge exponents) and the answer is trivial anyway.
-MP_DOMAIN = {"exp": 800, "expm1": 800, "sigmoid": 800, "tanh": 40, "erf": 30, "erfc": 30, "ndtr": 40,
+MP_DOMAIN = {"exp": 800, "expm1": 800, "sigmoid": 800, "tanh": 40, "erf": 30, "erfc": 30, "ndtr": 40, "sinh": 800, "cosh": 800,
              "normal_pdf": 40}
 
 
@@ -292,6 +301,14 @@ SPECIAL_VALUES = {
     "sin": [(NAN, NAN), (INF, NAN), (-INF, NAN), (0.0, 0.0), (-0.0, -0.0)],
     "cos": [(NAN, NAN), (INF, NAN), (-INF, NAN), (0.0, 1.0), (-0.0, 1.0)],
     "tan": [(NAN, NAN), (INF, NAN), (-INF, NAN), (0.0, 0.0), (-0.0, -0.0)],
+    "atan": [(NAN, NAN), (INF, math.pi / 2), (-INF, -math.pi / 2), (0.0, 0.0), (-0.0, -0.0)],
+    "asin": [(NAN, NAN), (2.0, NAN), (-INF, NAN), (1.0, math.pi / 2), (-1.0, -math.pi / 2), (0.0, 0.0), (-0.0, -0.0)],
+    "acos": [(NAN, NAN), (2.0, NAN), (INF, NAN), (1.0, 0.0), (-1.0, math.pi), (0.0, math.pi / 2)],
+    "sinh": [(NAN, NAN), (INF, INF), (-INF, -INF), (1e4, INF), (-1e4, -INF), (0.0, 0.0), (-0.0, -0.0)],
+    "cosh": [(NAN, NAN), (INF, INF), (-INF, INF), (1e4, INF), (0.0, 1.0), (-0.0, 1.0)],
+    "asinh": [(NAN, NAN), (INF, INF), (-INF, -INF), (0.0, 0.0), (-0.0, -0.0)],
+    "acosh": [(NAN, NAN), (INF, INF), (-INF, NAN), (1.0, 0.0), (0.5, NAN), (-1e4, NAN)],
+    "atanh": [(NAN, NAN), (1.0, INF), (-1.0, -INF), (2.0, NAN), (INF, NAN), (0.0, 0.0), (-0.0, -0.0)],
 }
 
 
@@ -359,7 +376,7 @@ def vectorisation_problems(name, dtype, fma):
     return problems
 
 
-#: The (function, dtype) loops that vectorise: all but float64 sin, cos and tan (libm calls).
+#: The (function, dtype) loops that vectorise: all but the float64 IN_FLOAT64 functions (libm calls).
 VECTORISED = [(name, dtype) for name in FUNCS for dtype in DTYPES if not (name in IN_FLOAT64 and dtype == np.float64)]
 
 
@@ -464,3 +481,75 @@ def test_prefer_wide_vectors_gives_512_bit_loops_on_intel_avx512(tmp_path_factor
     counts = json.loads(result.stdout.strip().splitlines()[-1])
     assert counts["wide"][0] > 20, counts  # the packed sigmoid on zmm registers
     assert counts["default"][0] == 0 and counts["default"][1] > 20, counts
+
+
+# ------------------------------------------------------------------------------------------------
+# pow (two arguments)
+# ------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _pow_loop(dtype, caller="fastmath_flags"):
+    @njit(**CALLER_OPTIONS[caller])
+    def loop(x, y, out):
+        for i in range(x.size):
+            out[i] = vm.pow(x[i], y[i])
+
+    ty = NUMBA_TYPE[dtype]
+    loop.compile((ty[::1], ty[::1], ty[::1]))
+    return loop
+
+
+def _pow(x, y, caller="fastmath_flags"):
+    out = np.empty_like(x)
+    _pow_loop(x.dtype.type, caller)(x, y, out)
+    return out
+
+
+#: Bases and exponents where C's pow has a rule of its own (F.9.4.4), and neighbours.
+POW_SPECIALS = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, -3.0, 2.5, -2.5, -7.0, 1e-45, -1e-45, 3e38, -3e38,
+                1e10, np.inf, -np.inf, np.nan]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_pow_special_values_follow_c(dtype):
+    """Every pair of special bases and exponents: exactly float64 pow's result (for float32 arguments
+    its special values and its rounding to float32 are exact), sign of zero included."""
+    x, y = (a.ravel().astype(dtype) for a in np.meshgrid(POW_SPECIALS, POW_SPECIALS))
+    with np.errstate(all="ignore"):
+        expected = np.power(x.astype(np.float64), y.astype(np.float64)).astype(dtype)
+    got = _pow(x, y)
+    if dtype == np.float32:
+        same = (got == expected) & (np.signbit(got) == np.signbit(expected)) | np.isnan(got) & np.isnan(expected)
+    else:  # libm: the special values exact, the ordinary ones within an ulp of numpy's
+        same = np.isclose(got, expected, rtol=4e-16, atol=0) & (np.signbit(got) == np.signbit(expected))
+        same |= np.isnan(got) & np.isnan(expected)
+    assert same.all(), [(a, b, g, e) for a, b, g, e in zip(x[~same], y[~same], got[~same], expected[~same])][:10]
+
+
+def test_pow_float32_accuracy():
+    rng = np.random.default_rng(3)
+    n = 200_000
+    x = np.exp(rng.uniform(-25, 25, n)) * np.where(rng.random(n) < 0.3, -1.0, 1.0)
+    y = rng.uniform(-10, 10, n)
+    y[::3] = np.rint(y[::3])  # integer exponents: negative bases give results
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    got = _pow(x, y)
+    with np.errstate(all="ignore"):
+        ref = np.power(x.astype(np.float64), y.astype(np.float64))
+    err = vector_errors(ref, got, np.float32)
+    assert err.max() <= RTOL[np.float32], _report("pow", x, got, err, RTOL[np.float32])
+    assert np.isnan(got).sum() > n // 10  # negative bases with fractional exponents were drawn
+
+
+@pytest.mark.skipif(not X86_64, reason="inspects x86-64 machine code")
+def test_pow_float32_loop_vectorises():
+    asm = _pow_loop(np.float32).inspect_asm((types.float32[::1],) * 3)
+    assert re.search(r"\bv(?:mul|fn?m(?:add|sub)\d{3})pd\s[^\n]*%[yz]mm", asm), "no packed float64 arithmetic"
+    assert not re.search(r"\$powf?\b", asm), "pow is still a libm call"
+
+
+@pytest.mark.parametrize("caller", ["plain", "fastmath_true"])
+def test_pow_results_independent_of_caller_flags(caller):
+    x, y = (a.ravel().astype(np.float32) for a in np.meshgrid(POW_SPECIALS, POW_SPECIALS))
+    np.testing.assert_array_equal(_pow(x, y, caller).view(np.uint32), _pow(x, y).view(np.uint32))

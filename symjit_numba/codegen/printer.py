@@ -7,7 +7,8 @@ would write a kernel by hand:
   float32 kernel does its arithmetic in float32 (a bare ``0.5`` would promote it to float64);
 * small integer powers become multiplications and ``x**0.5`` becomes ``math.sqrt(x)`` (``x**-0.5``
   becomes ``1/math.sqrt(x)``): a power of exactly 1/2 *is* the square root in the formula language,
-  NaN for every negative ``x`` including ``-inf`` (where C's ``pow`` would give ``+inf``);
+  NaN for every negative ``x`` including ``-inf`` (where C's ``pow`` would give ``+inf``); other
+  powers are ``vm.pow(x, p)`` for numba (C's ``pow``, vectorised for float32) and ``x**p`` for CUDA;
 * every compound operand is parenthesised unless its text is already one parenthesised unit
   (:func:`_is_unit`), so operator precedence never depends on how a sub-expression printed;
 * a quotient stays a division (``a/x + b/x`` never shares a ``1/x``, which overflows for a
@@ -277,6 +278,8 @@ class KernelPrinter:
             b = self.simple(self.print(base))
             product = "*".join([b] * abs(int(exponent)))
             return f"({product})" if exponent > 0 else f"(T(1)/({product}))"
+        if self.target == "numba":  # vectorised for float32; numba's ** is a scalar libm call
+            return f"vm.pow({self.print(base)}, {self.print(exponent)})"
         return f"({self.wrap(base)}**{self.wrap(exponent)})"
 
     def piecewise(self, expr: sp.Piecewise) -> str:

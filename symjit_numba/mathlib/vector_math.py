@@ -104,6 +104,15 @@ __all__ = [
     "sin",
     "cos",
     "tan",
+    "atan",
+    "asin",
+    "acos",
+    "sinh",
+    "cosh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "pow",
     "prefer_wide_vectors",
 ]
 # (``evaluate`` is public too, for plain-Python use on arrays; it is not a kernel function.)
@@ -1058,18 +1067,43 @@ def _trig_float32(x, kind):
     return y if kind == 1 else _select(x == np.float32(0.0), x, y)  # sin(-0.0) = tan(-0.0) = -0.0
 
 
-def _trig(x, kind):
-    """sin(x), cos(x) or tan(x) for kind 0, 1, 2, in the precision of x (resolved while numba types the caller)."""
-    return (math.sin, math.cos, math.tan)[kind](x)
+def _float32_in_float64(name, float32_version):
+    """A function of one float argument whose float32 version is ``float32_version`` (computing in
+    float64 inside) and whose float64 version is libm's ``math.<name>`` (not vectorised)."""
+    libm = getattr(math, name)
+
+    def dispatch(x):
+        return libm(x)
+
+    @overload(dispatch, jit_options=_JIT_OPTIONS)
+    def dispatch_typed(x):
+        if x == types.float32:
+            return lambda x: float32_version(x)
+        if x == types.float64:
+            return lambda x: libm(x)
+        raise TypingError(f"symjit_numba.mathlib.vector_math supports float32 and float64 scalars, got {x}")
+
+    return dispatch
 
 
-@overload(_trig, jit_options=_JIT_OPTIONS)
-def _trig_typed(x, kind):
-    if x == types.float32:
-        return lambda x, kind: _trig_float32(x, kind)
-    if x == types.float64:
-        return lambda x, kind: math.sin(x) if kind == 0 else (math.cos(x) if kind == 1 else math.tan(x))
-    raise TypingError(f"symjit_numba.mathlib.vector_math supports float32 and float64 scalars, got {x}")
+@_jit
+def _sin_float32(x):
+    return _trig_float32(x, 0)
+
+
+@_jit
+def _cos_float32(x):
+    return _trig_float32(x, 1)
+
+
+@_jit
+def _tan_float32(x):
+    return _trig_float32(x, 2)
+
+
+_sin = _float32_in_float64("sin", _sin_float32)
+_cos = _float32_in_float64("cos", _cos_float32)
+_tan = _float32_in_float64("tan", _tan_float32)
 
 
 @_jit
@@ -1086,7 +1120,7 @@ def sin(x):
     exactly (in float64, with 182 bits of 2/pi), so every float32 argument, however large, is
     accurate; its loops run at float64's vector width.  float64 calls libm (not vectorised).
     """
-    return _trig(x, 0)
+    return _sin(x)
 
 
 @_jit
@@ -1101,7 +1135,7 @@ def cos(x):
     -------
     Same type as ``x``; NaN at ``+-inf``.  Computed as :func:`sin` is.
     """
-    return _trig(x, 1)
+    return _cos(x)
 
 
 
@@ -1118,7 +1152,181 @@ def tan(x):
     Same type as ``x``; NaN at ``+-inf``, ``tan(-0.0) = -0.0``.  Computed as :func:`sin` is, with
     one division.
     """
-    return _trig(x, 2)
+    return _tan(x)
+
+
+
+# ------------------------------------------------------------------------------------------------
+# Hyperbolic and inverse trigonometric functions.  float32: closed forms in float64 over this
+# module's float64 exp/expm1/log1p (float64 has the range and the precision to spare, so no
+# cancellation or overflow reaches the float32 result); float64: libm.
+# ------------------------------------------------------------------------------------------------
+
+#: Taylor coefficients of (atan(u)/u - 1)/u**2 in u**2, for |u| <= tan(pi/8): remainder < 3e-10.
+_ATAN_P = tuple((-1.0) ** (j + 1) / (2 * j + 3) for j in range(10))
+
+
+@_jit
+def _atan_unit(a):
+    # atan(a) for 0 <= a <= 1 (float64): atan(a) = pi/4 + atan((a - 1)/(a + 1)) above tan(pi/8)
+    upper = a > 0.41421356237309503
+    u = _select(upper, (a - 1.0) / (a + 1.0), a)
+    u2 = u * u
+    return _select(upper, math.pi / 4, 0.0) + (u + u * u2 * _poly(u2, _ATAN_P))
+
+
+@_jit
+def _atan_float32(x):
+    a = _fabs(np.float64(x))
+    big = a > 1.0
+    v = _atan_unit(_select(big, 1.0 / a, a))  # atan(a) = pi/2 - atan(1/a); 1/inf = 0
+    v = _select(big, math.pi / 2 - v, v)
+    return _copysign(np.float32(v), x)  # also atan(-0.0) = -0.0, NaN stays NaN
+
+
+@_jit
+def _asin_float32(x):
+    d = np.float64(x)
+    c = (1.0 - d) * (1.0 + d)  # exact for a float32 d; < 0 (NaN below) outside [-1, 1]
+    t = d / math.sqrt(c)  # +-inf at +-1
+    a = _fabs(t)
+    big = a > 1.0
+    v = _atan_unit(_select(big, 1.0 / a, a))
+    v = _select(big, math.pi / 2 - v, v)
+    return _copysign(np.float32(v), x)
+
+
+@_jit
+def _acos_float32(x):
+    d = np.float64(x)
+    t = math.sqrt((1.0 - d) / (1.0 + d))  # acos(x) = 2*atan(t); t = inf at -1, NaN outside [-1, 1]
+    big = t > 1.0
+    v = _atan_unit(_select(big, 1.0 / t, t))
+    v = _select(big, math.pi / 2 - v, v)
+    return np.float32(2.0 * _select(t != t, t, v))
+
+
+@_jit
+def _sinh_float32(x):
+    e = expm1(_fabs(np.float64(x)))  # sinh|x| = (e + e/(e + 1))/2: no cancellation near 0
+    return _copysign(np.float32(0.5 * (e + _select(e < 1e300, e / (e + 1.0), 1.0))), x)  # inf/inf
+
+
+@_jit
+def _cosh_float32(x):
+    e = exp(_fabs(np.float64(x)))
+    return np.float32(0.5 * (e + 1.0 / e))
+
+
+@_jit
+def _asinh_float32(x):
+    a = _fabs(np.float64(x))  # a*a <= 1.2e77 for a finite float32: no overflow in float64
+    v = log1p(a + a * a / (1.0 + math.sqrt(1.0 + a * a)))
+    return _copysign(np.float32(_select(a == math.inf, a, v)), x)  # inf/inf
+
+
+@_jit
+def _acosh_float32(x):
+    t = np.float64(x) - 1.0  # exact; acosh(1 + t) = log1p(t + sqrt(2t + t^2))
+    return np.float32(_select(t < 0.0, math.nan, log1p(t + math.sqrt(t * (2.0 + t)))))
+
+
+@_jit
+def _atanh_float32(x):
+    a = _fabs(np.float64(x))  # 1/2 log1p(2a/(1 - a)): inf at 1, NaN beyond
+    return _copysign(np.float32(0.5 * log1p(2.0 * a / (1.0 - a))), x)
+
+
+_atan = _float32_in_float64("atan", _atan_float32)
+_asin = _float32_in_float64("asin", _asin_float32)
+_acos = _float32_in_float64("acos", _acos_float32)
+_sinh = _float32_in_float64("sinh", _sinh_float32)
+_cosh = _float32_in_float64("cosh", _cosh_float32)
+_asinh = _float32_in_float64("asinh", _asinh_float32)
+_acosh = _float32_in_float64("acosh", _acosh_float32)
+_atanh = _float32_in_float64("atanh", _atanh_float32)
+
+
+def _documented(name, dispatch, summary, notes):
+    def function(x):
+        return dispatch(x)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"""{summary}
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; {notes}  float32 is computed in float64 (vectorised, at float64's vector
+    width; error below a float32 ulp); float64 calls libm (not vectorised).
+    """
+    return _jit(function)
+
+
+atan = _documented("atan", _atan, "Arc tangent, in ``[-pi/2, pi/2]``.", "``+-pi/2`` at ``+-inf``.")
+asin = _documented("asin", _asin, "Arc sine, in ``[-pi/2, pi/2]``.", "NaN outside ``[-1, 1]``.")
+acos = _documented("acos", _acos, "Arc cosine, in ``[0, pi]``.", "NaN outside ``[-1, 1]``.")
+sinh = _documented("sinh", _sinh, "Hyperbolic sine.", "``+-inf`` beyond float32's range.")
+cosh = _documented("cosh", _cosh, "Hyperbolic cosine.", "``inf`` beyond float32's range.")
+asinh = _documented("asinh", _asinh, "Inverse hyperbolic sine.", "accurate over the whole range.")
+acosh = _documented("acosh", _acosh, "Inverse hyperbolic cosine.", "NaN below 1.")
+atanh = _documented("atanh", _atanh, "Inverse hyperbolic tangent.", "``+-inf`` at ``+-1``, NaN beyond.")
+
+# ------------------------------------------------------------------------------------------------
+# pow.  float32: exp(y*log|x|) in float64, with C's special cases; float64: libm.
+# ------------------------------------------------------------------------------------------------
+
+
+@_jit
+def _pow_float32(x, y):
+    xd, yd = np.float64(x), np.float64(y)
+    ax = _fabs(xd)
+    # |y*log|x|| <= 104 wherever the float32 result is neither 0 nor inf, so the float64 error of
+    # the product (2e-14 relative) is far below float32's rounding.
+    r = exp(yd * log(ax))
+    integer = yd == _rint(yd)  # +-inf too (even)
+    odd = integer & (_rint(yd * 0.5) * 2.0 != yd)
+    negative = _copysign(1.0, xd) < 0.0  # -0.0 too
+    r = _select(negative & odd, -r, r)
+    r = _select(negative & (not integer) & (ax > 0.0) & (ax < math.inf), math.nan, r)  # (-x)**0.5 = nan
+    r = _select((ax == 1.0) & (_fabs(yd) == math.inf), 1.0, r)  # (-1)**inf = 1 (inf*log(1) is nan)
+    r = _select((xd == 1.0) | (yd == 0.0), 1.0, r)  # even for a NaN y, or x
+    return np.float32(r)
+
+
+def _pow(x, y):
+    """x**y in the precision of x and y (resolved while numba types the caller)."""
+    return x**y
+
+
+@overload(_pow, jit_options=_JIT_OPTIONS)
+def _pow_typed(x, y):
+    if x == types.float32 and y == types.float32:
+        return lambda x, y: _pow_float32(x, y)
+    if x == types.float64 and y == types.float64:
+        return lambda x, y: x**y
+    raise TypingError(f"symjit_numba.mathlib.vector_math.pow takes two float32 or two float64 scalars, got {x}, {y}")
+
+
+@_jit
+def pow(x, y):  # noqa: A001 - the C name, as math.pow
+    """``x**y`` with C's ``pow`` rules (NaN for a negative ``x`` and a non-integer ``y``; 1 for
+    ``y = 0`` and for ``x = 1``, even NaN; the limits at 0 and +-inf).
+
+    Parameters
+    ----------
+    x, y : float32 or float64 (both the same)
+
+    Returns
+    -------
+    Same type.  float32 is ``exp(y*log|x|)`` computed in float64 (vectorised, error well below a
+    float32 ulp); float64 calls libm (not vectorised: ``exp(y*log|x|)`` in float64 would lose up to
+    ``|y*log|x||`` ulp).
+    """
+    return _pow(x, y)
 
 #: The LLVM function attribute that :func:`prefer_wide_vectors` sets.
 WIDE_VECTORS_ATTRIBUTE = '"prefer-vector-width"="512"'
@@ -1160,7 +1368,7 @@ def evaluate(name: str, x):
     Parameters
     ----------
     name : str
-        One of the public function names, e.g. ``"erf"``.
+        One of the public one-argument function names, e.g. ``"erf"`` (not ``"pow"``).
     x : array_like
         float32 or float64 values (anything else is converted to float64).
 
@@ -1186,4 +1394,4 @@ def _evaluator(function):
 
 
 _EVALUATORS = {name: _evaluator(globals()[name]) for name in __all__
-               if name not in ("FASTMATH_FLAGS", "prefer_wide_vectors")}
+               if name not in ("FASTMATH_FLAGS", "prefer_wide_vectors", "pow")}  # pow takes two arguments

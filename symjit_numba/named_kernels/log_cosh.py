@@ -37,17 +37,17 @@ def loss(first, last, backward, pred, true, out, params):
                 y_pred = pred_s[i]
                 y_true = true_s[i]
                 t0 = (T(0.5)*y_pred - (y_true/T(2.0)))
-                t1 = math.sinh(t0)
+                t1 = vm.sinh(t0)
                 t2 = (y_pred - y_true)
                 t3 = abs(t2)
                 t4 = (T(1) if t2 > T(0) else (T(-1) if t2 < T(0) else t2))
-                out_s[i] = (((T(2.0)*t1*math.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
+                out_s[i] = (((T(2.0)*t1*vm.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
         else:
             for i in range(pred_s.size):
                 y_pred = pred_s[i]
                 y_true = true_s[i]
                 t0 = abs((y_pred - y_true))
-                h0 = math.sinh((T(0.5)*y_pred - (y_true/T(2.0))))
+                h0 = vm.sinh((T(0.5)*y_pred - (y_true/T(2.0))))
                 out_s[i] = (vm.log1p(T(2.0)*(h0*h0)) if t0 < T(1.0) else (t0 + vm.softplus((-(T(2.0)*t0))) - T(0.6931471805599453)))
 
 
@@ -68,7 +68,7 @@ def loss_both(first, last, pred, true, res, grad, params):
             y_pred = pred_s[i]
             y_true = true_s[i]
             t0 = (T(0.5)*y_pred - (y_true/T(2.0)))
-            t1 = math.sinh(t0)
+            t1 = vm.sinh(t0)
             t2 = T(2.0)*(t1*t1)
             t3 = (y_pred - y_true)
             t4 = abs(t3)
@@ -76,7 +76,7 @@ def loss_both(first, last, pred, true, res, grad, params):
             t6 = (-(T(2.0)*t4))
             t7 = (T(1) if t3 > T(0) else (T(-1) if t3 < T(0) else t3))
             res_s[i] = (vm.log1p(t2) if t5 else (t4 + vm.softplus(t6) - T(0.6931471805599453)))
-            grad_s[i] = (((T(2.0)*t1*math.cosh(t0))/(T(1.0) + t2)) if t5 else (t7 - (T(2.0)*t7*vm.sigmoid(t6))))
+            grad_s[i] = (((T(2.0)*t1*vm.cosh(t0))/(T(1.0) + t2)) if t5 else (t7 - (T(2.0)*t7*vm.sigmoid(t6))))
 
 
 @JIT
@@ -110,10 +110,10 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_pred = pred_s[i]
             y_true = true_s[i]
             t0 = (T(0.5)*y_pred - (y_true/T(2.0)))
-            t1 = math.sinh(t0)
+            t1 = vm.sinh(t0)
             t2 = (y_pred - y_true)
             t3 = abs(t2)
             t4 = (T(1) if t2 > T(0) else (T(-1) if t2 < T(0) else t2))
-            grad_s[i] = (((T(2.0)*t1*math.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
+            grad_s[i] = (((T(2.0)*t1*vm.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
 
-# codegen fingerprint: e481289d5a2ec940
+# codegen fingerprint: 9bab020d39264e00
