@@ -391,7 +391,8 @@ _SIGN = "(T(1) if {0} > T(0) else (T(-1) if {0} < T(0) else {0}))"
 _HEAVISIDE = "(T(1) if {0} > T(0) else (T(0) if {0} < T(0) else (T(0.5) if {0} == T(0) else {0})))"
 _MAX = "({0} if ({0} >= {1} or {0} != {0}) else {1})"
 _MIN = "({0} if ({0} <= {1} or {0} != {0}) else {1})"
-_SINC = "({lib}.sin({0}) / {0} if {0} != T(0) else T(1))"  # {lib}: vm (CPU_JIT) or math (CUDA)
+_SINC_NUMBA = "(vm.sin({0}) / {0} if {0} != T(0) else T(1))"
+_SINC_CUDA = "(math.sin({0}) / {0} if {0} != T(0) else T(1))"
 # exp of a non-positive argument only: it cannot overflow (the CUDA simulator's math.exp would raise).
 _SIGMOID = "(T(1) / (T(1) + math.exp(-{0})) if {0} >= T(0) else math.exp({0}) / (T(1) + math.exp({0})))"
 _NDTR_CUDA = "(T(0.5) * math.erfc(T(-0.7071067811865476) * {0}))"
@@ -427,7 +428,7 @@ FUNCTIONS: tuple[MathFunction, ...] = (
     MathFunction("erf",      sp.erf,       "special.erf",        "vm.erf",        "math.erf"),
     MathFunction("erfc",     erfc,         "special.erfc",       "vm.erfc",       "math.erfc"),
     MathFunction("ndtr",     ndtr,         "special.ndtr",       "vm.ndtr",       _NDTR_CUDA),
-    MathFunction("sinc",     sinc,         "special.sinc",       _SINC.replace("{lib}", "vm"), _SINC.replace("{lib}", "math")),
+    MathFunction("sinc",     sinc,         "special.sinc",       _SINC_NUMBA,     _SINC_CUDA),
     MathFunction("gamma",    sp.gamma,     "special.gamma",      "math.gamma",    "math.gamma"),
     MathFunction("loggamma", loggamma,     "special.loggamma",   "math.lgamma",   "math.lgamma"),
     MathFunction("digamma",  sp.polygamma, "special.polygamma",  "T(ss.digamma({0}))", "T(ss_digamma({0}))",

@@ -1106,56 +1106,6 @@ _cos = _float32_in_float64("cos", _cos_float32)
 _tan = _float32_in_float64("tan", _tan_float32)
 
 
-@_jit
-def sin(x):
-    """Sine.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``; NaN at ``+-inf``, ``sin(-0.0) = -0.0``.  float32 reduces ``x`` modulo pi/2
-    exactly (in float64, with 182 bits of 2/pi), so every float32 argument, however large, is
-    accurate; its loops run at float64's vector width.  float64 calls libm (not vectorised).
-    """
-    return _sin(x)
-
-
-@_jit
-def cos(x):
-    """Cosine.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``; NaN at ``+-inf``.  Computed as :func:`sin` is.
-    """
-    return _cos(x)
-
-
-
-@_jit
-def tan(x):
-    """Tangent.
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``; NaN at ``+-inf``, ``tan(-0.0) = -0.0``.  Computed as :func:`sin` is, with
-    one division.
-    """
-    return _tan(x)
-
-
-
 # ------------------------------------------------------------------------------------------------
 # Hyperbolic and inverse trigonometric functions.  float32: closed forms in float64 over this
 # module's float64 exp/expm1/log1p (float64 has the range and the precision to spare, so no
@@ -1176,34 +1126,31 @@ def _atan_unit(a):
 
 
 @_jit
-def _atan_float32(x):
-    a = _fabs(np.float64(x))
+def _atan_nonnegative(a):
+    # atan(a) for a >= 0 (float64), +inf included: atan(a) = pi/2 - atan(1/a) above 1
     big = a > 1.0
-    v = _atan_unit(_select(big, 1.0 / a, a))  # atan(a) = pi/2 - atan(1/a); 1/inf = 0
-    v = _select(big, math.pi / 2 - v, v)
-    return _copysign(np.float32(v), x)  # also atan(-0.0) = -0.0, NaN stays NaN
+    v = _atan_unit(_select(big, 1.0 / a, a))
+    return _select(big, math.pi / 2 - v, v)
+
+
+@_jit
+def _atan_float32(x):
+    return _copysign(np.float32(_atan_nonnegative(_fabs(np.float64(x)))), x)  # atan(-0.0) = -0.0; NaN stays
 
 
 @_jit
 def _asin_float32(x):
     d = np.float64(x)
-    c = (1.0 - d) * (1.0 + d)  # exact for a float32 d; < 0 (NaN below) outside [-1, 1]
-    t = d / math.sqrt(c)  # +-inf at +-1
-    a = _fabs(t)
-    big = a > 1.0
-    v = _atan_unit(_select(big, 1.0 / a, a))
-    v = _select(big, math.pi / 2 - v, v)
-    return _copysign(np.float32(v), x)
+    c = (1.0 - d) * (1.0 + d)  # exact for a float32 d; < 0 (so NaN below) outside [-1, 1]
+    t = d / math.sqrt(c)  # asin(x) = atan(t); +-inf at +-1
+    return _copysign(np.float32(_atan_nonnegative(_fabs(t))), x)
 
 
 @_jit
 def _acos_float32(x):
     d = np.float64(x)
     t = math.sqrt((1.0 - d) / (1.0 + d))  # acos(x) = 2*atan(t); t = inf at -1, NaN outside [-1, 1]
-    big = t > 1.0
-    v = _atan_unit(_select(big, 1.0 / t, t))
-    v = _select(big, math.pi / 2 - v, v)
-    return np.float32(2.0 * _select(t != t, t, v))
+    return np.float32(2.0 * _atan_nonnegative(t))
 
 
 @_jit
@@ -1266,6 +1213,11 @@ def _documented(name, dispatch, summary, notes):
     return _jit(function)
 
 
+sin = _documented("sin", _sin, "Sine.", "NaN at ``+-inf``, ``sin(-0.0) = -0.0``.  float32 reduces ``x``"
+                  " modulo pi/2 exactly, however large it is (174 bits of 2/pi).")
+cos = _documented("cos", _cos, "Cosine.", "NaN at ``+-inf``.  float32 reduces ``x`` as :func:`sin` does.")
+tan = _documented("tan", _tan, "Tangent.", "NaN at ``+-inf``, ``tan(-0.0) = -0.0``.  float32 reduces ``x`` as"
+                  " :func:`sin` does, then divides once.")
 atan = _documented("atan", _atan, "Arc tangent, in ``[-pi/2, pi/2]``.", "``+-pi/2`` at ``+-inf``.")
 asin = _documented("asin", _asin, "Arc sine, in ``[-pi/2, pi/2]``.", "NaN outside ``[-1, 1]``.")
 acos = _documented("acos", _acos, "Arc cosine, in ``[0, pi]``.", "NaN outside ``[-1, 1]``.")
