@@ -553,3 +553,42 @@ def test_pow_float32_loop_vectorises():
 def test_pow_results_independent_of_caller_flags(caller):
     x, y = (a.ravel().astype(np.float32) for a in np.meshgrid(POW_SPECIALS, POW_SPECIALS))
     np.testing.assert_array_equal(_pow(x, y, caller).view(np.uint32), _pow(x, y).view(np.uint32))
+
+
+@functools.cache
+def _powi_loop(dtype, n):
+    @njit(fastmath=set(vm.FASTMATH_FLAGS))
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = vm.powi(x[i], n)
+
+    ty = NUMBA_TYPE[dtype]
+    loop.compile((ty[::1], ty[::1]))
+    return loop
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 13, 64, -1, -3, -11, -64])
+def test_powi_against_float64_pow(n, dtype):
+    """Integer powers: float32 rounds as if once (checked against float64 pow of the float32
+    arguments, specials and signs of zero included); float64 is libm's pow."""
+    rng = np.random.default_rng(abs(n))
+    x = np.concatenate([rng.uniform(-3, 3, 20_000), np.exp(rng.uniform(-80, 80, 20_000)),
+                        [v for v in POW_SPECIALS if abs(v) < 3.4e38 or not np.isfinite(v)]]).astype(dtype)
+    got = np.empty_like(x)
+    _powi_loop(dtype, n)(x, got)
+    with np.errstate(all="ignore"):
+        expected = np.power(x.astype(np.float64), float(n)).astype(dtype)
+    same = (got == expected) & (np.signbit(got) == np.signbit(expected)) | np.isnan(got) & np.isnan(expected)
+    close = vector_errors(expected.astype(np.float64), got, dtype) <= (RTOL[dtype] if dtype == np.float32 else 4e-16)
+    assert (same | close).all(), [(a, g, e) for a, g, e in zip(x[~(same | close)], got[~(same | close)],
+                                                                expected[~(same | close)])][:10]
+    special = np.isin(x, np.array([0.0, np.inf, -np.inf, 1.0, -1.0], dtype)) | np.isnan(x)
+    assert same[special].all()  # exact results exactly, signs of zero and infinity included
+
+
+@pytest.mark.skipif(not X86_64, reason="inspects x86-64 machine code")
+def test_powi_float32_loop_vectorises():
+    asm = _powi_loop(np.float32, 7).inspect_asm((types.float32[::1],) * 2)
+    assert re.search(r"\bvmulpd\s[^\n]*%[yz]mm", asm), "no packed float64 multiplications"
+    assert not re.search(r"\$powf?\b", asm), "a libm pow call"

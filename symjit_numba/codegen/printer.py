@@ -8,7 +8,8 @@ would write a kernel by hand:
 * small integer powers become multiplications and ``x**0.5`` becomes ``math.sqrt(x)`` (``x**-0.5``
   becomes ``1/math.sqrt(x)``): a power of exactly 1/2 *is* the square root in the formula language,
   NaN for every negative ``x`` including ``-inf`` (where C's ``pow`` would give ``+inf``); other
-  powers are ``vm.pow(x, p)`` for numba (C's ``pow``, vectorised for float32) and ``x**p`` for CUDA;
+  powers are ``vm.powi(x, n)`` (integers up to :data:`POWI_MAX`: binary powering) or ``vm.pow(x, p)``
+  for numba (C's ``pow``, both vectorised for float32) and ``x**p`` for CUDA;
 * every compound operand is parenthesised unless its text is already one parenthesised unit
   (:func:`_is_unit`), so operator precedence never depends on how a sub-expression printed;
 * a quotient stays a division (``a/x + b/x`` never shares a ``1/x``, which overflows for a
@@ -40,6 +41,9 @@ from .source import BLOCKS, PrintedFormula
 __all__ = ["KernelPrinter", "TARGETS", "print_formula", "with_divisions"]
 
 TARGETS = ("numba", "cuda")
+#: Integer powers up to this (in absolute value) print as ``vm.powi`` for numba: binary powering,
+#: a few multiplications instead of ``exp(n*log|x|)`` (float32 ``x**7``: 0.18 ns against 2.8).
+POWI_MAX = 64
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|T\([-+0-9.eE]+\)|T\(-?math\.(inf|nan)\)")
 _CALLEE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
@@ -279,6 +283,8 @@ class KernelPrinter:
             product = "*".join([b] * abs(int(exponent)))
             return f"({product})" if exponent > 0 else f"(T(1)/({product}))"
         if self.target == "numba":  # vectorised for float32; numba's ** is a scalar libm call
+            if exponent.is_Integer and abs(int(exponent)) <= POWI_MAX:
+                return f"vm.powi({self.print(base)}, {int(exponent)})"
             return f"vm.pow({self.print(base)}, {self.print(exponent)})"
         return f"({self.wrap(base)}**{self.wrap(exponent)})"
 

@@ -113,6 +113,7 @@ __all__ = [
     "acosh",
     "atanh",
     "pow",
+    "powi",
     "prefer_wide_vectors",
 ]
 # (``evaluate`` is public too, for plain-Python use on arrays; it is not a kernel function.)
@@ -1264,6 +1265,59 @@ def _pow_typed(x, y):
 
 
 @_jit
+def _powi_float32(x, n):
+    # x**n by binary powering in float64 (n is a constant once inlined: LLVM unrolls the loop). A
+    # float32 x squared is exact in float64 and every later product rounds at 2**-53, so the
+    # float32 result is as if rounded once; float64's range covers every float32 overflow and
+    # underflow the result can have (if |x|**|n| overflows float64, x**-|n| is 0 in float32).
+    base = np.float64(x)
+    power = 1.0
+    m = abs(n)
+    while m:
+        if m & 1:
+            power *= base
+        base *= base
+        m >>= 1
+    return np.float32(power if n >= 0 else 1.0 / power)  # 1/0 = inf: (-0.0)**-3 = -inf
+
+
+def _powi(x, n):
+    """x**n for an integer n, in the precision of x (resolved while numba types the caller)."""
+    return x**n
+
+
+@overload(_powi, jit_options=_JIT_OPTIONS)
+def _powi_typed(x, n):
+    if not isinstance(n, types.Integer):
+        raise TypingError(f"symjit_numba.mathlib.vector_math.powi takes an integer exponent, got {n}")
+    if x == types.float32:
+        return lambda x, n: _powi_float32(x, n)
+    if x == types.float64:
+        return lambda x, n: x ** np.float64(n)
+    raise TypingError(f"symjit_numba.mathlib.vector_math supports float32 and float64 scalars, got {x}")
+
+
+@_jit
+def powi(x, n):
+    """``x**n`` for an integer ``n`` (C's ``pow`` with an integer exponent: exact signs, 1 for
+    ``n = 0``, +-inf for a zero ``x`` and a negative ``n``).
+
+    Parameters
+    ----------
+    x : float32 or float64
+    n : int
+        A constant in generated kernels (the printer writes it as a literal), so that the loop
+        below unrolls.
+
+    Returns
+    -------
+    Same type as ``x``.  float32 multiplies in float64 by binary powering (vectorised; the result
+    rounds as if once); float64 calls libm (not vectorised).
+    """
+    return _powi(x, n)
+
+
+@_jit
 def pow(x, y):  # noqa: A001 - the C name, as math.pow
     """``x**y`` with C's ``pow`` rules (NaN for a negative ``x`` and a non-integer ``y``; 1 for
     ``y = 0`` and for ``x = 1``, even NaN; the limits at 0 and +-inf).
@@ -1320,7 +1374,7 @@ def evaluate(name: str, x):
     Parameters
     ----------
     name : str
-        One of the public one-argument function names, e.g. ``"erf"`` (not ``"pow"``).
+        One of the public one-argument function names, e.g. ``"erf"`` (not ``"pow"``, ``"powi"``).
     x : array_like
         float32 or float64 values (anything else is converted to float64).
 
@@ -1346,4 +1400,4 @@ def _evaluator(function):
 
 
 _EVALUATORS = {name: _evaluator(globals()[name]) for name in __all__
-               if name not in ("FASTMATH_FLAGS", "prefer_wide_vectors", "pow")}  # pow takes two arguments
+               if name not in ("FASTMATH_FLAGS", "prefer_wide_vectors", "pow", "powi")}  # two arguments

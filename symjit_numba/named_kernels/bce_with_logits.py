@@ -96,4 +96,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (vm.sigmoid(y_pred) - y_true)
 
-# codegen fingerprint: 181b6714eeff124e
+# codegen fingerprint: f6667e3ee4a642f4

@@ -210,4 +210,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             h1 = (T(1.0) + t0)
             delta[k, i] = err[k, i] * ((T(4.0)*t0)/(h1*h1))
 
-# codegen fingerprint: 181b6714eeff124e
+# codegen fingerprint: f6667e3ee4a642f4
