@@ -20,11 +20,15 @@ How they are written
   float32 ``ndtr`` is ``exp(-x^2/2)`` times a polynomial fitted here, in ``t = 1/(1 + |x|/4)``, and
   ``normal_pdf`` the same ``exp(-x^2/2)``, which LLVM then computes once where a kernel needs both.
   ``tanh``, ``sigmoid`` and ``softplus`` are built from ``expm1``, ``exp`` and ``log1p``.
-  float32 ``sin``, ``cos`` and ``tan`` reduce the argument modulo pi/2 *exactly* for every float32, however
-  large, without a table: ``x`` times each of six 29-bit parts of 2/pi is exact in float64, and
-  each product is taken modulo 4 before they are added; then Taylor polynomials on ``[-pi/4, pi/4]``.
-  float64 ``sin``/``cos``/``tan`` stay libm calls (not vectorised): an exact float64 reduction beyond
-  ``2**31`` needs Payne-Hanek's table lookups.
+* **float32 through float64.**  float32 ``sin``, ``cos`` and ``tan`` reduce the argument modulo
+  pi/2 *exactly* for every float32, however large, without a table: ``x`` times each of six 29-bit
+  parts of 2/pi is exact in float64, and each product is taken modulo 4 before they are added; then
+  Taylor polynomials on ``[-pi/4, pi/4]``.  float32 ``atan``, ``asin``, ``acos``, ``sinh``,
+  ``cosh``, ``asinh``, ``acosh``, ``atanh`` and ``pow`` (``exp(y*log|x|)``) are closed forms over
+  the float64 functions here, and ``powi`` binary powering in float64: float64's range and
+  precision absorb every cancellation and overflow of those forms.  Their float64 versions stay
+  libm calls (not vectorised): an exact float64 reduction beyond ``2**31`` needs Payne-Hanek's
+  table lookups, and ``pow`` a double-double ``log``.
 * **No branches, no data-dependent loops.**  Where libm branches on the argument range, we compute
   every candidate and pick one per lane with :func:`_select` (an LLVM ``select``, i.e. a vector
   blend).  Special values (NaN, +-inf, +-0, overflow, underflow) are handled the same way: arguments are
