@@ -8,8 +8,8 @@ would write a kernel by hand:
 * small integer powers become multiplications and ``x**0.5`` becomes ``math.sqrt(x)`` (``x**-0.5``
   becomes ``1/math.sqrt(x)``): a power of exactly 1/2 *is* the square root in the formula language,
   NaN for every negative ``x`` including ``-inf`` (where C's ``pow`` would give ``+inf``); other
-  powers are ``vm.powi(x, n)`` (integers up to :data:`POWI_MAX`: binary powering) or ``vm.pow(x, p)``
-  for numba (C's ``pow``, both vectorised for float32) and ``x**p`` for CUDA;
+  powers are ``vm.powi(x, n)`` (integers up to :data:`POWI_MAX`: binary powering, vectorised) or
+  ``vm.pow(x, p)`` (C's ``pow``, vectorised for float32) for numba, and ``x**p`` for CUDA;
 * every compound operand is parenthesised unless its text is already one parenthesised unit
   (:func:`_is_unit`), so operator precedence never depends on how a sub-expression printed;
 * a quotient stays a division (``a/x + b/x`` never shares a ``1/x``, which overflows for a

@@ -28,7 +28,7 @@ How they are written
   the float64 functions here, and ``powi`` binary powering in float64: float64's range and
   precision absorb every cancellation and overflow of those forms.  Their float64 versions stay
   libm calls (not vectorised): an exact float64 reduction beyond ``2**31`` needs Payne-Hanek's
-  table lookups, and ``pow`` a double-double ``log``.
+  table lookups, and ``pow`` a double-double ``log``; float64 ``powi`` is binary powering too.
 * **No branches, no data-dependent loops.**  Where libm branches on the argument range, we compute
   every candidate and pick one per lane with :func:`_select` (an LLVM ``select``, i.e. a vector
   blend).  Special values (NaN, +-inf, +-0, overflow, underflow) are handled the same way: arguments are
@@ -1269,20 +1269,36 @@ def _pow_typed(x, y):
 
 
 @_jit
-def _powi_float32(x, n):
-    # x**n by binary powering in float64 (n is a constant once inlined: LLVM unrolls the loop). A
-    # float32 x squared is exact in float64 and every later product rounds at 2**-53, so the
-    # float32 result is as if rounded once; float64's range covers every float32 overflow and
-    # underflow the result can have (if |x|**|n| overflows float64, x**-|n| is 0 in float32).
-    base = np.float64(x)
+def _binary_power(base, m):
+    # base**m (float64) for an integer m >= 0, a constant once inlined (LLVM unrolls the loop);
+    # 1 for m = 0, even for a NaN base
     power = 1.0
-    m = abs(n)
     while m:
         if m & 1:
             power *= base
         base *= base
         m >>= 1
+    return power
+
+
+@_jit
+def _powi_float32(x, n):
+    # x**n by binary powering in float64. A float32 x squared is exact in float64 and every later
+    # product rounds at 2**-53, so the float32 result is as if rounded once; float64's range
+    # covers every float32 overflow and underflow the result can have (if |x|**|n| overflows
+    # float64, x**-|n| is 0 in float32).
+    power = _binary_power(np.float64(x), abs(n))
     return np.float32(power if n >= 0 else 1.0 / power)  # 1/0 = inf: (-0.0)**-3 = -inf
+
+
+@_jit
+def _powi_float64(x, n):
+    # x**n by binary powering: at most log2|n| + popcount|n| roundings (6 ulp for |n| <= 64).
+    power = _binary_power(x, abs(n))
+    if n >= 0:
+        return power
+    # Where |x|**|n| overflows, x**n may still be a subnormal: the power of 1/x then.
+    return _select((_fabs(power) == math.inf) & (_fabs(x) < math.inf), _binary_power(1.0 / x, -n), 1.0 / power)
 
 
 def _powi(x, n):
@@ -1297,7 +1313,7 @@ def _powi_typed(x, n):
     if x == types.float32:
         return lambda x, n: _powi_float32(x, n)
     if x == types.float64:
-        return lambda x, n: x ** np.float64(n)
+        return lambda x, n: _powi_float64(x, n)
     raise TypingError(f"symjit_numba.mathlib.vector_math supports float32 and float64 scalars, got {x}")
 
 
@@ -1315,8 +1331,9 @@ def powi(x, n):
 
     Returns
     -------
-    Same type as ``x``.  float32 multiplies in float64 by binary powering (vectorised; the result
-    rounds as if once); float64 calls libm (not vectorised).
+    Same type as ``x``; vectorised.  float32 multiplies in float64 by binary powering (the result
+    rounds as if once); float64 by binary powering in float64 (a few ulp: at most 6 roundings for
+    ``|n| <= 64``), with the power of ``1/x`` where ``|x|**|n|`` overflows but ``x**n`` is subnormal.
     """
     return _powi(x, n)
 
