@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from symjit_numba.functions import FUNCTIONS_BY_NAME  # noqa: E402
 from symjit_numba.mathlib import vector_math as vm  # noqa: E402
 
 try:
@@ -110,7 +111,7 @@ def numpy_version(name):
         return sigmoid, None
     if name == "softplus":
         return (lambda x, out: np.logaddexp(0, x, out=out)), None
-    ufunc = getattr(np, name)
+    ufunc = getattr(np, FUNCTIONS_BY_NAME[name].numpy.removeprefix("numpy."))  # np.arcsin for asin
     return (lambda x, out: ufunc(x, out=out)), None
 
 

@@ -54,6 +54,7 @@ MP_FUNCS = {
     "erfc": _mp_erfc,
     "gamma": _mp_gamma,
     "loggamma": _mp_loggamma,
+    "normal_pdf": mpmath.npdf,
 }
 
 
@@ -73,7 +74,7 @@ def tolerance64(name, xs, ref):
     size ~log Gamma(|x|), so next to its zeros only absolute accuracy relative to that size is
     attainable.
     """
-    rel = 1e-14 if name in ("erf", "erfc") else 1e-13
+    rel = 1e-14 if name in ("erf", "erfc", "normal_pdf") else 1e-13
     tol = rel * np.abs(ref) + 16 * np.finfo(np.float64).smallest_subnormal
     if name == "loggamma":
         neg = xs < 0
@@ -150,6 +151,11 @@ GRIDS = {
         _near_gamma_poles()[:800],
         -np.logspace(1.0, 15.0, 200),         # large negative, mostly close to poles
         _sym(np.logspace(-300, -1, 100)),
+    ]),
+    "normal_pdf": np.concatenate([
+        np.linspace(-10.0, 10.0, 2001),
+        _sym(np.linspace(10.0, 38.7, 575)),   # the tails, where x*x/2 is large, to underflow
+        _sym(np.logspace(-300, 0, 61)),
     ]),
 }
 

@@ -1072,9 +1072,9 @@ def _trig_float32(x, kind):
     return y if kind == 1 else _select(x == np.float32(0.0), x, y)  # sin(-0.0) = tan(-0.0) = -0.0
 
 
-def _float32_in_float64(name, float32_version):
-    """A function of one float argument whose float32 version is ``float32_version`` (computing in
-    float64 inside) and whose float64 version is libm's ``math.<name>`` (not vectorised)."""
+def _float32_in_float64(name, float32_version, summary, notes):
+    """The public function ``name`` of one float argument: ``float32_version`` (computing in float64
+    inside) for float32, libm's ``math.<name>`` (not vectorised) for float64."""
     libm = getattr(math, name)
 
     def dispatch(x):
@@ -1088,7 +1088,22 @@ def _float32_in_float64(name, float32_version):
             return lambda x: libm(x)
         raise TypingError(f"symjit_numba.mathlib.vector_math supports float32 and float64 scalars, got {x}")
 
-    return dispatch
+    def function(x):
+        return dispatch(x)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = f"""{summary}
+
+    Parameters
+    ----------
+    x : float32 or float64
+
+    Returns
+    -------
+    Same type as ``x``; {notes}  float32 is computed in float64 (vectorised, at float64's vector
+    width; error below a float32 ulp); float64 calls libm (not vectorised).
+    """
+    return _jit(function)
 
 
 @_jit
@@ -1106,9 +1121,11 @@ def _tan_float32(x):
     return _trig_float32(x, 2)
 
 
-_sin = _float32_in_float64("sin", _sin_float32)
-_cos = _float32_in_float64("cos", _cos_float32)
-_tan = _float32_in_float64("tan", _tan_float32)
+sin = _float32_in_float64("sin", _sin_float32, "Sine.", "NaN at ``+-inf``, ``sin(-0.0) = -0.0``.  float32"
+                          " reduces ``x`` modulo pi/2 exactly, however large it is (174 bits of 2/pi).")
+cos = _float32_in_float64("cos", _cos_float32, "Cosine.", "NaN at ``+-inf``.  float32 reduces ``x`` as :func:`sin` does.")
+tan = _float32_in_float64("tan", _tan_float32, "Tangent.", "NaN at ``+-inf``, ``tan(-0.0) = -0.0``.  float32"
+                          " reduces ``x`` as :func:`sin` does, then divides once.")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1189,48 +1206,15 @@ def _atanh_float32(x):
     return _copysign(np.float32(0.5 * log1p(2.0 * a / (1.0 - a))), x)
 
 
-_atan = _float32_in_float64("atan", _atan_float32)
-_asin = _float32_in_float64("asin", _asin_float32)
-_acos = _float32_in_float64("acos", _acos_float32)
-_sinh = _float32_in_float64("sinh", _sinh_float32)
-_cosh = _float32_in_float64("cosh", _cosh_float32)
-_asinh = _float32_in_float64("asinh", _asinh_float32)
-_acosh = _float32_in_float64("acosh", _acosh_float32)
-_atanh = _float32_in_float64("atanh", _atanh_float32)
+atan = _float32_in_float64("atan", _atan_float32, "Arc tangent, in ``[-pi/2, pi/2]``.", "``+-pi/2`` at ``+-inf``.")
+asin = _float32_in_float64("asin", _asin_float32, "Arc sine, in ``[-pi/2, pi/2]``.", "NaN outside ``[-1, 1]``.")
+acos = _float32_in_float64("acos", _acos_float32, "Arc cosine, in ``[0, pi]``.", "NaN outside ``[-1, 1]``.")
+sinh = _float32_in_float64("sinh", _sinh_float32, "Hyperbolic sine.", "``+-inf`` beyond float32's range.")
+cosh = _float32_in_float64("cosh", _cosh_float32, "Hyperbolic cosine.", "``inf`` beyond float32's range.")
+asinh = _float32_in_float64("asinh", _asinh_float32, "Inverse hyperbolic sine.", "accurate over the whole range.")
+acosh = _float32_in_float64("acosh", _acosh_float32, "Inverse hyperbolic cosine.", "NaN below 1.")
+atanh = _float32_in_float64("atanh", _atanh_float32, "Inverse hyperbolic tangent.", "``+-inf`` at ``+-1``, NaN beyond.")
 
-
-def _documented(name, dispatch, summary, notes):
-    def function(x):
-        return dispatch(x)
-
-    function.__name__ = function.__qualname__ = name
-    function.__doc__ = f"""{summary}
-
-    Parameters
-    ----------
-    x : float32 or float64
-
-    Returns
-    -------
-    Same type as ``x``; {notes}  float32 is computed in float64 (vectorised, at float64's vector
-    width; error below a float32 ulp); float64 calls libm (not vectorised).
-    """
-    return _jit(function)
-
-
-sin = _documented("sin", _sin, "Sine.", "NaN at ``+-inf``, ``sin(-0.0) = -0.0``.  float32 reduces ``x``"
-                  " modulo pi/2 exactly, however large it is (174 bits of 2/pi).")
-cos = _documented("cos", _cos, "Cosine.", "NaN at ``+-inf``.  float32 reduces ``x`` as :func:`sin` does.")
-tan = _documented("tan", _tan, "Tangent.", "NaN at ``+-inf``, ``tan(-0.0) = -0.0``.  float32 reduces ``x`` as"
-                  " :func:`sin` does, then divides once.")
-atan = _documented("atan", _atan, "Arc tangent, in ``[-pi/2, pi/2]``.", "``+-pi/2`` at ``+-inf``.")
-asin = _documented("asin", _asin, "Arc sine, in ``[-pi/2, pi/2]``.", "NaN outside ``[-1, 1]``.")
-acos = _documented("acos", _acos, "Arc cosine, in ``[0, pi]``.", "NaN outside ``[-1, 1]``.")
-sinh = _documented("sinh", _sinh, "Hyperbolic sine.", "``+-inf`` beyond float32's range.")
-cosh = _documented("cosh", _cosh, "Hyperbolic cosine.", "``inf`` beyond float32's range.")
-asinh = _documented("asinh", _asinh, "Inverse hyperbolic sine.", "accurate over the whole range.")
-acosh = _documented("acosh", _acosh, "Inverse hyperbolic cosine.", "NaN below 1.")
-atanh = _documented("atanh", _atanh, "Inverse hyperbolic tangent.", "``+-inf`` at ``+-1``, NaN beyond.")
 
 # ------------------------------------------------------------------------------------------------
 # pow.  float32: exp(y*log|x|) in float64, with C's special cases; float64: libm.

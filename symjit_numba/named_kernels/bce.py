@@ -97,4 +97,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             y_true = true_s[i]
             grad_s[i] = (((-y_true)/y_pred) + ((T(1.0) - y_true)/(T(1.0) - y_pred)))
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -189,4 +189,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             num = z[k, i]
             delta[k, i] = err[k, i] * (T(0.0) if num <= T(-3.0) else (T(1.0) if num >= T(3.0) else (T(0.5) + T(0.3333333333333333)*num)))
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -103,4 +103,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             t0 = (y_pred - y_true)
             grad_s[i] = (T(1.0)*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if abs(t0) >= T(1.0) else t0)
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -118,4 +118,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
         partials[task, 0] = g_delta
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -245,4 +245,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (c_alpha if t0 else T(1.0))
         partial[columns[k] + 0] = g_alpha
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -116,4 +116,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             t4 = (T(1) if t2 > T(0) else (T(-1) if t2 < T(0) else t2))
             grad_s[i] = (((T(2.0)*t1*vm.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -99,4 +99,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             h0 = (y_pred - y_true)
             grad_s[i] = (T(1) if h0 > T(0) else (T(-1) if h0 < T(0) else h0))
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -237,4 +237,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             t4 = (t3 + T(2.0)*t2)
             delta[k, i] = err[k, i] * ((t3/t4) + ((T(4.0)*t2*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

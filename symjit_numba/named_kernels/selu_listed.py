@@ -296,4 +296,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
         partial[columns[k] + 0] = g_alpha
         partial[columns[k] + 1] = g_scale
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -204,4 +204,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             t1 = (T(1.0) + t0)
             delta[k, i] = err[k, i] * (((t0*num)/(t1*t1)) + ((T(1.0) if num >= T(0.0) else t0)/t1))
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

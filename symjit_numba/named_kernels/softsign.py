@@ -192,4 +192,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             t0 = (T(1.0) + abs(num))
             delta[k, i] = err[k, i] * ((T(1)/(t0)) + ((-(num*(T(1) if num > T(0) else (T(-1) if num < T(0) else num))))/(t0*t0)))
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -281,4 +281,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         partial[columns[k] + 0] = g_beta
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

@@ -210,4 +210,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             h1 = (T(1.0) + t0)
             delta[k, i] = err[k, i] * ((T(4.0)*t0)/(h1*h1))
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9

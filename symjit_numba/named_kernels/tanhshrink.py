@@ -192,4 +192,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             h0 = vm.tanh(num)
             delta[k, i] = err[k, i] * (h0*h0)
 
-# codegen fingerprint: 7e546832e6bec52d
+# codegen fingerprint: 141824d38d4e17d9
