@@ -224,14 +224,33 @@ def _in_place_layer(method, layout, runs):
 def test_exact_in_place_calls_give_the_results_of_separate_arrays(method, layout, runs):
     """Every identity the docs allow, on every backend and kernel path (CPU_JIT: direct, transposed)."""
     layer, n, b = _in_place_layer(method, layout, runs)
+    _check_in_place(layer, layout, n, b)
+
+
+@pytest.mark.parametrize("layout", ["node_major", "batch_major"])
+def test_in_place_blocks_longer_than_the_buffer(layout):
+    """CPU_JIT writes in-place outputs through a buffer: inplace.BLOCK elements of a node's block
+    (node-major; the summing kernels keep the whole block), or up to ROW_BUFFER elements of whole
+    rows (batch-major runs, whose sums go on from call to call). Blocks and tasks here take two
+    calls or more: the bits of separate arrays, sums included."""
+    from symjit_numba.backends.cpu_tasks import ROW_BUFFER
+    from symjit_numba.codegen.source import ROWS
+    from symjit_numba.mathlib import inplace
+
+    n, b = (6, 2 * inplace.BLOCK + 333) if layout == "node_major" else (ROW_BUFFER // ROWS + 76, 2 * ROWS + 22)
+    configs = [IN_PLACE_CONFIGS[2] if j < n // 2 else ("swish", {"beta": 0.5 + j / n}) for j in range(n)]
+    _check_in_place(build(configs, "CPU_JIT", layout=layout), layout, n, b)
+
+
+def _check_in_place(layer, layout, n, b):
     params, offsets = layer.make_params(np.float32)  # compiled when built: no first-call compile
     shape = (n, b) if layout == "node_major" else (b, n)
     rng = np.random.default_rng(0)
     z, err = (rng.normal(scale=2.0, size=shape).astype(np.float32), rng.normal(size=shape).astype(np.float32))
-    a, delta, d = np.empty_like(z), np.empty_like(z), np.empty_like(z)
+    a, delta, fused_a, d = np.empty_like(z), np.empty_like(z), np.empty_like(z), np.empty_like(z)
     layer.forward_kernel(z, a, params, offsets, n, b)
     layer.backward_kernel(z, err, delta, params, offsets, n, b)
-    layer.forward_derivative_kernel(z, np.empty_like(z), d, params, offsets, n, b)
+    layer.forward_derivative_kernel(z, fused_a, d, params, offsets, n, b)  # (its f may differ from a in the last bit)
 
     x = z.copy()
     layer.forward_kernel(x, x, params, offsets, n, b)
@@ -244,12 +263,24 @@ def test_exact_in_place_calls_give_the_results_of_separate_arrays(method, layout
     np.testing.assert_array_equal(x, delta, err_msg="backward, delta is z")
     x, other = z.copy(), np.empty_like(z)
     layer.forward_derivative_kernel(x, x, other, params, offsets, n, b)
-    np.testing.assert_array_equal(x, a, err_msg="fused, a is z")
+    np.testing.assert_array_equal(x, fused_a, err_msg="fused, a is z")
     np.testing.assert_array_equal(other, d, err_msg="fused, a is z (d)")
     x, other = z.copy(), np.empty_like(z)
     layer.forward_derivative_kernel(x, other, x, params, offsets, n, b)
-    np.testing.assert_array_equal(other, a, err_msg="fused, d is z (a)")
+    np.testing.assert_array_equal(other, fused_a, err_msg="fused, d is z (a)")
     np.testing.assert_array_equal(x, d, err_msg="fused, d is z")
+    _check_in_place_backward_with_params(layer, z, err, params, offsets, n, b)
+
+
+def _check_in_place_backward_with_params(layer, z, err, params, offsets, n, b):
+    """backward_with_params_kernel with delta = err and delta = z: the bits of a separate delta, and the same sums."""
+    delta, grad = np.empty_like(z), np.zeros_like(params)
+    layer.backward_with_params_kernel(z, err, delta, grad, params, offsets, n, b)
+    for name, inputs in (("err", lambda x: (z, x)), ("z", lambda x: (x, err))):
+        x, grad_in_place = (err if name == "err" else z).copy(), np.zeros_like(params)
+        layer.backward_with_params_kernel(*inputs(x), x, grad_in_place, params, offsets, n, b)
+        np.testing.assert_array_equal(x, delta, err_msg=f"backward with params, delta is {name}")
+        np.testing.assert_array_equal(grad_in_place, grad, err_msg=f"backward with params, delta is {name} (sums)")
 
 
 def test_exact_in_place_loss_calls_give_the_results_of_separate_arrays(losses, method):

@@ -24,6 +24,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..codegen.source import BLOCK, ROWS
+from ..mathlib import inplace
 
 __all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "batch_major",
            "batch_major_both", "batch_major_params", "batch_major_backward_params", "tiled", "tiled_both", "tiled_params",
@@ -90,39 +91,98 @@ def _row_task(task, runs, b):  # pragma: no cover - compiled
     return task - (task // runs) * runs, r0, r0 + ROWS if r0 + ROWS < b else b
 
 
+# In-place calls (an output that is an input): the formula's loop writes a buffer, copied to the
+# output after it, inplace.BLOCK elements at a time (see symjit_numba.mathlib.inplace: LLVM runs the
+# scalar version of a loop whose output and input overlap). A summing runner keeps its tasks'
+# blocks whole: its sums add in the same order, in place or not.
+
 @_jit
 def node_major(first, last, backward, z, err, out, params, offsets, kernels):  # pragma: no cover - compiled
     """Tasks first..last-1 of an (n, b) layer, task = (node j, block of BLOCK samples): node_block."""
+    buffer = inplace.block_buffer(out, z, err, inplace.BLOCK)
+    step = inplace.step(BLOCK, buffer)
     for task in range(first, last):
         j, lo, hi = _node_task(task, z.shape[1])
-        _call(kernels[j], (backward, z[j, lo:hi], err[j, lo:hi], out[j, lo:hi], params, offsets[j]))
+        for start in range(lo, hi, step):
+            stop = min(start + step, hi)
+            written = inplace.into(out[j, start:stop], buffer)
+            _call(kernels[j], (backward, z[j, start:stop], err[j, start:stop], written, params, offsets[j]))
+            inplace.settle(out[j, start:stop], written)
 
 
 @_jit
 def node_major_both(first, last, z, a, d, params, offsets, kernels):  # pragma: no cover - compiled
     """As :func:`node_major`, calling node_block_both (f and df in one pass)."""
+    buffer_a, buffer_d = inplace.block_buffer(a, z, z, inplace.BLOCK), inplace.block_buffer(d, z, z, inplace.BLOCK)
+    step = min(inplace.step(BLOCK, buffer_a), inplace.step(BLOCK, buffer_d))
     for task in range(first, last):
         j, lo, hi = _node_task(task, z.shape[1])
-        _call(kernels[j], (z[j, lo:hi], a[j, lo:hi], d[j, lo:hi], params, offsets[j]))
+        for start in range(lo, hi, step):
+            stop = min(start + step, hi)
+            written_a, written_d = inplace.into(a[j, start:stop], buffer_a), inplace.into(d[j, start:stop], buffer_d)
+            _call(kernels[j], (z[j, start:stop], written_a, written_d, params, offsets[j]))
+            inplace.settle(a[j, start:stop], written_a)
+            inplace.settle(d[j, start:stop], written_d)
+
+
+#: Most elements of the buffer of a batch-major in-place call (whole rows, at least one).
+ROW_BUFFER = 8 * inplace.BLOCK
+
+
+@_jit
+def _row_buffer(out, first, second):  # pragma: no cover - compiled
+    """:func:`inplace.block_buffer` for the row_block runners: up to ROWS whole rows of ``out``, or none."""
+    rows = max(1, min(ROWS, ROW_BUFFER // max(out.shape[1], 1))) if inplace.aliases(out, first, second) else 0
+    return inplace.empty(out, (rows, out.shape[1]))
+
+
+@_jit
+def _rows_into(out, buffer, ra, rz):  # pragma: no cover - compiled
+    """What a row_block call writes for the rows ra..rz-1 of ``out``: the buffer's first rows, or those rows."""
+    return out[ra:rz] if buffer.shape[0] == 0 else buffer[:rz - ra]
+
+
+@_jit
+def _rows_settle(out, written, ra, k0, k1):  # pragma: no cover - compiled
+    """Copy the columns k0..k1-1 of rows that a row_block call wrote into a buffer to ``out``'s rows ra.."""
+    if written.shape[0] > 0 and written.ctypes.data != out[ra:].ctypes.data:
+        for r in range(written.shape[0]):
+            inplace.settle(out[ra + r, k0:k1], written[r, k0:k1])
 
 
 @_jit
 def batch_major(first, last, backward, z, err, out, params, offsets, run_start, run_stop,
                 kernels):  # pragma: no cover - compiled
     """Tasks first..last-1 of a (b, n) layer, task = (block of ROWS samples, run s of nodes
-    run_start[s]:run_stop[s], which all have the formula of kernels[s]): row_block."""
+    run_start[s]:run_stop[s], which all have the formula of kernels[s]): row_block, on a task's
+    rows at once, or a buffer's rows at a time in place."""
+    buffer = _row_buffer(out, z, err)
     for task in range(first, last):
         s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
-        _call(kernels[s], (backward, z, err, out, params, offsets, r0, r1, run_start[s], run_stop[s]))
+        step = buffer.shape[0] if buffer.shape[0] > 0 else r1 - r0
+        for ra in range(r0, r1, step):
+            rz = min(ra + step, r1)
+            written = _rows_into(out, buffer, ra, rz)
+            _call(kernels[s], (backward, z[ra:rz], err[ra:rz], written, params, offsets, 0, rz - ra, run_start[s],
+                               run_stop[s]))
+            _rows_settle(out, written, ra, run_start[s], run_stop[s])
 
 
 @_jit
 def batch_major_both(first, last, z, a, d, params, offsets, run_start, run_stop,
                      kernels):  # pragma: no cover - compiled
     """As :func:`batch_major`, calling row_block_both (f and df in one pass)."""
+    buffer_a, buffer_d = _row_buffer(a, z, z), _row_buffer(d, z, z)
     for task in range(first, last):
         s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
-        _call(kernels[s], (z, a, d, params, offsets, r0, r1, run_start[s], run_stop[s]))
+        step = max(buffer_a.shape[0], buffer_d.shape[0])
+        step = step if step > 0 else r1 - r0
+        for ra in range(r0, r1, step):
+            rz = min(ra + step, r1)
+            written_a, written_d = _rows_into(a, buffer_a, ra, rz), _rows_into(d, buffer_d, ra, rz)
+            _call(kernels[s], (z[ra:rz], written_a, written_d, params, offsets, 0, rz - ra, run_start[s], run_stop[s]))
+            _rows_settle(a, written_a, ra, run_start[s], run_stop[s])
+            _rows_settle(d, written_d, ra, run_start[s], run_stop[s])
 
 
 # The summing kinds (param_backward, backward_with_params): each task writes its float64 sums into
@@ -144,10 +204,13 @@ def node_major_params(first, last, z, err, params, offsets, kernels, columns,
 def node_major_backward_params(first, last, z, err, delta, params, offsets, kernels, columns,
                                partials):  # pragma: no cover - compiled
     """As :func:`node_major_params`, calling node_block_backward_params (delta too, in one pass)."""
+    buffer = inplace.block_buffer(delta, z, err, BLOCK)  # whole blocks: the order of the sums stays
     for task in range(first, last):
         j, lo, hi = _node_task(task, z.shape[1])
-        _call(kernels[j], (z[j, lo:hi], err[j, lo:hi], delta[j, lo:hi], params, offsets[j],
+        written = inplace.into(delta[j, lo:hi], buffer)
+        _call(kernels[j], (z[j, lo:hi], err[j, lo:hi], written, params, offsets[j],
                            partials[lo // BLOCK, columns[j]:columns[j + 1]]))
+        inplace.settle(delta[j, lo:hi], written)
 
 
 @_jit
@@ -157,18 +220,27 @@ def batch_major_params(first, last, z, err, params, offsets, run_start, run_stop
     partials[r0 // ROWS, columns[s]:columns[s + 1]]."""
     for task in range(first, last):
         s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
-        _call(kernels[s], (z, err, params, offsets, r0, r1, run_start[s], run_stop[s],
-                           partials[r0 // ROWS, columns[s]:columns[s + 1]]))
+        partial = partials[r0 // ROWS, columns[s]:columns[s + 1]]
+        partial[:] = 0.0
+        _call(kernels[s], (z, err, params, offsets, r0, r1, run_start[s], run_stop[s], partial))
 
 
 @_jit
 def batch_major_backward_params(first, last, z, err, delta, params, offsets, run_start, run_stop, kernels, columns,
                                 partials):  # pragma: no cover - compiled
     """As :func:`batch_major_params`, calling row_block_backward_params (delta too, in one pass)."""
+    buffer = _row_buffer(delta, z, err)
     for task in range(first, last):
         s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
-        _call(kernels[s], (z, err, delta, params, offsets, r0, r1, run_start[s], run_stop[s],
-                           partials[r0 // ROWS, columns[s]:columns[s + 1]]))
+        partial = partials[r0 // ROWS, columns[s]:columns[s + 1]]
+        partial[:] = 0.0
+        step = buffer.shape[0] if buffer.shape[0] > 0 else r1 - r0
+        for ra in range(r0, r1, step):  # (the sums go on from call to call, in the same order)
+            rz = min(ra + step, r1)
+            written = _rows_into(delta, buffer, ra, rz)
+            _call(kernels[s], (z[ra:rz], err[ra:rz], written, params, offsets, 0, rz - ra, run_start[s], run_stop[s],
+                               partial))
+            _rows_settle(delta, written, ra, run_start[s], run_stop[s])
 
 
 # Batch-major arrays whose formulas interleave (runs of one formula too short to fill a vector):

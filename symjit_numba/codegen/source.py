@@ -233,10 +233,10 @@ def _header(formulas: Sequence[PrintedFormula], target: str, layout: str, mode: 
 
 
 _CPU_PREAMBLE = (
-    "from numba import njit", "", "from symjit_numba.mathlib import scalar_special as ss",
-    "from symjit_numba.mathlib import sums", "from symjit_numba.mathlib import vector_math as vm", "",
+    "from numba import njit", "", "from symjit_numba.mathlib import {modules}",
+    "from symjit_numba.mathlib import scalar_special as ss", "from symjit_numba.mathlib import vector_math as vm", "",
     "# Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.",
-    "JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True{})",
+    "JIT = njit(nogil=True, cache=True, fastmath=set(vm.FASTMATH_FLAGS), error_model='numpy', no_rewrites=True{options})",
 )
 #: An activation module's functions are only called through their C wrappers' addresses (by the
 #: task runners), so numba need not build their CPython wrappers: about 12% less compile time.
@@ -293,7 +293,7 @@ def _accumulators(printed: PrintedFormula) -> list[str]:
 
 
 def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
-    lines(0, *(line.format(_CPU_ACTIVATION_OPTIONS) for line in _CPU_PREAMBLE))
+    lines(0, *(line.format(modules="sums", options=_CPU_ACTIVATION_OPTIONS) for line in _CPU_PREAMBLE))
     g = _accumulators(printed)
     for suffix, kinds in _cpu_functions("activation").items():
         arguments, outputs, doc = _cpu_signature(kinds, "activation")
@@ -312,7 +312,7 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
             lines(1, *(f"partial[{i}] = {a}" for i, a in enumerate(g)))
         lines(0, "", "", "@JIT", f"def row_block{suffix}({', '.join(arguments)}, params, offsets, r0, r1, k0, k1{partial}):",
               '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]):',
-              f'    {doc}' + (";\n    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]." if reduces else "."
+              f'    {doc}' + (";\n    node k0 + i's sum for its constant c is added to partial[c * (k1 - k0) + i]." if reduces else "."
                              ) + '"""',
               "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes")
         if printed.constants:  # each constant's values side by side: a vector load in the row loop, not a gather
@@ -321,8 +321,9 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
                   *(f"    v_{name}[i] = params[offs[i] + {c}]" for c, name in enumerate(printed.constants)))
         if reduces and g:
             # a row's terms in the dtype first: a loop adding float64 sums would run at float64's vector width
+            # (added to: the runner zeroes a task's sums, then calls this for its rows at once or a few at a time)
             lines(1, "m = k1 - k0", *(f"{a} = partial[{i} * m:{i + 1} * m]" for i, a in enumerate(g)),
-                  *(f"{a}[:] = 0.0" for a in g), f"terms = np.empty(({len(g)}, m), T)")
+                  f"terms = np.empty(({len(g)}, m), T)")
         lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
         _cpu_loops(lines, 2, printed, kinds, outputs, "z_s.size", ["num = z_s[i]", *(f"c_{name} = v_{name}[i]" for name in printed.constants)],
                    "err_s[i]", [f"terms[{c}, i] = {{}}" for c in range(len(g))],
@@ -341,24 +342,39 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
             lines(2, *(f"partial[columns[k] + {i}] = {a}" for i, a in enumerate(g)))
 
 
+def _step(written: Sequence[str]) -> str:
+    """Elements per loop of a loss function writing the arrays ``written`` (each with its in-place buffer)."""
+    steps = [f"inplace.step(BLOCK, {array}_buffer)" for array in written]
+    return "BLOCK" if not steps else steps[0] if len(steps) == 1 else f"min({', '.join(steps)})"
+
+
 def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
-    lines(0, *(line.format("") for line in _CPU_PREAMBLE), "", f"BLOCK = {BLOCK}")
+    # (inplace: the task runners handle in-place activation calls; a loss runs its own tasks)
+    lines(0, *(line.format(modules="inplace, sums", options="") for line in _CPU_PREAMBLE), "", f"BLOCK = {BLOCK}")
     g = _accumulators(printed)
     for suffix, kinds in _cpu_functions("loss").items():
         arguments, outputs, doc = _cpu_signature(kinds, "loss")
         reduces = kinds[0].reduces
         arrays = [a for a in arguments if a != "backward"]
+        written = [a for a in arrays if a not in ("pred", "true")]
+        # in place (an output is pred or true), the loops write a buffer; whole blocks where they sum
+        buffer_size = "BLOCK" if reduces else "inplace.BLOCK"
         lines(0, "", "", "@JIT", f"def loss{suffix}(first, last, {', '.join(arguments)}, params{', partials' if reduces else ''}):",
               '    """Tasks first..last-1, task = block of BLOCK elements of the flat arrays:',
               f'    {doc}' + (" (task t's sums in partials[t])." if reduces else ".") + '"""',
               "    T = pred.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes", *(f"    {read}" for read in _constant_reads(printed, "0")),
-              "    for task in range(first, last):", "        lo = task * BLOCK",
-              "        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size",
-              *(f"        {array}_s = {array}[lo:hi]" for array in arrays))
+              *(f"    {array}_buffer = inplace.block_buffer({array}, pred, true, {buffer_size})  # in place: {array} is pred or true"
+                for array in written),
+              f"    step = {_step(written)}",
+              "    for task in range(first, last):", "        end = min(task * BLOCK + BLOCK, pred.size)")
         if reduces:
             lines(2, *(f"{a} = 0.0" for a in g))
-        _cpu_loops(lines, 2, printed, kinds, outputs, "pred_s.size", ["y_pred = pred_s[i]", "y_true = true_s[i]"], None,
+        lines(2, "for lo in range(task * BLOCK, end, step):", "    hi = min(lo + step, end)",
+              *(f"    {array}_s = {array}[lo:hi]" if array not in written else
+                f"    {array}_s = inplace.into({array}[lo:hi], {array}_buffer)" for array in arrays))
+        _cpu_loops(lines, 3, printed, kinds, outputs, "pred_s.size", ["y_pred = pred_s[i]", "y_true = true_s[i]"], None,
                    [f"{a} = sums.add({a}, {{}})" for a in g])
+        lines(3, *(f"inplace.settle({array}[lo:hi], {array}_s)" for array in written))
         if reduces:
             lines(2, *(f"partials[task, {i}] = {a}" for i, a in enumerate(g)))
 

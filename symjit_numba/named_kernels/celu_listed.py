@@ -10,8 +10,8 @@ import math
 import numpy as np
 from numba import njit
 
-from symjit_numba.mathlib import scalar_special as ss
 from symjit_numba.mathlib import sums
+from symjit_numba.mathlib import scalar_special as ss
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -150,7 +150,7 @@ def node_block_params(z_s, err_s, params, p, partial):
 def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     partial = the float64 sums of err * df/dc per constant c;
-    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    node k0 + i's sum for its constant c is added to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
@@ -159,7 +159,6 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
         v_alpha[i] = params[offs[i] + 0]
     m = k1 - k0
     g_alpha = partial[0 * m:1 * m]
-    g_alpha[:] = 0.0
     terms = np.empty((1, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
@@ -211,7 +210,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
 def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, partial):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
-    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    node k0 + i's sum for its constant c is added to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     offs = offsets[k0:k1]
@@ -220,7 +219,6 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
         v_alpha[i] = params[offs[i] + 0]
     m = k1 - k0
     g_alpha = partial[0 * m:1 * m]
-    g_alpha[:] = 0.0
     terms = np.empty((1, m), T)
     for r in range(r0, r1):
         z_s = z[r, k0:k1]
@@ -257,4 +255,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             delta[k, i] = err[k, i] * (t1 if t2 else T(1.0))
         partial[columns[k] + 0] = g_alpha
 
-# codegen fingerprint: 141824d38d4e17d9
+# codegen fingerprint: 5ebe3b57a67ab992

@@ -9,8 +9,8 @@ import math
 import numpy as np
 from numba import njit
 
-from symjit_numba.mathlib import scalar_special as ss
 from symjit_numba.mathlib import sums
+from symjit_numba.mathlib import scalar_special as ss
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -129,7 +129,7 @@ def node_block_params(z_s, err_s, params, p, partial):
 def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     partial = the float64 sums of err * df/dc per constant c;
-    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    node k0 + i's sum for its constant c is added to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for r in range(r0, r1):
@@ -165,7 +165,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
 def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, partial):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
-    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    node k0 + i's sum for its constant c is added to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for r in range(r0, r1):
@@ -189,4 +189,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             num = z[k, i]
             delta[k, i] = err[k, i] * (T(0.0) if (num >= T(3.0) or num <= T(-3.0)) else T(0.16666666666666666))
 
-# codegen fingerprint: 141824d38d4e17d9
+# codegen fingerprint: 5ebe3b57a67ab992

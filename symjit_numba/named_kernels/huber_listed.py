@@ -11,8 +11,8 @@ import math
 import numpy as np
 from numba import njit
 
+from symjit_numba.mathlib import inplace, sums
 from symjit_numba.mathlib import scalar_special as ss
-from symjit_numba.mathlib import sums
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -28,25 +28,29 @@ def loss(first, last, backward, pred, true, out, params):
     T = pred.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_delta = params[0 + 0]
+    out_buffer = inplace.block_buffer(out, pred, true, inplace.BLOCK)  # in place: out is pred or true
+    step = inplace.step(BLOCK, out_buffer)
     for task in range(first, last):
-        lo = task * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
-        pred_s = pred[lo:hi]
-        true_s = true[lo:hi]
-        out_s = out[lo:hi]
-        if backward:
-            for i in range(pred_s.size):
-                y_pred = pred_s[i]
-                y_true = true_s[i]
-                t0 = (y_pred - y_true)
-                out_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if c_delta <= abs(t0) else t0)
-        else:
-            for i in range(pred_s.size):
-                y_pred = pred_s[i]
-                y_true = true_s[i]
-                t0 = (y_pred - y_true)
-                t1 = abs(t0)
-                out_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if c_delta <= t1 else T(0.5)*(t0*t0))
+        end = min(task * BLOCK + BLOCK, pred.size)
+        for lo in range(task * BLOCK, end, step):
+            hi = min(lo + step, end)
+            pred_s = pred[lo:hi]
+            true_s = true[lo:hi]
+            out_s = inplace.into(out[lo:hi], out_buffer)
+            if backward:
+                for i in range(pred_s.size):
+                    y_pred = pred_s[i]
+                    y_true = true_s[i]
+                    t0 = (y_pred - y_true)
+                    out_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if c_delta <= abs(t0) else t0)
+            else:
+                for i in range(pred_s.size):
+                    y_pred = pred_s[i]
+                    y_true = true_s[i]
+                    t0 = (y_pred - y_true)
+                    t1 = abs(t0)
+                    out_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if c_delta <= t1 else T(0.5)*(t0*t0))
+            inplace.settle(out[lo:hi], out_s)
 
 
 @JIT
@@ -56,21 +60,27 @@ def loss_both(first, last, pred, true, res, grad, params):
     T = pred.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_delta = params[0 + 0]
+    res_buffer = inplace.block_buffer(res, pred, true, inplace.BLOCK)  # in place: res is pred or true
+    grad_buffer = inplace.block_buffer(grad, pred, true, inplace.BLOCK)  # in place: grad is pred or true
+    step = min(inplace.step(BLOCK, res_buffer), inplace.step(BLOCK, grad_buffer))
     for task in range(first, last):
-        lo = task * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
-        pred_s = pred[lo:hi]
-        true_s = true[lo:hi]
-        res_s = res[lo:hi]
-        grad_s = grad[lo:hi]
-        for i in range(pred_s.size):
-            y_pred = pred_s[i]
-            y_true = true_s[i]
-            t0 = (y_pred - y_true)
-            t1 = abs(t0)
-            t2 = c_delta <= t1
-            res_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if t2 else T(0.5)*(t0*t0))
-            grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
+        end = min(task * BLOCK + BLOCK, pred.size)
+        for lo in range(task * BLOCK, end, step):
+            hi = min(lo + step, end)
+            pred_s = pred[lo:hi]
+            true_s = true[lo:hi]
+            res_s = inplace.into(res[lo:hi], res_buffer)
+            grad_s = inplace.into(grad[lo:hi], grad_buffer)
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                t0 = (y_pred - y_true)
+                t1 = abs(t0)
+                t2 = c_delta <= t1
+                res_s[i] = (c_delta*(t1 - (c_delta/T(2.0))) if t2 else T(0.5)*(t0*t0))
+                grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
+            inplace.settle(res[lo:hi], res_s)
+            inplace.settle(grad[lo:hi], grad_s)
 
 
 @JIT
@@ -80,17 +90,19 @@ def loss_params(first, last, pred, true, params, partials):
     T = pred.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_delta = params[0 + 0]
+    step = BLOCK
     for task in range(first, last):
-        lo = task * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
-        pred_s = pred[lo:hi]
-        true_s = true[lo:hi]
+        end = min(task * BLOCK + BLOCK, pred.size)
         g_delta = 0.0
-        for i in range(pred_s.size):
-            y_pred = pred_s[i]
-            y_true = true_s[i]
-            t0 = abs((y_pred - y_true))
-            g_delta = sums.add(g_delta, ((t0 - c_delta) if c_delta <= t0 else T(0.0)))
+        for lo in range(task * BLOCK, end, step):
+            hi = min(lo + step, end)
+            pred_s = pred[lo:hi]
+            true_s = true[lo:hi]
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                t0 = abs((y_pred - y_true))
+                g_delta = sums.add(g_delta, ((t0 - c_delta) if c_delta <= t0 else T(0.0)))
         partials[task, 0] = g_delta
 
 
@@ -101,21 +113,25 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
     T = pred.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     c_delta = params[0 + 0]
+    grad_buffer = inplace.block_buffer(grad, pred, true, BLOCK)  # in place: grad is pred or true
+    step = inplace.step(BLOCK, grad_buffer)
     for task in range(first, last):
-        lo = task * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
-        pred_s = pred[lo:hi]
-        true_s = true[lo:hi]
-        grad_s = grad[lo:hi]
+        end = min(task * BLOCK + BLOCK, pred.size)
         g_delta = 0.0
-        for i in range(pred_s.size):
-            y_pred = pred_s[i]
-            y_true = true_s[i]
-            t0 = (y_pred - y_true)
-            t1 = abs(t0)
-            t2 = c_delta <= t1
-            g_delta = sums.add(g_delta, ((t1 - c_delta) if t2 else T(0.0)))
-            grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
+        for lo in range(task * BLOCK, end, step):
+            hi = min(lo + step, end)
+            pred_s = pred[lo:hi]
+            true_s = true[lo:hi]
+            grad_s = inplace.into(grad[lo:hi], grad_buffer)
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                t0 = (y_pred - y_true)
+                t1 = abs(t0)
+                t2 = c_delta <= t1
+                g_delta = sums.add(g_delta, ((t1 - c_delta) if t2 else T(0.0)))
+                grad_s[i] = (c_delta*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if t2 else t0)
+            inplace.settle(grad[lo:hi], grad_s)
         partials[task, 0] = g_delta
 
-# codegen fingerprint: 141824d38d4e17d9
+# codegen fingerprint: 5ebe3b57a67ab992

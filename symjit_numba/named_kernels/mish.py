@@ -9,8 +9,8 @@ import math
 import numpy as np
 from numba import njit
 
-from symjit_numba.mathlib import scalar_special as ss
 from symjit_numba.mathlib import sums
+from symjit_numba.mathlib import scalar_special as ss
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -162,7 +162,7 @@ def node_block_params(z_s, err_s, params, p, partial):
 def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     partial = the float64 sums of err * df/dc per constant c;
-    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    node k0 + i's sum for its constant c is added to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for r in range(r0, r1):
@@ -203,7 +203,7 @@ def node_block_backward_params(z_s, err_s, delta_s, params, p, partial):
 def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, partial):
     """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k's constants at params[offsets[k]:]):
     delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
-    node k0 + i's sum for its constant c goes to partial[c * (k1 - k0) + i]."""
+    node k0 + i's sum for its constant c is added to partial[c * (k1 - k0) + i]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for r in range(r0, r1):
@@ -237,4 +237,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1,
             t4 = (t3 + T(2.0)*t2)
             delta[k, i] = err[k, i] * ((t3/t4) + ((T(4.0)*t2*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
 
-# codegen fingerprint: 141824d38d4e17d9
+# codegen fingerprint: 5ebe3b57a67ab992

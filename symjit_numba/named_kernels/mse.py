@@ -10,8 +10,8 @@ import math
 import numpy as np
 from numba import njit
 
+from symjit_numba.mathlib import inplace, sums
 from symjit_numba.mathlib import scalar_special as ss
-from symjit_numba.mathlib import sums
 from symjit_numba.mathlib import vector_math as vm
 
 # Serial, GIL-free functions; the CPU_JIT backend runs tasks on all cores with its own threads.
@@ -26,23 +26,27 @@ def loss(first, last, backward, pred, true, out, params):
     out = L(pred, true), or out = dL/dpred if backward."""
     T = pred.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    out_buffer = inplace.block_buffer(out, pred, true, inplace.BLOCK)  # in place: out is pred or true
+    step = inplace.step(BLOCK, out_buffer)
     for task in range(first, last):
-        lo = task * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
-        pred_s = pred[lo:hi]
-        true_s = true[lo:hi]
-        out_s = out[lo:hi]
-        if backward:
-            for i in range(pred_s.size):
-                y_pred = pred_s[i]
-                y_true = true_s[i]
-                out_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
-        else:
-            for i in range(pred_s.size):
-                y_pred = pred_s[i]
-                y_true = true_s[i]
-                h0 = (y_pred - y_true)
-                out_s[i] = (h0*h0)
+        end = min(task * BLOCK + BLOCK, pred.size)
+        for lo in range(task * BLOCK, end, step):
+            hi = min(lo + step, end)
+            pred_s = pred[lo:hi]
+            true_s = true[lo:hi]
+            out_s = inplace.into(out[lo:hi], out_buffer)
+            if backward:
+                for i in range(pred_s.size):
+                    y_pred = pred_s[i]
+                    y_true = true_s[i]
+                    out_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
+            else:
+                for i in range(pred_s.size):
+                    y_pred = pred_s[i]
+                    y_true = true_s[i]
+                    h0 = (y_pred - y_true)
+                    out_s[i] = (h0*h0)
+            inplace.settle(out[lo:hi], out_s)
 
 
 @JIT
@@ -51,19 +55,25 @@ def loss_both(first, last, pred, true, res, grad, params):
     res = L(pred, true) and grad = dL/dpred in one pass."""
     T = pred.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    res_buffer = inplace.block_buffer(res, pred, true, inplace.BLOCK)  # in place: res is pred or true
+    grad_buffer = inplace.block_buffer(grad, pred, true, inplace.BLOCK)  # in place: grad is pred or true
+    step = min(inplace.step(BLOCK, res_buffer), inplace.step(BLOCK, grad_buffer))
     for task in range(first, last):
-        lo = task * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
-        pred_s = pred[lo:hi]
-        true_s = true[lo:hi]
-        res_s = res[lo:hi]
-        grad_s = grad[lo:hi]
-        for i in range(pred_s.size):
-            y_pred = pred_s[i]
-            y_true = true_s[i]
-            h0 = (y_pred - y_true)
-            res_s[i] = (h0*h0)
-            grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
+        end = min(task * BLOCK + BLOCK, pred.size)
+        for lo in range(task * BLOCK, end, step):
+            hi = min(lo + step, end)
+            pred_s = pred[lo:hi]
+            true_s = true[lo:hi]
+            res_s = inplace.into(res[lo:hi], res_buffer)
+            grad_s = inplace.into(grad[lo:hi], grad_buffer)
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                h0 = (y_pred - y_true)
+                res_s[i] = (h0*h0)
+                grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
+            inplace.settle(res[lo:hi], res_s)
+            inplace.settle(grad[lo:hi], grad_s)
 
 
 @JIT
@@ -72,13 +82,15 @@ def loss_params(first, last, pred, true, params, partials):
     partial = the float64 sums of dL/dc per constant c (task t's sums in partials[t])."""
     T = pred.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    step = BLOCK
     for task in range(first, last):
-        lo = task * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
-        pred_s = pred[lo:hi]
-        true_s = true[lo:hi]
-        for i in range(pred_s.size):
-            pass
+        end = min(task * BLOCK + BLOCK, pred.size)
+        for lo in range(task * BLOCK, end, step):
+            hi = min(lo + step, end)
+            pred_s = pred[lo:hi]
+            true_s = true[lo:hi]
+            for i in range(pred_s.size):
+                pass
 
 
 @JIT
@@ -87,15 +99,19 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
     grad = dL/dpred and partial = the float64 sums of dL/dc per constant c in one pass (task t's sums in partials[t])."""
     T = pred.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
+    grad_buffer = inplace.block_buffer(grad, pred, true, BLOCK)  # in place: grad is pred or true
+    step = inplace.step(BLOCK, grad_buffer)
     for task in range(first, last):
-        lo = task * BLOCK
-        hi = lo + BLOCK if lo + BLOCK < pred.size else pred.size
-        pred_s = pred[lo:hi]
-        true_s = true[lo:hi]
-        grad_s = grad[lo:hi]
-        for i in range(pred_s.size):
-            y_pred = pred_s[i]
-            y_true = true_s[i]
-            grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
+        end = min(task * BLOCK + BLOCK, pred.size)
+        for lo in range(task * BLOCK, end, step):
+            hi = min(lo + step, end)
+            pred_s = pred[lo:hi]
+            true_s = true[lo:hi]
+            grad_s = inplace.into(grad[lo:hi], grad_buffer)
+            for i in range(pred_s.size):
+                y_pred = pred_s[i]
+                y_true = true_s[i]
+                grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
+            inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: 141824d38d4e17d9
+# codegen fingerprint: 5ebe3b57a67ab992
