@@ -49,11 +49,16 @@ def _mp_erfc(x):
     return mpmath.erfc(x)
 
 
+def _mp_ndtr(x):
+    return mpmath.ncdf(x) if abs(x) <= 40 else mpmath.mpf(0 if x < 0 else 1)  # (settled; huge |x| overflow)
+
+
 MP_FUNCS = {
     "erf": mpmath.erf,
     "erfc": _mp_erfc,
     "gamma": _mp_gamma,
     "loggamma": _mp_loggamma,
+    "ndtr": _mp_ndtr,
     "normal_pdf": mpmath.npdf,
 }
 
@@ -69,12 +74,12 @@ def reference(name, xs):
 def tolerance64(name, xs, ref):
     """Allowed absolute error per point for float64 results.
 
-    Relative 1e-14 (erf, erfc) or 1e-13 (gamma, loggamma); a few subnormal units where the result
+    Relative 1e-14 (erf, erfc, ndtr, normal_pdf) or 1e-13 (gamma, loggamma); a few subnormal units where the result
     itself has underflowed; for loggamma at x < 0 the reflection formula subtracts two terms of
     size ~log Gamma(|x|), so next to its zeros only absolute accuracy relative to that size is
     attainable.
     """
-    rel = 1e-14 if name in ("erf", "erfc", "normal_pdf") else 1e-13
+    rel = 1e-14 if name in ("erf", "erfc", "ndtr", "normal_pdf") else 1e-13
     tol = rel * np.abs(ref) + 16 * np.finfo(np.float64).smallest_subnormal
     if name == "loggamma":
         neg = xs < 0
@@ -151,6 +156,13 @@ GRIDS = {
         _near_gamma_poles()[:800],
         -np.logspace(1.0, 15.0, 200),         # large negative, mostly close to poles
         _sym(np.logspace(-300, -1, 100)),
+    ]),
+    "ndtr": np.concatenate([
+        np.linspace(-10.0, 10.0, 2001),
+        np.linspace(-38.6, -10.0, 573),       # the lower tail, where -x/sqrt(2) is large, to underflow
+        np.linspace(2.6, 3.0, 41),            # t = -x/sqrt(2) around 2, where the tail correction starts
+        _sym(np.logspace(-300, 0, 61)),
+        _sym(np.logspace(1.7, 300, 30)),      # settled: 0 and 1
     ]),
     "normal_pdf": np.concatenate([
         np.linspace(-10.0, 10.0, 2001),

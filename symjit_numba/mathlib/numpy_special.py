@@ -690,7 +690,37 @@ def ndtr(x):
         Same dtype as ``x``.
     """
     x = _floating(x)
-    return (erfc(-x * 0.7071067811865476) / 2).astype(x.dtype)
+    d = x.astype(np.float64)
+    t = -d * _SQRT_HALF
+    # The rounding of t = -x/sqrt(2) (half an ulp, and sqrt(1/2)'s own) would cost erfc about
+    # 2*t*t of that in its tail (1.9e-13 at x = -37): t's exact remainder ``t_low`` enters by
+    # erfc(t + t_low) = erfc(t) * (1 - t_low * r), r = -erfc'(t)/erfc(t) ~ 2t + 1/t for t > 2 (a
+    # correction below 1e-13, so r's few percent of error do not matter; below t = 2 it is < 1e-15).
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        t_low = _product_error(-d, _SQRT_HALF, t) - d * _SQRT_HALF_LOW
+        # (beyond t = 40, erfc(t) is 0: no correction, which would overflow near infinity)
+        tail = np.where((t > 2.0) & (t < 40.0), 1.0 - t_low * (2.0 * t + 1.0 / t), 1.0)
+    return (erfc(t) * tail / 2).astype(x.dtype)
+
+
+#: sqrt(1/2) as the sum of two float64 (the second is the first's rounding error).
+_SQRT_HALF, _SQRT_HALF_LOW = 0.7071067811865476, -4.833646656726457e-17
+
+
+def _veltkamp(a):
+    """``a`` split into a high part of 26 significant bits and the rest (``a`` finite, |a| < 1e300)."""
+    scaled = a * 134217729.0  # 2**27 + 1
+    high = scaled - (scaled - a)
+    return high, a - high
+
+
+def _product_error(a, b, product):
+    """``a*b - product`` exactly, for ``product`` = fl(a*b) (Dekker's TwoProduct; numpy has no fma).
+    Where a is not finite or huge (no split), the error is taken as 0."""
+    a_high, a_low = _veltkamp(np.where(np.abs(a) < 1e300, a, 0.0))
+    b_high, b_low = _veltkamp(b)
+    error = ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+    return np.where(np.abs(a) < 1e300, error, 0.0)
 
 
 def normal_pdf(x):
@@ -711,8 +741,7 @@ def normal_pdf(x):
     # The rounding of x*x (half an ulp) would cost x*x/4 ulp of the result (1e-13 at x = 38): split
     # x into 26-bit halves (Veltkamp), so that x*x = hi*hi (exact) + lo*(hi + x) (tiny).
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-        scaled = d * 134217729.0  # 2**27 + 1
-        hi = scaled - (scaled - d)
+        hi = _veltkamp(d)[0]
         hi = np.where(np.isfinite(hi), hi, d)  # |x| > 1e300 and inf, nan: no split
         # (beyond |x| = 40 the density is 0 and exp(tail) could overflow: no tail there)
         tail = np.where(np.abs(d) < 40.0, (d - hi) * (hi + d), 0.0)
