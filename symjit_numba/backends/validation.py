@@ -60,24 +60,34 @@ class ArrayInfo(NamedTuple):
     dtype: np.dtype
     c_contiguous: bool
     writeable: bool
-    address: int = 0  # first byte (0: unknown, overlap not checked)
+    address: int = 0  # first byte of a CUDA array (0: unknown, overlap not checked)
     nbytes: int = 0  # with address, the memory it spans (C-contiguous)
+    # A numpy array itself: its address is read only where an overlap needs it (numpy builds the whole
+    # __array_interface__ dict for that: 1 us, six times the rest of a description)
+    host: np.ndarray | None = None
 
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
 
+def _address(info: ArrayInfo) -> int:
+    return info.host.__array_interface__["data"][0] if info.host is not None else info.address
+
+
 def _overlap(a: ArrayInfo, b: ArrayInfo) -> bool:
     """True if the two (C-contiguous) arrays share a byte; False if either address is unknown."""
-    if not (a.address and b.address):
+    if a.host is not None and b.host is not None:
+        return bool(np.may_share_memory(a.host, b.host))  # their bounds: exact for C-contiguous arrays
+    start_a, start_b = _address(a), _address(b)
+    if not (start_a and start_b):
         return False
-    return a.address < b.address + b.nbytes and b.address < a.address + a.nbytes
+    return start_a < start_b + b.nbytes and start_b < start_a + a.nbytes
 
 
 def _same_array(a: ArrayInfo, b: ArrayInfo) -> bool:
     """Exactly the same elements: same first byte, shape and dtype (both are C-contiguous)."""
-    return a.address == b.address and a.shape == b.shape and a.dtype == b.dtype
+    return _address(a) == _address(b) and a.shape == b.shape and a.dtype == b.dtype
 
 
 def check_overlap(arrays: dict[str, ArrayInfo], inputs: tuple[str, ...], outputs: tuple[str, ...]) -> None:
@@ -132,8 +142,8 @@ def _simulator_address(array: Any) -> int:
 def describe(name: str, array: Any, *, allow_cuda: bool = False) -> ArrayInfo:
     """Describe ``array`` or refuse it (a CPU backend takes numpy arrays only)."""
     if isinstance(array, np.ndarray):
-        return ArrayInfo(array.shape, array.dtype, array.flags.c_contiguous, array.flags.writeable,
-                         array.__array_interface__["data"][0], array.nbytes)
+        flags = array.flags
+        return ArrayInfo(array.shape, array.dtype, flags.c_contiguous, flags.writeable, 0, array.nbytes, array)
     if allow_cuda and hasattr(array, "__cuda_array_interface__"):
         return _cuda_info(array.__cuda_array_interface__)
     if allow_cuda and _is_numba_device_array(array):  # the CUDA simulator's arrays have no interface
