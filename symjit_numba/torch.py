@@ -36,6 +36,7 @@ faster, trained constants or not, so the default keeps ``z`` only (``docs/torch.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import threading
 from collections.abc import Sequence
@@ -200,6 +201,10 @@ class _Operator:
         self.function = None
         if backward is not None:
             self.op.register_autograd(backward, setup_context=setup_context)
+            # torch's Function.apply binds every call's arguments to forward's signature, which
+            # inspect.signature rebuilds each time unless the function carries it: 0.06 ms of a
+            # forward call's 0.11 at 16 x 512 (W1)
+            implementation.__signature__ = inspect.signature(implementation)
             self.function = type(f"{name}_function", (torch.autograd.Function,), {
                 "forward": staticmethod(implementation), "setup_context": staticmethod(setup_context),
                 # backward runs the kernels outside autograd: a second derivative is refused, not zero

@@ -110,10 +110,11 @@ def wrap_loss(plan: LayerPlan, run_forward: Runner, run_backward: Runner, run_bo
     return forward_kernel, backward_kernel, forward_derivative_kernel
 
 
-def _needed_entries(constants_per_node: np.ndarray, offsets: np.ndarray) -> int:
-    """One past the last ``params`` entry any node's constants occupy (0 without constants)."""
-    owners = constants_per_node > 0
-    return int((offsets[owners] + constants_per_node[owners]).max()) if owners.any() else 0
+def _needed_entries(constants_per_node: np.ndarray) -> Callable[[np.ndarray], int]:
+    """``needed(offsets)``: one past the last ``params`` entry any node's constants occupy (0 without constants)."""
+    owners = np.flatnonzero(constants_per_node > 0)
+    counts = constants_per_node[owners]
+    return lambda offsets: int((offsets[owners] + counts).max()) if owners.size else 0
 
 
 def wrap_param_activation(plan: LayerPlan, layout: str, run_param_backward: Runner, run_backward_with_params: Runner,
@@ -121,6 +122,7 @@ def wrap_param_activation(plan: LayerPlan, layout: str, run_param_backward: Runn
     """Public parameter-gradient kernels around ``run_param_backward(z, err, grad_params, params, offsets)``
     and ``run_backward_with_params(z, err, delta, grad_params, params, offsets)``."""
     constants_per_node = np.asarray(plan.constants_per_node(), dtype=np.int64)
+    needed_entries = _needed_entries(constants_per_node)
 
     def param_backward_kernel(z: Any, err: Any, grad_params: Any, params: Any, offset_list: Any, n: int,
                               b: int) -> None:
@@ -128,7 +130,7 @@ def wrap_param_activation(plan: LayerPlan, layout: str, run_param_backward: Runn
         each of its constants c_i (float64 sums, deterministic); entries no node owns are left as they are."""
         dtype, offsets = check_activation_call(layout, constants_per_node, {"z": z, "err": err}, params, offset_list,
                                                n, b, allow_cuda=allow_cuda, outputs=0)
-        check_grad_params(grad_params, dtype, _needed_entries(constants_per_node, offsets),
+        check_grad_params(grad_params, dtype, needed_entries(offsets),
                           {"z": z, "err": err, "params": params, "offset_list": offsets}, allow_cuda=allow_cuda)
         run_param_backward(z, err, grad_params, params, offsets)
 
@@ -137,7 +139,7 @@ def wrap_param_activation(plan: LayerPlan, layout: str, run_param_backward: Runn
         """delta = err * f_j'(z), and grad_params as :func:`param_backward_kernel` sets it, in one pass."""
         dtype, offsets = check_activation_call(layout, constants_per_node, {"z": z, "err": err, "delta": delta},
                                                params, offset_list, n, b, allow_cuda=allow_cuda)
-        check_grad_params(grad_params, dtype, _needed_entries(constants_per_node, offsets),
+        check_grad_params(grad_params, dtype, needed_entries(offsets),
                           {"z": z, "err": err, "delta": delta, "params": params, "offset_list": offsets},
                           allow_cuda=allow_cuda)
         run_backward_with_params(z, err, delta, grad_params, params, offsets)
