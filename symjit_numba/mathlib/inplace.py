@@ -3,8 +3,9 @@
 A CPU_JIT loop reads ``z[i]`` and writes ``out[i]`` through two array arguments; LLVM vectorises it
 behind a runtime check that the two do not overlap, and runs the loop's scalar version when they
 do. For an in-place call (``forward_kernel(z, z, ...)``, ``backward_kernel(z, err, err, ...)``) they
-are the very same array, the check fails, and the call took 9-11x the time of one with a separate
-output (4096 x 512 float32, every kernel kind, node-major and batch-major runs alike; losses 2x).
+are the very same array, the check fails, and the call took 5-7x the time of one with a separate
+output (W1 node-major and a batch-major layer, 4096 x 512 float32, every kernel kind; the log_cosh
+loss; the memory-bound mse 1.2x; ``benchmarks/bench_in_place.py`` on one thread).
 
 So the task runners (:mod:`symjit_numba.backends.cpu_tasks`) and the generated loss functions
 give the loops a buffer to write instead of an output that aliases an input, and copy each block
