@@ -7,7 +7,7 @@ layer, and they stay as slow without their shuffles: what costs is the tile's tr
 
 This script times passes over a (4096, 512) float32 layer, 16 x 16 blocks at a time, each block
 loaded into 16 vector registers and stored back with no tile in between: with or without the
-in-register transpose there and back (the same shuffle network as ``cpu_tasks._transpose_square``),
+in-register transpose there and back (``cpu_tasks.transposed``, the shuffle network of the tile moves),
 and with or without a cheap formula applied to every vector (``x*x/2 + x``). A kernel of that shape
 would compute each node's vector with the node's formula; the last row is the floor of such a
 design, to compare with ``np.copyto`` (the memory floor) and with W1's node-major time.
@@ -37,22 +37,7 @@ def block_pass(transpose: bool, compute: bool):
     from numba import njit, types
     from numba.extending import intrinsic
 
-    from symjit_numba.backends.cpu_tasks import _block_rows
-
-    def shuffle_network(builder, rows):
-        """The transpose of the 16 vectors (log2(16) rounds of two-source shuffles)."""
-        mask_type = ir.VectorType(ir.IntType(32), ROWS)
-        d = ROWS // 2
-        while d:
-            low = [k if not k & d else ROWS + k - d for k in range(ROWS)]
-            high = [k + d if not k & d else ROWS + k for k in range(ROWS)]
-            for i in range(ROWS):
-                if not i & d:
-                    a, b = rows[i], rows[i + d]
-                    rows[i] = builder.shuffle_vector(a, b, ir.Constant(mask_type, low))
-                    rows[i + d] = builder.shuffle_vector(a, b, ir.Constant(mask_type, high))
-            d //= 2
-        return rows
+    from symjit_numba.backends.cpu_tasks import _block_rows, transposed
 
     @intrinsic
     def block(typingctx, source, target, row, column):
@@ -62,12 +47,12 @@ def block_pass(transpose: bool, compute: bool):
                          _block_rows(context, builder, signature.args[k], args[k], args[2], args[3])] for k in (0, 1)]
             rows = [builder.load(p, align=1) for p in pointers[0]]
             if transpose:
-                rows = shuffle_network(builder, rows)
+                rows = transposed(builder, rows)
             if compute:
                 half = ir.Constant(vector, [ir.Constant(ir.FloatType(), 0.5)] * ROWS)
                 rows = [builder.fadd(builder.fmul(builder.fmul(r, r), half), r) for r in rows]
             if transpose:
-                rows = shuffle_network(builder, rows)
+                rows = transposed(builder, rows)
             for r, p in zip(rows, pointers[1]):
                 builder.store(r, p, align=1)
             return context.get_dummy_value()

@@ -512,24 +512,32 @@ def _transpose_square(typingctx, source, source_rows, source_row, source_shift, 
             return [builder.bitcast(pointer, vector) for pointer in _block_rows(
                 context, builder, signature.args[at], array, row, column, signature.args[at + 1], rows, shift)]
 
-        rows = [builder.load(pointer, align=1) for pointer in rows_of(0)]
-        d = n // 2
-        while d:
-            low = [k if not k & d else n + k - d for k in range(n)]
-            high = [k + d if not k & d else n + k for k in range(n)]
-            mask_type = ir.VectorType(ir.IntType(32), n)
-            for i in range(n):
-                if not i & d:
-                    a, b = rows[i], rows[i + d]
-                    rows[i] = builder.shuffle_vector(a, b, ir.Constant(mask_type, low))
-                    rows[i + d] = builder.shuffle_vector(a, b, ir.Constant(mask_type, high))
-            d //= 2
+        rows = transposed(builder, [builder.load(pointer, align=1) for pointer in rows_of(0)])
         for row, pointer in zip(rows, rows_of(5)):
             builder.store(row, pointer, align=1)
         return context.get_dummy_value()
 
     return types.void(source, source_rows, source_row, source_shift, source_column, target, target_rows, target_row,
                       target_shift, target_column), codegen
+
+
+def transposed(builder: ir.IRBuilder, rows: list) -> list:
+    """LLVM IR: the N vectors of N elements ``rows`` (an N x N block), transposed by the rounds of
+    two-source shuffles that :func:`_transpose_square` describes."""
+    n = len(rows)
+    rows = list(rows)
+    mask_type = ir.VectorType(ir.IntType(32), n)
+    d = n // 2
+    while d:
+        low = [k if not k & d else n + k - d for k in range(n)]
+        high = [k + d if not k & d else n + k for k in range(n)]
+        for i in range(n):
+            if not i & d:
+                a, b = rows[i], rows[i + d]
+                rows[i] = builder.shuffle_vector(a, b, ir.Constant(mask_type, low))
+                rows[i + d] = builder.shuffle_vector(a, b, ir.Constant(mask_type, high))
+        d //= 2
+    return rows
 
 
 @_jit
