@@ -2,6 +2,7 @@
 
 import copy
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -138,12 +139,12 @@ def test_cpu_tensors_are_not_copied():
     seen = []
     original = module.compiler.forward_kernel
 
-    def spy(z, a, *rest):
+    def spy(z, a, *rest):  # the module calls the kernel unchecked (it checks the tensors itself)
         seen.append(z.ctypes.data)
-        original(z, a, *rest)
+        original.unchecked(z, a, *rest)
 
     definition_compiler = module.compiler
-    definition_compiler.forward_kernel = spy
+    definition_compiler.forward_kernel = SimpleNamespace(unchecked=spy)
     try:
         with torch.no_grad():
             module(x)
@@ -157,6 +158,32 @@ def test_cpu_tensors_are_not_copied():
 def test_dtype_mismatch_is_an_error_not_a_conversion():
     with pytest.raises(TypeError, match="float32"):
         HeteroActivation(CONFIGS)(torch.randn(3, len(CONFIGS), dtype=torch.float64))
+
+
+def test_operators_refuse_what_the_kernels_would(act64):
+    """The operators call the kernels unchecked: their own checks must refuse bad tensors first,
+    whether they come through the module (torch.func.functional_call) or the operators directly."""
+    from torch.func import functional_call
+
+    x = _input()
+    ops = torch.ops.symjit_numba
+    layer = act64._layer_id
+    with pytest.raises(ValueError, match="1-D tensor of 4 values"):
+        functional_call(act64, {"constants": act64.constants[:3]}, (x,))
+    with pytest.raises(ValueError, match="1-D tensor of 4 values"):
+        functional_call(act64, {"constants": act64.constants.detach().reshape(2, 2)}, (x,))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ops.activation(x.half(), act64.constants.detach().half(), layer)
+    with pytest.raises(ValueError, match=r"\(batch, 6\)"):
+        ops.activation(x[:, :5].contiguous(), act64.constants.detach(), layer)
+    with pytest.raises(ValueError, match="differ"):
+        ops.activation_backward(x, x[:3], act64.constants.detach(), layer)
+    with pytest.raises(ValueError, match="differ"):
+        ops.loss(x, x[:, :2], act64.constants.detach(), layer, 0)
+    # non-contiguous constants are copied, not misread: the same values as contiguous ones
+    strided = torch.stack([act64.constants.detach(), torch.zeros(4, dtype=torch.float64)], dim=1)[:, 0]
+    assert not strided.is_contiguous()
+    torch.testing.assert_close(functional_call(act64, {"constants": strided}, (x,)), act64(x), rtol=0, atol=0)
 
 
 def test_extra_leading_dimensions_and_pickle():
