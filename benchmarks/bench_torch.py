@@ -50,10 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="few reps, small batch (a smoke test)")
     p.add_argument("--no-compile", action="store_true", help="leave torch.compile out (it takes ~30-60 s to compile)")
     p.add_argument("--threads", type=int, default=None, help="threads for torch and symjit_numba (default: all cores)")
+    p.add_argument("--small-batches", default="64,256",
+                   help="comma-separated batch sizes of a second table (HeteroActivation against torch eager, "
+                        "where per-call costs matter); empty for none")
     p.add_argument("--markdown", type=Path, default=None)
     args = p.parse_args(argv)
     if args.quick:
-        args.reps, args.rounds, args.batch = 6, 2, 512
+        args.reps, args.rounds, args.batch, args.small_batches = 6, 2, 512, "64"
     return args
 
 
@@ -111,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     settings.num_threads = threads
     configs = w1_configs(args.nodes)
     rng = np.random.default_rng(0)
-    z = torch.from_numpy(rng.normal(0, 2, size=(args.batch, args.nodes)).astype(np.float32)).requires_grad_()
-    err = torch.from_numpy(rng.normal(size=(args.batch, args.nodes)).astype(np.float32))
+
+    def batch_of(size):
+        z = torch.from_numpy(rng.normal(0, 2, size=(size, args.nodes)).astype(np.float32)).requires_grad_()
+        return z, torch.from_numpy(rng.normal(size=(size, args.nodes)).astype(np.float32))
+
+    z, err = batch_of(args.batch)
 
     started = time.perf_counter()
     modules = {
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     build = time.perf_counter() - started
 
-    def module_step(module):
+    def module_step(module, z=z, err=err):
         if module.constants.requires_grad:
             return lambda: torch.autograd.grad(module(z), (z, module.constants), err)
         return lambda: torch.autograd.grad(module(z), (z,), err)
@@ -176,6 +183,19 @@ def main(argv: list[str] | None = None) -> int:
               f"{ms['HeteroActivation keep=derivative, frozen constants'] / ms['HeteroActivation, frozen constants']:.2f}",
               f"- building the four modules: {build:.2f} s",
               f"- {args.reps} steps per row, medians; a shared 2-core machine: compare ratios, not milliseconds"]
+    small = [int(size) for size in args.small_batches.split(",") if size.strip()]
+    if small:
+        lines += ["", f"Smaller batches (the same step; {5 * args.reps} steps per cell, interleaved per batch size), "
+                  "where the per-call costs of torch and of the kernels weigh more:", "",
+                  "| batch | HeteroActivation ms | torch eager, grouped ms | eager / HeteroActivation |", "|---|---|---|---|"]
+    for size in small:
+        zs, errs = batch_of(size)
+        pair = {"ours": module_step(modules["HeteroActivation"], zs, errs),
+                "eager": lambda zs=zs, errs=errs: torch.autograd.grad(f(zs, beta, alpha), (zs, beta, alpha), errs)}
+        ours_grads, eager_grads = pair["ours"](), pair["eager"]()
+        assert torch.allclose(eager_grads[0], ours_grads[0], rtol=1e-4, atol=1e-5), f"batch {size}: gradients differ"
+        t = {name: 1e3 * median(v) for name, v in time_blocks(pair, 5 * args.reps, args.rounds, warmup=20).items()}
+        lines.append(f"| {size} | {t['ours']:.3f} | {t['eager']:.3f} | {t['eager'] / t['ours']:.2f} |")
     emit(lines, args.markdown)
     return 0
 
