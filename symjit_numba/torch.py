@@ -224,9 +224,10 @@ class _Operator:
     and what fake, meta and functorch-wrapped tensors go through. Calling the operator itself with
     plain tensors in eager mode skips the custom op's dispatch (its Python layers cost about
     0.1 ms a call: 3-5% of W1's training step at 4096 x 512, 12% at 64 x 512) and runs
-    ``implementation`` directly, inside
-    a :class:`torch.autograd.Function` built from the same ``setup_context`` and ``backward`` when
-    the operator is differentiable.
+    ``implementation`` directly, inside a :class:`torch.autograd.Function` built from the same
+    ``setup_context`` and ``backward`` when the operator is differentiable (``function`` under
+    torch.func's transforms, ``plain_function`` otherwise: the same, in the style whose ``apply`` is
+    cheaper).
     """
 
     def __init__(self, name: str, implementation: Any, fake: Any, setup_context: Any = None,
@@ -241,16 +242,29 @@ class _Operator:
             # inspect.signature rebuilds each time unless the function carries it: 0.06 ms of a
             # forward call's 0.11 at 16 x 512 (W1)
             implementation.__signature__ = inspect.signature(implementation)
+            # backward runs the kernels outside autograd: a second derivative is refused, not zero
+            backward = staticmethod(torch.autograd.function.once_differentiable(backward))
             self.function = type(f"{name}_function", (torch.autograd.Function,), {
                 "forward": staticmethod(implementation), "setup_context": staticmethod(setup_context),
-                # backward runs the kernels outside autograd: a second derivative is refused, not zero
-                "backward": staticmethod(torch.autograd.function.once_differentiable(backward))})
+                "backward": backward})
+
+            def forward(ctx: Any, *args: Any) -> Any:
+                output = implementation(*args)
+                setup_context(ctx, args, output)
+                return output
+
+            # The same Function in the older style (ctx in forward) for calls outside torch.func's
+            # transforms, which need the one above: its apply skips binding the arguments to
+            # forward's signature (6 us a call)
+            self.plain_function = type(f"{name}_plain_function", (torch.autograd.Function,), {
+                "forward": staticmethod(forward), "backward": backward})
 
     def __call__(self, *args: Any) -> Any:
         if not _eager(args, self.function is not None):
             return self.op(*args)
         if self.function is not None and torch.is_grad_enabled():
-            return self.function.apply(*args)
+            function = self.function if torch._C._are_functorch_transforms_active() else self.plain_function
+            return function.apply(*args)
         return self.implementation(*args)
 
 
