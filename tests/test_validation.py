@@ -6,8 +6,11 @@ untouched after a refused call.
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from symjit_numba import ConfigurationError, KernelArgumentError, SymbolicJITCompiler
+from symjit_numba.backends.validation import activation_call_is_valid, check_activation_call, check_grad_params
 
 from .conftest import build
 
@@ -397,3 +400,67 @@ def test_unchecked_kernels_compute_what_the_checked_ones_do(layers, losses, meth
         for expected, got in zip(checked, unchecked):
             assert not np.all(expected == SENTINEL)
             np.testing.assert_array_equal(got, expected)
+
+
+@st.composite
+def _calls(draw):
+    """An activation call of the kinds the quick check knows, whose arrays are views of one buffer at
+    drawn places (so they may overlap, partly or exactly), with drawn offsets, counts, n and b."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    node_major = draw(st.booleans())
+    nodes, batch = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    shape = (nodes, batch) if node_major else (batch, nodes)
+    size = nodes * batch
+    inputs, outputs = draw(st.sampled_from([(1, 1), (2, 1), (1, 2)]))
+    counts = np.array(draw(st.lists(st.integers(0, 2), min_size=nodes, max_size=nodes)), np.int64)
+    params_size = draw(st.integers(1, 6))
+    buffer = np.zeros(4 * size + 2 * params_size + 8, dtype)
+    separate = draw(st.booleans())
+
+    def view(count, shaped):
+        if separate:
+            return np.zeros(shape if shaped else count, dtype)
+        start = draw(st.integers(0, buffer.size - count))
+        piece = buffer[start:start + count]
+        return piece.reshape(shape) if shaped else piece
+
+    arrays = tuple(view(size, True) for _ in range(inputs + outputs))
+    params = view(params_size, False)
+    grad = draw(st.sampled_from([None, "own", "view"]))
+    grad = None if grad is None else (np.zeros(params_size, dtype) if grad == "own" else view(params_size, False))
+    if draw(st.booleans()):  # in range (mostly)
+        offsets = np.array([draw(st.integers(0, max(0, params_size - c))) for c in counts], np.int64)
+    else:
+        offsets = np.array(draw(st.lists(st.integers(-1, params_size + 1), min_size=nodes, max_size=nodes)), np.int64)
+    n = nodes if draw(st.integers(0, 3)) else draw(st.integers(0, 4))
+    b = batch if draw(st.integers(0, 3)) else draw(st.integers(0, 5))
+    return node_major, counts, arrays, outputs, params, offsets, n, b, grad
+
+
+@settings(max_examples=400, deadline=None)
+@given(_calls())
+def test_the_quick_check_accepts_only_what_the_full_checks_accept(call):
+    """The compiled quick check of the usual call must never pass what the full checks refuse."""
+    node_major, counts, arrays, outputs, params, offsets, n, b, grad = call
+    split = len(arrays) - outputs
+    if not activation_call_is_valid(node_major, counts, arrays[:split], arrays[split:], params, offsets, n, b, grad):
+        return
+    names = ("z", "err", "delta")[:len(arrays)] if split == 2 else ("z", "a", "d")[:len(arrays)]
+    layout = "node_major" if node_major else "batch_major"
+    dtype, checked = check_activation_call(layout, counts, dict(zip(names, arrays)), params, offsets, n, b,
+                                           outputs=outputs)  # raises if the quick check was wrong
+    if grad is not None:
+        owners = counts > 0
+        needed = int((offsets[owners] + counts[owners]).max()) if owners.any() else 0
+        check_grad_params(grad, dtype, needed, {**dict(zip(names, arrays)), "params": params, "offset_list": checked})
+
+
+def test_the_quick_check_passes_the_usual_call():
+    """...and it does pass the usual call (else it would only cost time)."""
+    z = np.ones((3, 4), np.float32)
+    params, offsets = np.ones(3, np.float32), np.array([0, 0, 1], np.int64)
+    counts = np.array([0, 1, 2], np.int64)
+    for inputs, outputs in [((z,), (np.empty_like(z),)), ((z, z), (np.empty_like(z),)), ((z,), (z,)),
+                            ((z,), (np.empty_like(z), np.empty_like(z)))]:
+        assert activation_call_is_valid(True, counts, inputs, outputs, params, offsets, 3, 4)
+        assert activation_call_is_valid(True, counts, inputs, outputs, params, offsets, 3, 4, np.zeros(3, np.float32))

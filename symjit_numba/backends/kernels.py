@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..formulas.resolve import LayerPlan
-from .validation import check_activation_call, check_grad_params, check_loss_call
+from .validation import activation_call_is_valid, check_activation_call, check_grad_params, check_loss_call
 
 __all__ = ["Kernels", "wrap_activation", "wrap_loss", "wrap_param_activation", "wrap_param_loss"]
 
@@ -50,29 +50,48 @@ def _unchecked(kernel: Callable[..., None], runner: Runner) -> Callable[..., Non
     return kernel
 
 
+def _activation_checks(plan: LayerPlan, layout: str, allow_cuda: bool) -> Callable[..., Any]:
+    """``checked(names, arrays, outputs, params, offset_list, n, b, grad_params=None)``: the offsets
+    the runner takes, once the call passed the compiled quick check of the usual call, or else the
+    full checks (which raise with the reason, or accept what the quick check does not know)."""
+    constants_per_node = np.asarray(plan.constants_per_node(), dtype=np.int64)
+    needed_entries = _needed_entries(constants_per_node)
+    node_major = layout == "node_major"
+
+    def checked(names: tuple[str, ...], arrays: tuple, outputs: int, params: Any, offset_list: Any, n: Any, b: Any,
+                grad_params: Any = None) -> Any:
+        split = len(arrays) - outputs
+        if activation_call_is_valid(node_major, constants_per_node, arrays[:split], arrays[split:], params, offset_list,
+                                    n, b, grad_params):
+            return offset_list
+        named = dict(zip(names, arrays))
+        dtype, offsets = check_activation_call(layout, constants_per_node, named, params, offset_list, n, b,
+                                               allow_cuda=allow_cuda, outputs=outputs)
+        if grad_params is not None:
+            check_grad_params(grad_params, dtype, needed_entries(offsets), {**named, "params": params, "offset_list": offsets},
+                              allow_cuda=allow_cuda)
+        return offsets
+
+    return checked
+
+
 def wrap_activation(plan: LayerPlan, layout: str, run_forward: Runner, run_backward: Runner, run_both: Runner,
                     *, allow_cuda: bool = False) -> tuple[Callable[..., None], ...]:
     """Public activation kernels around ``run_forward(z, a, params, offsets)``,
     ``run_backward(z, err, delta, params, offsets)`` and ``run_both(z, a, d, params, offsets)``."""
-    constants_per_node = np.asarray(plan.constants_per_node(), dtype=np.int64)
+    checked = _activation_checks(plan, layout, allow_cuda)
 
     def forward_kernel(z: Any, a: Any, params: Any, offset_list: Any, n: int, b: int) -> None:
         """a = f_j(z), in place; node j's constants start at params[offset_list[j]]."""
-        _, offsets = check_activation_call(layout, constants_per_node, {"z": z, "a": a}, params, offset_list, n, b,
-                                           allow_cuda=allow_cuda)
-        run_forward(z, a, params, offsets)
+        run_forward(z, a, params, checked(("z", "a"), (z, a), 1, params, offset_list, n, b))
 
     def backward_kernel(z: Any, err: Any, delta: Any, params: Any, offset_list: Any, n: int, b: int) -> None:
         """delta = err * f_j'(z), in place; node j's constants start at params[offset_list[j]]."""
-        _, offsets = check_activation_call(layout, constants_per_node, {"z": z, "err": err, "delta": delta}, params,
-                                           offset_list, n, b, allow_cuda=allow_cuda)
-        run_backward(z, err, delta, params, offsets)
+        run_backward(z, err, delta, params, checked(("z", "err", "delta"), (z, err, delta), 1, params, offset_list, n, b))
 
     def forward_derivative_kernel(z: Any, a: Any, d: Any, params: Any, offset_list: Any, n: int, b: int) -> None:
         """a = f_j(z) and d = f_j'(z) in one pass, in place; the backward pass is then delta = err * d."""
-        _, offsets = check_activation_call(layout, constants_per_node, {"z": z, "a": a, "d": d}, params,
-                                           offset_list, n, b, allow_cuda=allow_cuda, outputs=2)
-        run_both(z, a, d, params, offsets)
+        run_both(z, a, d, params, checked(("z", "a", "d"), (z, a, d), 2, params, offset_list, n, b))
 
     return (_unchecked(forward_kernel, run_forward), _unchecked(backward_kernel, run_backward),
             _unchecked(forward_derivative_kernel, run_both))
@@ -134,27 +153,19 @@ def wrap_param_activation(plan: LayerPlan, layout: str, run_param_backward: Runn
                           *, allow_cuda: bool = False) -> tuple[Callable[..., None], ...]:
     """Public parameter-gradient kernels around ``run_param_backward(z, err, grad_params, params, offsets)``
     and ``run_backward_with_params(z, err, delta, grad_params, params, offsets)``."""
-    constants_per_node = np.asarray(plan.constants_per_node(), dtype=np.int64)
-    needed_entries = _needed_entries(constants_per_node)
+    checked = _activation_checks(plan, layout, allow_cuda)
 
     def param_backward_kernel(z: Any, err: Any, grad_params: Any, params: Any, offset_list: Any, n: int,
                               b: int) -> None:
         """grad_params[offset_list[j] + i] = sum over the batch of err * df_j/dc_i(z), for each node j and
         each of its constants c_i (float64 sums, deterministic); entries no node owns are left as they are."""
-        dtype, offsets = check_activation_call(layout, constants_per_node, {"z": z, "err": err}, params, offset_list,
-                                               n, b, allow_cuda=allow_cuda, outputs=0)
-        check_grad_params(grad_params, dtype, needed_entries(offsets),
-                          {"z": z, "err": err, "params": params, "offset_list": offsets}, allow_cuda=allow_cuda)
+        offsets = checked(("z", "err"), (z, err), 0, params, offset_list, n, b, grad_params)
         run_param_backward(z, err, grad_params, params, offsets)
 
     def backward_with_params_kernel(z: Any, err: Any, delta: Any, grad_params: Any, params: Any, offset_list: Any,
                                     n: int, b: int) -> None:
         """delta = err * f_j'(z), and grad_params as :func:`param_backward_kernel` sets it, in one pass."""
-        dtype, offsets = check_activation_call(layout, constants_per_node, {"z": z, "err": err, "delta": delta},
-                                               params, offset_list, n, b, allow_cuda=allow_cuda)
-        check_grad_params(grad_params, dtype, needed_entries(offsets),
-                          {"z": z, "err": err, "delta": delta, "params": params, "offset_list": offsets},
-                          allow_cuda=allow_cuda)
+        offsets = checked(("z", "err", "delta"), (z, err, delta), 1, params, offset_list, n, b, grad_params)
         run_backward_with_params(z, err, delta, grad_params, params, offsets)
 
     return (_unchecked(param_backward_kernel, run_param_backward),
