@@ -496,3 +496,38 @@ def test_interleaved_batch_major_tiles_equal_node_major_bits(shape, dtype):
         np.testing.assert_array_equal(got, want)
     for got, want in zip(sums["rows"], sums["nodes"]):
         np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-30)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(70, 1), (300, 7), (33, 512), (1, 64)])
+def test_short_batches_grouped_by_formula_give_the_per_node_bits(shape, dtype, threads, monkeypatch):
+    """A node-major call of at most GROUPED_BATCH samples runs as chunks of same-formula nodes
+    (cpu_tasks.grouped): each node's formula on the same values, its sums in the same order, so
+    every output and every constant's gradient has the bits of the per-node tasks."""
+    from symjit_numba.backends import cpu_jit
+
+    n, b = shape
+    assert b <= cpu_jit.GROUPED_BATCH
+    kinds = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5}), ("gelu", {}),
+             ("x*c + d", {"c": 2.0, "d": -1.0})]
+    configs = [kinds[(j * 7) % len(kinds)] for j in range(n)]
+    rng = np.random.default_rng(n + b)
+    z, err = rng.normal(scale=3, size=(n, b)).astype(dtype), rng.normal(size=(n, b)).astype(dtype)
+    layer = build(configs, "CPU_JIT")
+    params, offsets = layer.make_params(dtype)
+    results = []
+    for grouped_batch in (cpu_jit.GROUPED_BATCH, 0):  # grouped, then the per-node tasks
+        monkeypatch.setattr(cpu_jit, "GROUPED_BATCH", grouped_batch)
+        outputs = [np.full_like(z, np.nan) for _ in range(5)] + [np.full_like(params, np.nan) for _ in range(2)]
+        a, d, a2, d2, d3, g, g2 = outputs
+        with settings.override(num_threads=threads):
+            layer.forward_kernel(z, a, params, offsets, n, b)
+            layer.backward_kernel(z, err, d, params, offsets, n, b)
+            layer.forward_derivative_kernel(z, a2, d2, params, offsets, n, b)
+            layer.backward_with_params_kernel(z, err, d3, g, params, offsets, n, b)
+            layer.param_backward_kernel(z, err, g2, params, offsets, n, b)
+        results.append(outputs)
+    for k, (grouped, per_node) in enumerate(zip(*results)):
+        assert k >= 5 or not np.isnan(per_node).any()  # (params entries no node owns stay NaN)
+        np.testing.assert_array_equal(grouped, per_node)

@@ -55,6 +55,11 @@ SEGMENT = 1024
 #: computed node-major, tile by tile (cpu_tasks.tiled): a run of one node (formulas interleaved)
 #: cannot fill a vector.
 SHORT_RUNS = 8
+#: A node-major call with at most this many samples (and no output that is an input) runs as tasks
+#: of nodes grouped by formula (cpu_tasks.grouped): a call per node costs more than a short row.
+GROUPED_BATCH = 512
+#: Nodes per task of the grouped runners.
+GROUP_CHUNK = 32
 
 
 _pool = TaskPool()
@@ -86,13 +91,15 @@ _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     "node_block_both": lambda t: (t[::1],) * 3 + (t[::1], _I),
     "row_block": lambda t: (_B,) + (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4,
     "row_block_both": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4,
-    "nodes_block": lambda t: (_B,) + (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 3,
-    "nodes_block_both": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 3,
+    "nodes_block": lambda t: (_B,) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX) + (_I,) * 3,
+    "nodes_block_both": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX) + (_I,) * 3,
     # the task runners (cpu_tasks): first, last, (backward,) arrays, params, offsets, dispatch, kernels
     "node_major": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
     "node_major_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX),
     "batch_major": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 4,
     "batch_major_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 4,
+    "grouped": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 5,
+    "grouped_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 5,
     "tiled": lambda t: (_I, _I, _B) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 6,
     "tiled_both": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 6,
     # a loss module: first, last, (backward,) y_pred, y_true, outputs, params
@@ -104,10 +111,12 @@ _ARGUMENTS: dict[str, Callable[[Any], tuple]] = {
     "node_block_backward_params": lambda t: (t[::1],) * 4 + (_I, _F64),
     "row_block_params": lambda t: (t[:, ::1],) * 2 + (t[::1], _INDEX) + (_I,) * 4 + (_F64,),
     "row_block_backward_params": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX) + (_I,) * 4 + (_F64,),
-    "nodes_block_params": lambda t: (t[:, ::1],) * 2 + (t[::1], _INDEX, _INDEX) + (_I,) * 3 + (_F64,),
-    "nodes_block_backward_params": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX) + (_I,) * 3 + (_F64,),
+    "nodes_block_params": lambda t: (t[:, ::1],) * 2 + (t[::1], _INDEX, _INDEX, _INDEX) + (_I,) * 3 + (_F64,),
+    "nodes_block_backward_params": lambda t: (t[:, ::1],) * 3 + (t[::1], _INDEX, _INDEX, _INDEX) + (_I,) * 3 + (_F64,),
     "node_major_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
     "node_major_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 3 + (_F64_2D,),
+    "grouped_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 6 + (_F64_2D,),
+    "grouped_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 6 + (_F64_2D,),
     "tiled_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 7 + (_F64_2D,),
     "tiled_backward_params": lambda t: (_I, _I) + (t[:, ::1],) * 3 + (t[::1],) + (_INDEX,) * 7 + (_F64_2D,),
     "batch_major_params": lambda t: (_I, _I) + (t[:, ::1],) * 2 + (t[::1],) + (_INDEX,) * 5 + (_F64_2D,),
@@ -279,6 +288,43 @@ def _joined(*readiness: _Readiness) -> Callable[[Sequence[Any]], None]:
     return warm_up
 
 
+class _Paths:
+    """The ways to run one kernel of a layer (``suffix``: "", "_both", "_params" or "_backward_params"):
+    the layer's task runner, and for a node-major layer also the grouped runner for short rows. Each
+    is a runner of :mod:`.cpu_tasks` and the address table of the formula functions it calls."""
+
+    def __init__(self, plan: LayerPlan, tasks: Tasks, modules: list[ModuleType], suffix: str) -> None:
+        layouts = [(tasks.runner, tasks.block, tasks.formula_ids, tasks.dispatch)]
+        if tasks.grouped is not None:
+            grouped = tasks.grouped
+            layouts.append(("grouped", "nodes_block", grouped.formula_ids, grouped.dispatch))
+        self._tasks = tasks
+        self._runners = [_Kernel(getattr(cpu_tasks, f"{runner}{suffix}"), "the task runner") for runner, *_ in layouts]
+        self._addresses = [_Addresses([_Kernel(getattr(module, f"{block}{suffix}"), repr(key.label))
+                                       for key, module in zip(plan.formulas, modules)], formula_ids)
+                           for _, block, formula_ids, _ in layouts]
+        self._dispatch = [dispatch for *_, dispatch in layouts]
+        self._costs: defaultdict[tuple[np.dtype, int], CallCost] = defaultdict(CallCost)
+
+    def compile(self, dtype: np.dtype) -> None:
+        for runner, addresses in zip(self._runners, self._addresses):
+            addresses(dtype), runner(dtype)
+
+    def which(self, inputs: tuple[np.ndarray, ...], outputs: tuple[np.ndarray, ...]) -> tuple[int, int]:
+        """(path, number of tasks) for a call: grouped for a short batch, unless an output is an input."""
+        grouped = self._tasks.grouped
+        if grouped is not None and grouped.suits(inputs, outputs):
+            return 1, grouped.size
+        return 0, self._tasks.grid(inputs[0].shape)[0]
+
+    def run(self, z: np.ndarray, inputs: tuple, outputs: tuple, *arguments: Any, tail: tuple = ()) -> None:
+        """Run the kernel on ``z``'s layer: ``arguments`` before the dispatch arrays, ``tail`` after the addresses."""
+        path, n_tasks = self.which(inputs, outputs)
+        dtype = z.dtype
+        _pool.run(self._runners[path].runner(dtype), n_tasks, z.size, *arguments, *self._dispatch[path],
+                  self._addresses[path](dtype), *tail, cost=self._costs[dtype, path])
+
+
 def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Kernels:
     """Build CPU_JIT kernels for a resolved layer; raises JITCompilationError if numba fails.
 
@@ -290,60 +336,80 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     if plan.mode == "loss":
         return _build_loss(plan)
     tasks = task_layout(plan, layout)
-    block = tasks.block
-    _compile_ahead(plan.formulas, "activation", (block,), [np.dtype(np.float32)])
+    grouped = tasks.grouped
+    blocks = (tasks.block,) + (("nodes_block",) if grouped else ())
+    _compile_ahead(plan.formulas, "activation", blocks, [np.dtype(np.float32)])
     modules = [formula_module(key, "activation") for key in plan.formulas]
-    kernels = [_Kernel(getattr(module, block), repr(key.label)) for key, (module, _) in zip(plan.formulas, modules)]
-    kernels_both = [_Kernel(getattr(module, f"{block}_both"), repr(key.label))
-                    for key, (module, _) in zip(plan.formulas, modules)]
-    runner = _Kernel(getattr(cpu_tasks, tasks.runner), "the task runner")
-    runner_both = _Kernel(getattr(cpu_tasks, f"{tasks.runner}_both"), "the task runner")
-    dispatch = tasks.dispatch
-    addresses = _Addresses(kernels, tasks.formula_ids)
-    addresses_both = _Addresses(kernels_both, tasks.formula_ids)
-
-    def n_tasks(z: np.ndarray) -> int:
-        return tasks.grid(z.shape)[0]
-
-    def compile_pair(dtype: np.dtype) -> None:  # forward_kernel and backward_kernel
-        addresses(dtype), runner(dtype)
-
-    def compile_fused(dtype: np.dtype) -> None:
-        addresses_both(dtype), runner_both(dtype)
+    paths = {suffix: _Paths(plan, tasks, [module for module, _ in modules], suffix) for suffix in ("", "_both")}
 
     formulas = _count_formulas(plan)
-    readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", (block,), dtypes),
-                           compile_pair, f"this layer ({formulas})")
-    readiness_both = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", (f"{block}_both",), dtypes),
-                                compile_fused, f"forward_derivative_kernel of this layer ({formulas})")
+    readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", blocks, dtypes),
+                           paths[""].compile, f"this layer ({formulas})")
+    readiness_both = _Readiness(
+        lambda dtypes: _compile_ahead(plan.formulas, "activation", tuple(f"{b}_both" for b in blocks), dtypes),
+        paths["_both"].compile, f"forward_derivative_kernel of this layer ({formulas})")
     readiness.warm_up([np.float32])  # now, so that failures surface in the constructor
 
     def warm_up(dtypes: Sequence[Any]) -> None:  # one pass of worker processes for both groups
-        _compile_ahead(plan.formulas, "activation", (block, f"{block}_both"), [np.dtype(d) for d in dtypes])
+        _compile_ahead(plan.formulas, "activation", (*blocks, *(f"{b}_both" for b in blocks)),
+                       [np.dtype(d) for d in dtypes])
         readiness.warm_up(dtypes)
         readiness_both.warm_up(dtypes)
 
-    forward_cost, backward_cost, both_cost = defaultdict(CallCost), defaultdict(CallCost), defaultdict(CallCost)
-
     def run_forward(z, a, params, offsets):
         readiness.ensure(z.dtype)
-        _pool.run(runner.runner(z.dtype), n_tasks(z), z.size, False, z, z, a, params, offsets, *dispatch,
-                  addresses(z.dtype), cost=forward_cost[z.dtype])
+        paths[""].run(z, (z,), (a,), False, z, z, a, params, offsets)
 
     def run_backward(z, err, delta, params, offsets):
         readiness.ensure(z.dtype)
-        _pool.run(runner.runner(z.dtype), n_tasks(z), z.size, True, z, err, delta, params, offsets, *dispatch,
-                  addresses(z.dtype), cost=backward_cost[z.dtype])
+        paths[""].run(z, (z, err), (delta,), True, z, err, delta, params, offsets)
 
     def run_both(z, a, d, params, offsets):
         readiness_both.ensure(z.dtype)
-        _pool.run(runner_both.runner(z.dtype), n_tasks(z), z.size, z, a, d, params, offsets, *dispatch,
-                  addresses_both(z.dtype), cost=both_cost[z.dtype])
+        paths["_both"].run(z, (z,), (a, d), z, a, d, params, offsets)
 
     text = "\n\n".join(text for _, text in modules)
     params_kernels = _param_kernels(plan, layout, tasks, [module for module, _ in modules])
     return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both),
                                        source=text, warm_up=warm_up), params_kernels)
+
+
+@dataclass(frozen=True)
+class GroupedTasks:
+    """Node-major tasks for short rows (:func:`.cpu_tasks.grouped`): chunks of at most GROUP_CHUNK
+    nodes of one formula, whole rows. ``order`` lists the nodes by formula; task t takes
+    ``order[chunk_start[t]:chunk_stop[t]]``, whose formula is ``formula_ids[t]``."""
+
+    order: np.ndarray
+    chunk_start: np.ndarray
+    chunk_stop: np.ndarray
+    formula_ids: np.ndarray
+
+    @classmethod
+    def of(cls, func_ids: np.ndarray) -> GroupedTasks:
+        order = np.argsort(func_ids, kind="stable").astype(np.int64)
+        ids = func_ids[order]
+        starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+        stops = np.append(starts[1:], ids.size)
+        chunks = [(lo, min(lo + GROUP_CHUNK, stop)) for start, stop in zip(starts, stops)
+                  for lo in range(start, stop, GROUP_CHUNK)]
+        chunk_start, chunk_stop = (np.array(bounds, dtype=np.int64) for bounds in zip(*chunks))
+        return cls(order, chunk_start, chunk_stop, ids[chunk_start].copy())
+
+    @property
+    def dispatch(self) -> tuple[np.ndarray, ...]:
+        return self.order, self.chunk_start, self.chunk_stop
+
+    @property
+    def size(self) -> int:
+        return int(self.chunk_start.size)
+
+    @staticmethod
+    def suits(inputs: tuple[np.ndarray, ...], outputs: tuple[np.ndarray, ...]) -> bool:
+        """Whether a call takes these tasks: 1..GROUPED_BATCH samples (one block: the summing runners'
+        sums have one row), and no output is an input (a row loop in place would not vectorise)."""
+        return 0 < inputs[0].shape[1] <= GROUPED_BATCH and not any(
+            np.may_share_memory(out, x) for out in outputs for x in inputs)
 
 
 @dataclass(frozen=True)
@@ -365,6 +431,8 @@ class Tasks:
         The columns of the parameter-gradient runners' ``partials``.
     column_starts : numpy.ndarray of int64
         The summing runners' ``columns`` argument: where each node's (or run's) columns start.
+    grouped : GroupedTasks or None
+        A node-major layer's tasks for short rows.
     """
 
     runner: str
@@ -373,6 +441,7 @@ class Tasks:
     dispatch: tuple[np.ndarray, ...]
     columns: Columns
     column_starts: np.ndarray
+    grouped: GroupedTasks | None = None
 
     @property
     def samples(self) -> int:
@@ -408,7 +477,7 @@ def task_layout(plan: LayerPlan, layout: str) -> Tasks:
     counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
     per_node = Columns.per_node(counts), np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     if layout != "batch_major":
-        return Tasks("node_major", "node_block", func_ids, (), *per_node)
+        return Tasks("node_major", "node_block", func_ids, (), *per_node, grouped=GroupedTasks.of(func_ids))
     start, stop, run_ids = _segments(func_ids, SEGMENT)
     if plan.n_nodes < SHORT_RUNS * len(start):
         *plan_arrays, group_ids = cpu_tasks.tile_plan(func_ids)
@@ -449,33 +518,23 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: Tasks, modules: list[Mod
     :func:`task_layout`), a fixed set for a shape; each writes its float64 sums into its own row
     and columns of ``partials``, added in a fixed order by :mod:`.param_sums`.
     """
-    functions = (f"{tasks.block}_params", f"{tasks.block}_backward_params")
-    per_function = [[_Kernel(getattr(module, name), repr(key.label)) for key, module in zip(plan.formulas, modules)]
-                    for name in functions]
-    runners = [_Kernel(getattr(cpu_tasks, f"{tasks.runner}{suffix}"), "the task runner")
-               for suffix in ("_params", "_backward_params")]
-    columns, bounds, dispatch = tasks.columns, tasks.column_starts, tasks.dispatch
-    addresses = [_Addresses(kernels, tasks.formula_ids) for kernels in per_function]
+    blocks = (tasks.block,) + (("nodes_block",) if tasks.grouped else ())
+    functions = tuple(f"{block}{suffix}" for block in blocks for suffix in ("_params", "_backward_params"))
+    paths = [_Paths(plan, tasks, modules, suffix) for suffix in ("_params", "_backward_params")]
 
     def compile_all(dtype: np.dtype) -> None:
-        for table in addresses:
-            table(dtype)
-        for runner in runners:
-            runner(dtype)
+        for path in paths:
+            path.compile(dtype)
 
     readiness = _Readiness(lambda dtypes: _compile_ahead(plan.formulas, "activation", functions, dtypes),
                            compile_all, f"the parameter-gradient kernels of this layer ({_count_formulas(plan)})")
 
-    costs = [defaultdict(CallCost), defaultdict(CallCost)]
-
     def run(which: int, z, err, delta, grad_params, params, offsets):
         readiness.ensure(z.dtype)
-        n_tasks, rows = tasks.grid(z.shape)
-        partials = np.empty((rows, columns.size), dtype=np.float64)
+        partials = np.empty((tasks.grid(z.shape)[1], tasks.columns.size), dtype=np.float64)
         outputs = () if delta is None else (delta,)
-        _pool.run(runners[which].runner(z.dtype), n_tasks, z.size, z, err, *outputs, params, offsets, *dispatch,
-                  addresses[which](z.dtype), bounds, partials, cost=costs[which][z.dtype])
-        columns.combine(partials, offsets, grad_params)
+        paths[which].run(z, (z, err), outputs, z, err, *outputs, params, offsets, tail=(tasks.column_starts, partials))
+        tasks.columns.combine(partials, offsets, grad_params)
 
     def run_params(z, err, grad_params, params, offsets):
         run(0, z, err, None, grad_params, params, offsets)

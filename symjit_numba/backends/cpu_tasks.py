@@ -26,7 +26,8 @@ from numba.extending import intrinsic
 from ..codegen.source import BLOCK, ROWS
 from ..mathlib import inplace
 
-__all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "batch_major",
+__all__ = ["node_major", "node_major_both", "node_major_params", "node_major_backward_params", "grouped", "grouped_both",
+           "grouped_params", "grouped_backward_params", "batch_major",
            "batch_major_both", "batch_major_params", "batch_major_backward_params", "tiled", "tiled_both", "tiled_params",
            "tiled_backward_params", "tile_plan", "task_grid", "TILE_BATCH", "TILE_NODES", "TASK_TILES"]
 
@@ -125,6 +126,30 @@ def node_major_both(first, last, z, a, d, params, offsets, kernels):  # pragma: 
             inplace.settle(d[j, start:stop], written_d)
 
 
+# Node-major layers with short rows (a small batch): a call per node would cost more than the node's
+# elements (about 35 ns, against 0.4 ns an element), so a task is instead a chunk of nodes of one
+# formula, whole rows, in one call of the formula's nodes_block: ``order`` lists the nodes by formula
+# (cpu_jit.GroupedTasks), task t takes order[chunk_start[t]:chunk_stop[t]] with kernels[t]. The
+# backend uses these only when no output is an input (an in-place row loop would not vectorise)
+# and the batch is at most one BLOCK (the summing runners' sums then have one row of partials).
+
+@_jit
+def grouped(first, last, backward, z, err, out, params, offsets, order, chunk_start, chunk_stop,
+            kernels):  # pragma: no cover - compiled
+    """Tasks first..last-1 of an (n, b) layer, task = a chunk of nodes of one formula: nodes_block."""
+    for task in range(first, last):
+        _call(kernels[task], (backward, z, err, out, params, offsets, order, chunk_start[task], chunk_stop[task],
+                              z.shape[1]))
+
+
+@_jit
+def grouped_both(first, last, z, a, d, params, offsets, order, chunk_start, chunk_stop,
+                 kernels):  # pragma: no cover - compiled
+    """As :func:`grouped`, calling nodes_block_both (f and df in one pass)."""
+    for task in range(first, last):
+        _call(kernels[task], (z, a, d, params, offsets, order, chunk_start[task], chunk_stop[task], z.shape[1]))
+
+
 #: Most elements of the buffer of a batch-major in-place call (whole rows, at least one).
 ROW_BUFFER = 8 * inplace.BLOCK
 
@@ -211,6 +236,25 @@ def node_major_backward_params(first, last, z, err, delta, params, offsets, kern
         _call(kernels[j], (z[j, lo:hi], err[j, lo:hi], written, params, offsets[j],
                            partials[lo // BLOCK, columns[j]:columns[j + 1]]))
         inplace.settle(delta[j, lo:hi], written)
+
+
+@_jit
+def grouped_params(first, last, z, err, params, offsets, order, chunk_start, chunk_stop, kernels, columns,
+                   partials):  # pragma: no cover - compiled
+    """As :func:`grouped`, calling nodes_block_params: node j sums into partials[0, columns[j]:columns[j + 1]]
+    (the batch is one block of samples), as :func:`node_major_params` would."""
+    for task in range(first, last):
+        _call(kernels[task], (z, err, params, offsets, columns, order, chunk_start[task], chunk_stop[task], z.shape[1],
+                              partials[0]))
+
+
+@_jit
+def grouped_backward_params(first, last, z, err, delta, params, offsets, order, chunk_start, chunk_stop, kernels,
+                            columns, partials):  # pragma: no cover - compiled
+    """As :func:`grouped_params`, calling nodes_block_backward_params (delta too, in one pass)."""
+    for task in range(first, last):
+        _call(kernels[task], (z, err, delta, params, offsets, columns, order, chunk_start[task], chunk_stop[task],
+                              z.shape[1], partials[0]))
 
 
 @_jit
@@ -345,15 +389,15 @@ def tiled(first, last, backward, z, err, out, params, offsets, order, pos, group
     zt = _scratch(z)
     et = _scratch(z) if backward else zt
     ot = _scratch(z)
-    sorted_offsets = offsets[order]
+    sorted_offsets, rows = offsets[order], np.arange(TILE_NODES)
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
         _move(z, zt, r0, r1, k0, k1, pos, True)
         if backward:
             _move(err, et, r0, r1, k0, k1, pos, True)
         for g in range(groups[k0 // TILE_NODES], groups[k0 // TILE_NODES + 1]):
-            _call(kernels[g], (backward, zt, et, ot, params, sorted_offsets[k0:], bounds[g] - k0, bounds[g + 1] - k0,
-                               r1 - r0))
+            _call(kernels[g], (backward, zt, et, ot, params, sorted_offsets[k0:], rows, bounds[g] - k0,
+                               bounds[g + 1] - k0, r1 - r0))
         _move(ot, out, r0, r1, k0, k1, pos, False)
 
 
@@ -365,12 +409,13 @@ def tiled_both(first, last, z, a, d, params, offsets, order, pos, groups, bounds
     zt = _scratch(z)
     at = _scratch(z)
     dt = _scratch(z)
-    sorted_offsets = offsets[order]
+    sorted_offsets, rows = offsets[order], np.arange(TILE_NODES)
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
         _move(z, zt, r0, r1, k0, k1, pos, True)
         for g in range(groups[k0 // TILE_NODES], groups[k0 // TILE_NODES + 1]):
-            _call(kernels[g], (zt, at, dt, params, sorted_offsets[k0:], bounds[g] - k0, bounds[g + 1] - k0, r1 - r0))
+            _call(kernels[g], (zt, at, dt, params, sorted_offsets[k0:], rows, bounds[g] - k0, bounds[g + 1] - k0,
+                               r1 - r0))
         _move(at, a, r0, r1, k0, k1, pos, False)
         _move(dt, d, r0, r1, k0, k1, pos, False)
 
@@ -383,13 +428,13 @@ def tiled_params(first, last, z, err, params, offsets, order, pos, groups, bound
     b, n = z.shape
     zt = _scratch(z)
     et = _scratch(z)
-    sorted_offsets, sorted_columns = offsets[order], columns[order]
+    sorted_offsets, sorted_columns, rows = offsets[order], columns[order], np.arange(TILE_NODES)
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
         _move(z, zt, r0, r1, k0, k1, pos, True)
         _move(err, et, r0, r1, k0, k1, pos, True)
         for g in range(groups[k0 // TILE_NODES], groups[k0 // TILE_NODES + 1]):
-            _call(kernels[g], (zt, et, params, sorted_offsets[k0:], sorted_columns[k0:], bounds[g] - k0,
+            _call(kernels[g], (zt, et, params, sorted_offsets[k0:], sorted_columns[k0:], rows, bounds[g] - k0,
                                bounds[g + 1] - k0, r1 - r0, partials[r0 // TILE_BATCH]))
 
 
@@ -401,13 +446,13 @@ def tiled_backward_params(first, last, z, err, delta, params, offsets, order, po
     zt = _scratch(z)
     et = _scratch(z)
     dt = _scratch(z)
-    sorted_offsets, sorted_columns = offsets[order], columns[order]
+    sorted_offsets, sorted_columns, rows = offsets[order], columns[order], np.arange(TILE_NODES)
     for task in range(first, last):
         r0, r1, k0, k1 = _tile(task, b, n)
         _move(z, zt, r0, r1, k0, k1, pos, True)
         _move(err, et, r0, r1, k0, k1, pos, True)
         for g in range(groups[k0 // TILE_NODES], groups[k0 // TILE_NODES + 1]):
-            _call(kernels[g], (zt, et, dt, params, sorted_offsets[k0:], sorted_columns[k0:], bounds[g] - k0,
+            _call(kernels[g], (zt, et, dt, params, sorted_offsets[k0:], sorted_columns[k0:], rows, bounds[g] - k0,
                                bounds[g + 1] - k0, r1 - r0, partials[r0 // TILE_BATCH]))
         _move(dt, delta, r0, r1, k0, k1, pos, False)
 

@@ -329,17 +329,17 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
                    "err_s[i]", [f"terms[{c}, i] = {{}}" for c in range(len(g))],
                    after=["for i in range(z_s.size):", *(f"    {a}[i] += np.float64(terms[{c}, i])" for c, a in enumerate(g))])
         sums_at = ", columns" if reduces else ""
-        lines(0, "", "", "@JIT", f"def nodes_block{suffix}({', '.join(arguments)}, params, offsets{sums_at}, k0, k1, m{partial}):",
-              "    \"\"\"Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):",
-              f"    {doc}" + (";\n    row k's sum for its constant c goes to partial[columns[k] + c]." if reduces else ".") + '"""',
+        lines(0, "", "", "@JIT", f"def nodes_block{suffix}({', '.join(arguments)}, params, offsets{sums_at}, rows, k0, k1, m{partial}):",
+              "    \"\"\"Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):",
+              f"    {doc}" + (";\n    row r's sum for its constant c goes to partial[columns[r] + c]." if reduces else ".") + '"""',
               "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes", "    for k in range(k0, k1):",
-              *(f"        {read}" for read in _constant_reads(printed, "offsets[k]")))
+              "        r = rows[k]", *(f"        {read}" for read in _constant_reads(printed, "offsets[r]")))
         if reduces:
             lines(2, *(f"{a} = 0.0" for a in g))
-        _cpu_loops(lines, 2, printed, kinds, outputs, "m", ["num = z[k, i]"], "err[k, i]",
-                   [f"{a} = sums.add({a}, {{}})" for a in g], at="k, i", suffix="")
+        _cpu_loops(lines, 2, printed, kinds, outputs, "m", ["num = z[r, i]"], "err[r, i]",
+                   [f"{a} = sums.add({a}, {{}})" for a in g], at="r, i", suffix="")
         if reduces:
-            lines(2, *(f"partial[columns[k] + {i}] = {a}" for i, a in enumerate(g)))
+            lines(2, *(f"partial[columns[r] + {i}] = {a}" for i, a in enumerate(g)))
 
 
 def _step(written: Sequence[str]) -> str:

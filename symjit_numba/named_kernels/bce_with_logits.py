@@ -112,4 +112,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
                 grad_s[i] = (vm.sigmoid(y_pred) - y_true)
             inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: 5ebe3b57a67ab992
+# codegen fingerprint: 6cb49641e35beb01

@@ -54,20 +54,21 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
 
 
 @JIT
-def nodes_block(backward, z, err, out, params, offsets, k0, k1, m):
-    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+def nodes_block(backward, z, err, out, params, offsets, rows, k0, k1, m):
+    """Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):
     out = f(z), or out = err * df/dz if backward."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for k in range(k0, k1):
+        r = rows[k]
         if backward:
             for i in range(m):
-                num = z[k, i]
-                out[k, i] = err[k, i] * (T(1.0)*vm.exp(num) if num <= T(0.0) else T(1.0))
+                num = z[r, i]
+                out[r, i] = err[r, i] * (T(1.0)*vm.exp(num) if num <= T(0.0) else T(1.0))
         else:
             for i in range(m):
-                num = z[k, i]
-                out[k, i] = (T(1.0)*vm.expm1(num) if num <= T(0.0) else num)
+                num = z[r, i]
+                out[r, i] = (T(1.0)*vm.expm1(num) if num <= T(0.0) else num)
 
 
 @JIT
@@ -100,17 +101,18 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
 
 
 @JIT
-def nodes_block_both(z, a, d, params, offsets, k0, k1, m):
-    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+def nodes_block_both(z, a, d, params, offsets, rows, k0, k1, m):
+    """Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):
     a = f(z) and d = df/dz in one pass."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for k in range(k0, k1):
+        r = rows[k]
         for i in range(m):
-            num = z[k, i]
+            num = z[r, i]
             t0 = num <= T(0.0)
-            a[k, i] = (T(1.0)*vm.expm1(num) if t0 else num)
-            d[k, i] = (T(1.0)*vm.exp(num) if t0 else T(1.0))
+            a[r, i] = (T(1.0)*vm.expm1(num) if t0 else num)
+            d[r, i] = (T(1.0)*vm.exp(num) if t0 else T(1.0))
 
 
 @JIT
@@ -137,13 +139,14 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
 
 
 @JIT
-def nodes_block_params(z, err, params, offsets, columns, k0, k1, m, partial):
-    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+def nodes_block_params(z, err, params, offsets, columns, rows, k0, k1, m, partial):
+    """Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):
     partial = the float64 sums of err * df/dc per constant c;
-    row k's sum for its constant c goes to partial[columns[k] + c]."""
+    row r's sum for its constant c goes to partial[columns[r] + c]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for k in range(k0, k1):
+        r = rows[k]
         for i in range(m):
             pass
 
@@ -175,15 +178,16 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
 
 
 @JIT
-def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1, m, partial):
-    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k0, k1, m, partial):
+    """Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):
     delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
-    row k's sum for its constant c goes to partial[columns[k] + c]."""
+    row r's sum for its constant c goes to partial[columns[r] + c]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for k in range(k0, k1):
+        r = rows[k]
         for i in range(m):
-            num = z[k, i]
-            delta[k, i] = err[k, i] * (T(1.0)*vm.exp(num) if num <= T(0.0) else T(1.0))
+            num = z[r, i]
+            delta[r, i] = err[r, i] * (T(1.0)*vm.exp(num) if num <= T(0.0) else T(1.0))
 
-# codegen fingerprint: 5ebe3b57a67ab992
+# codegen fingerprint: 6cb49641e35beb01

@@ -68,24 +68,25 @@ def row_block(backward, z, err, out, params, offsets, r0, r1, k0, k1):
 
 
 @JIT
-def nodes_block(backward, z, err, out, params, offsets, k0, k1, m):
-    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+def nodes_block(backward, z, err, out, params, offsets, rows, k0, k1, m):
+    """Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):
     out = f(z), or out = err * df/dz if backward."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for k in range(k0, k1):
-        c_beta = params[offsets[k] + 0]
+        r = rows[k]
+        c_beta = params[offsets[r] + 0]
         if backward:
             for i in range(m):
-                num = z[k, i]
+                num = z[r, i]
                 t0 = c_beta*num
                 t1 = vm.exp(-abs(t0))
                 t2 = (T(1.0) + t1)
-                out[k, i] = err[k, i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
+                out[r, i] = err[r, i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         else:
             for i in range(m):
-                num = z[k, i]
-                out[k, i] = num*vm.sigmoid(c_beta*num)
+                num = z[r, i]
+                out[r, i] = num*vm.sigmoid(c_beta*num)
 
 
 @JIT
@@ -130,21 +131,22 @@ def row_block_both(z, a, d, params, offsets, r0, r1, k0, k1):
 
 
 @JIT
-def nodes_block_both(z, a, d, params, offsets, k0, k1, m):
-    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+def nodes_block_both(z, a, d, params, offsets, rows, k0, k1, m):
+    """Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):
     a = f(z) and d = df/dz in one pass."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for k in range(k0, k1):
-        c_beta = params[offsets[k] + 0]
+        r = rows[k]
+        c_beta = params[offsets[r] + 0]
         for i in range(m):
-            num = z[k, i]
+            num = z[r, i]
             t0 = c_beta*num
             t1 = vm.exp(-abs(t0))
             t2 = (T(1.0) if t0 >= T(0.0) else t1)
             t3 = (T(1.0) + t1)
-            a[k, i] = ((t2*num)/t3)
-            d[k, i] = ((t2/t3) + ((t0*t1)/(t3*t3)))
+            a[r, i] = ((t2*num)/t3)
+            d[r, i] = ((t2/t3) + ((t0*t1)/(t3*t3)))
 
 
 @JIT
@@ -192,22 +194,23 @@ def row_block_params(z, err, params, offsets, r0, r1, k0, k1, partial):
 
 
 @JIT
-def nodes_block_params(z, err, params, offsets, columns, k0, k1, m, partial):
-    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+def nodes_block_params(z, err, params, offsets, columns, rows, k0, k1, m, partial):
+    """Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):
     partial = the float64 sums of err * df/dc per constant c;
-    row k's sum for its constant c goes to partial[columns[k] + c]."""
+    row r's sum for its constant c goes to partial[columns[r] + c]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for k in range(k0, k1):
-        c_beta = params[offsets[k] + 0]
+        r = rows[k]
+        c_beta = params[offsets[r] + 0]
         g_beta = 0.0
         for i in range(m):
-            num = z[k, i]
+            num = z[r, i]
             h0 = c_beta*num
             t0 = vm.exp(-abs(h0))
             h1 = (T(1.0) + t0)
-            g_beta = sums.add(g_beta, err[k, i] * ((t0*(num*num))/(h1*h1)))
-        partial[columns[k] + 0] = g_beta
+            g_beta = sums.add(g_beta, err[r, i] * ((t0*(num*num))/(h1*h1)))
+        partial[columns[r] + 0] = g_beta
 
 
 @JIT
@@ -260,23 +263,24 @@ def row_block_backward_params(z, err, delta, params, offsets, r0, r1, k0, k1, pa
 
 
 @JIT
-def nodes_block_backward_params(z, err, delta, params, offsets, columns, k0, k1, m, partial):
-    """Rows k0..k1-1 of node-major arrays, elements 0..m-1 (row k's constants at params[offsets[k]:]):
+def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k0, k1, m, partial):
+    """Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):
     delta = err * df/dz and partial = the float64 sums of err * df/dc per constant c in one pass;
-    row k's sum for its constant c goes to partial[columns[k] + c]."""
+    row r's sum for its constant c goes to partial[columns[r] + c]."""
     T = z.dtype.type
     vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes
     for k in range(k0, k1):
-        c_beta = params[offsets[k] + 0]
+        r = rows[k]
+        c_beta = params[offsets[r] + 0]
         g_beta = 0.0
         for i in range(m):
-            num = z[k, i]
+            num = z[r, i]
             t0 = c_beta*num
             t1 = vm.exp(-abs(t0))
             t2 = (T(1.0) + t1)
             t3 = (t2*t2)
-            g_beta = sums.add(g_beta, err[k, i] * ((t1*(num*num))/t3))
-            delta[k, i] = err[k, i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
-        partial[columns[k] + 0] = g_beta
+            g_beta = sums.add(g_beta, err[r, i] * ((t1*(num*num))/t3))
+            delta[r, i] = err[r, i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
+        partial[columns[r] + 0] = g_beta
 
-# codegen fingerprint: 5ebe3b57a67ab992
+# codegen fingerprint: 6cb49641e35beb01
