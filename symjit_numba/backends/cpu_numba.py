@@ -37,6 +37,7 @@ from numba.np.numpy_support import as_dtype
 from ..codegen.source import BLOCK
 from ..formulas.resolve import LayerPlan
 from . import cpu_tasks
+from .param_sums import sum_columns as _combine
 
 __all__ = ["NumbaKernels", "layer_kernels"]
 
@@ -120,40 +121,6 @@ def _check_offsets(offsets, counts, params_size, n):  # pragma: no cover - compi
 def _check_shape(array, rows, cols):  # pragma: no cover - compiled
     if array.shape[0] != rows or array.shape[1] != cols:
         raise ValueError("array shape does not match n and b (node_major: (n, b); batch_major: (b, n))")
-
-
-@njit(**_OPTIONS)
-def _combine(partials, offsets, nodes, constants, grad):  # pragma: no cover - compiled
-    """As :meth:`.param_sums.Columns.combine`, in the same order (so with the same bits): each column
-    summed down its rows in order, then the columns of one ``grad`` entry in column order."""
-    count = nodes.size
-    if count == 0:
-        return
-    rows = partials.shape[0]
-    column = np.zeros(count, dtype=np.float64)
-    if rows:
-        for c in range(count):
-            column[c] = partials[0, c]
-        for r in range(1, rows):
-            for c in range(count):
-                column[c] += partials[r, c]
-    needed = 0
-    for c in range(count):
-        needed = max(needed, offsets[nodes[c]] + constants[c] + 1)
-    if needed > grad.size:
-        raise ValueError("grad_params is shorter than the params entries the nodes own")
-    total = np.empty(needed, dtype=np.float64)
-    seen = np.zeros(needed, dtype=np.bool_)
-    for c in range(count):
-        where = offsets[nodes[c]] + constants[c]
-        if seen[where]:
-            total[where] += column[c]
-        else:
-            total[where] = column[c]
-            seen[where] = True
-    for where in range(needed):
-        if seen[where]:
-            grad[where] = total[where]
 
 
 def _stub(name: str) -> Any:

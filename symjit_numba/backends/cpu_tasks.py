@@ -1,9 +1,10 @@
 """The CPU_JIT task runners: formula-independent numba functions that run a range of a layer's tasks.
 
-A task is one node's block of the batch (node-major) or a block of rows of a run of same-formula
-nodes (batch-major). Each task calls its formula's function from the formula's generated module
-(``node_block``, ``row_block`` or ``nodes_block``, see :mod:`symjit_numba.codegen.source`) through
-the address of that function's C wrapper, given per node (or per run, or group of nodes) in
+A task is one node's block of the batch (node-major), a chunk of same-formula nodes' whole rows
+(node-major with a short batch, :func:`grouped`) or a block of rows of a run of same-formula nodes
+(batch-major). Each task calls its formula's function from the formula's generated module
+(``node_block``, ``nodes_block`` or ``row_block``, see :mod:`symjit_numba.codegen.source`) through
+the address of that function's C wrapper, given per node (or per chunk, run, or group of nodes) in
 ``kernels``. So a layer needs no
 compilation of its own: these runners are compiled once per installation (numba's cache, next to
 the package) and every formula once, whichever layers use it.
