@@ -336,8 +336,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
     if plan.mode == "loss":
         return _build_loss(plan)
     tasks = task_layout(plan, layout)
-    grouped = tasks.grouped
-    blocks = (tasks.block,) + (("nodes_block",) if grouped else ())
+    blocks = tasks.blocks
     _compile_ahead(plan.formulas, "activation", blocks, [np.dtype(np.float32)])
     modules = [formula_module(key, "activation") for key in plan.formulas]
     paths = {suffix: _Paths(plan, tasks, [module for module, _ in modules], suffix) for suffix in ("", "_both")}
@@ -444,6 +443,11 @@ class Tasks:
     grouped: GroupedTasks | None = None
 
     @property
+    def blocks(self) -> tuple[str, ...]:
+        """The formula functions the runners call: ``block``, and ``nodes_block`` for the grouped tasks."""
+        return (self.block,) + (("nodes_block",) if self.grouped is not None else ())
+
+    @property
     def samples(self) -> int:
         """Samples per task."""
         return ROWS if self.runner == "batch_major" else cpu_tasks.TASK_TILES[self.runner][0]
@@ -518,8 +522,7 @@ def _param_kernels(plan: LayerPlan, layout: str, tasks: Tasks, modules: list[Mod
     :func:`task_layout`), a fixed set for a shape; each writes its float64 sums into its own row
     and columns of ``partials``, added in a fixed order by :mod:`.param_sums`.
     """
-    blocks = (tasks.block,) + (("nodes_block",) if tasks.grouped else ())
-    functions = tuple(f"{block}{suffix}" for block in blocks for suffix in ("_params", "_backward_params"))
+    functions = tuple(f"{block}{suffix}" for block in tasks.blocks for suffix in ("_params", "_backward_params"))
     paths = [_Paths(plan, tasks, modules, suffix) for suffix in ("_params", "_backward_params")]
 
     def compile_all(dtype: np.dtype) -> None:
