@@ -40,7 +40,7 @@ import inspect
 import itertools
 import threading
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 try:
     import torch
@@ -66,21 +66,13 @@ _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 # -- the registry: from an operator's integer argument to a compiler ---------------------------------------
 
-class _ParamsLayout(NamedTuple):
-    """A definition's ``params`` layout, as its operators give it to the kernels."""
-
-    offsets: np.ndarray  # each node's first entry (int64, C-contiguous)
-    nodes: int
-    entries: int  # the entries the constants occupy: the kernels read params[:entries]
-
-
 class _Definition:
     """One distinct layer or loss definition and its compilers, one per (backend, device), built lazily."""
 
     def __init__(self, configs: tuple, mode: str, layout: str, method: str | None) -> None:
         self.configs, self.mode, self.layout, self.method = configs, mode, layout, method
         self._compilers: dict[tuple[str, int], SymbolicJITCompiler] = {}
-        self._params_layout: _ParamsLayout | None = None
+        self._offsets: np.ndarray | None = None
         self._lock = threading.Lock()
 
     def compiler(self, device: torch.device) -> SymbolicJITCompiler:
@@ -97,14 +89,12 @@ class _Definition:
                     self._compilers[key] = compiler
         return compiler
 
-    def params_layout(self) -> _ParamsLayout:
-        """Where each node's constants are in ``params`` (from the CPU compiler, built if need be)."""
-        if self._params_layout is None:
-            compiler = self.compiler(torch.device("cpu"))
-            nodes = compiler.n_nodes
-            entries = sum(len(compiler.constant_names(j)) for j in range(nodes))
-            self._params_layout = _ParamsLayout(compiler.make_params(np.float64)[1], nodes, entries)
-        return self._params_layout
+    @property
+    def offsets(self) -> np.ndarray:
+        """Each node's first ``params`` entry, as ``make_params`` lays them out."""
+        if self._offsets is None:
+            self._offsets = self.compiler(torch.device("cpu")).make_params(np.float64)[1]
+        return self._offsets
 
 
 _REGISTRY: dict[int, _Definition] = {}
@@ -139,35 +129,15 @@ def _array(t: Tensor) -> Any:
     return t if t.is_cuda else t.numpy()
 
 
-def _input(t: Tensor) -> Tensor:
-    """``t`` as a kernel input: copied only if it is not C-contiguous."""
+def _input(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` as a kernel input next to ``like``: copied only if it is not C-contiguous."""
+    if t.dtype != like.dtype:
+        raise TypeError(f"symjit_numba: expected {like.dtype}, got {t.dtype}")
     return t if t.is_contiguous() else t.contiguous()
 
 
-def _check(definition: _Definition, params: Tensor, first: Tensor, *others: Tensor) -> None:
-    """Refuse what the kernels' own argument checks would, in torch's terms: the operators call the
-    kernels unchecked (``kernel.unchecked``: 13-30 us a call less), with outputs they allocate and
-    offsets of their own. ``first`` is z (or y_pred), ``others`` the tensors of its shape."""
-    layout = definition.params_layout()
-    if params.dtype not in _DTYPES:
-        raise TypeError(f"symjit_numba: the constants must be float32 or float64, got {params.dtype}")
-    for t in (first, *others):
-        if t.dtype != params.dtype:
-            raise TypeError(f"symjit_numba: expected {params.dtype}, got {t.dtype}")
-        if t.device != params.device:
-            raise ValueError(f"symjit_numba: a tensor on {t.device} and the constants on {params.device}")
-        if t.shape != first.shape:
-            raise ValueError(f"symjit_numba: shapes {tuple(first.shape)} and {tuple(t.shape)} differ")
-    if params.dim() != 1 or params.numel() < layout.entries:
-        raise ValueError(f"symjit_numba: the constants must be a 1-D tensor of {layout.entries} values "
-                         f"(the module's `constants`), got shape {tuple(params.shape)}")
-    if definition.mode == "activation" and (first.dim() != 2 or first.shape[1] != layout.nodes):
-        raise ValueError(f"symjit_numba: expected (batch, {layout.nodes}) inputs, got shape {tuple(first.shape)}")
-
-
 class _Launch:
-    """Runs a kernel, unchecked (see :func:`_check`), with tensors: numpy views on the CPU; on CUDA,
-    on torch's current stream."""
+    """Runs a kernel with tensors: numpy views on the CPU; on CUDA, on torch's current stream."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
@@ -176,7 +146,7 @@ class _Launch:
     def __call__(self, kernel: Any, *args: Any) -> None:
         arrays = [_array(a) if isinstance(a, Tensor) else a for a in args]
         if not self.cuda:
-            kernel.unchecked(*arrays)
+            kernel(*arrays)
             return
         from numba import cuda
 
@@ -184,18 +154,22 @@ class _Launch:
 
         stream = cuda.external_stream(torch.cuda.current_stream(self.device).cuda_stream)
         with gpu_cuda.launch_stream(stream):
-            kernel.unchecked(*arrays)
+            kernel(*arrays)
 
 
 def _call(layer: int, params: Tensor, first: Tensor, *others: Tensor
           ) -> tuple[SymbolicJITCompiler, np.ndarray, _Launch, Tensor, tuple[Tensor, ...]]:
     """The compiler, offsets and launcher of a kernel call with ``params``, ``first`` (z or y_pred) and
-    ``others`` of its shape, checked (:func:`_check`), and those tensors C-contiguous (copied only if
-    they were not): ``params`` and ``(first, *others)``."""
+    ``others``; then ``params`` and ``(first, *others)`` C-contiguous (copied only if they were not),
+    each of the constants' dtype. The kernels check the rest (their usual call in about 1 us)."""
     definition = _definition(layer)
-    _check(definition, params, first, *others)
-    return (definition.compiler(first.device), definition.params_layout().offsets, _Launch(first.device),
-            _input(params), tuple(_input(t) for t in (first, *others)))
+    return (definition.compiler(first.device), definition.offsets, _Launch(first.device), _input(params, params),
+            tuple(_input(t, params) for t in (first, *others)))
+
+
+def _nodes_batch(z: Tensor) -> tuple[int, int]:
+    """The kernels' ``n`` and ``b`` of a (batch, nodes) tensor (a tensor of another rank: the kernel refuses it)."""
+    return (z.shape[1], z.shape[0]) if z.dim() == 2 else (0, 0)
 
 
 # -- operators: a torch custom op, and a cheaper path for eager calls ---------------------------------------
@@ -278,7 +252,7 @@ def _activation(z: Tensor, params: Tensor, layer: int) -> Tensor:
     """a = f_j(z) for a (batch, nodes) tensor z."""
     compiler, offsets, launch, params, (z,) = _call(layer, params, z)
     a = _like(z)
-    launch(compiler.forward_kernel, z, a, params, offsets)
+    launch(compiler.forward_kernel, z, a, params, offsets, *_nodes_batch(z))
     return a
 
 
@@ -287,7 +261,7 @@ def _activation_derivative(z: Tensor, params: Tensor, layer: int) -> tuple[Tenso
     compiler, offsets, launch, params, (z,) = _call(layer, params, z)
     a = _like(z)
     d = _like(z)
-    launch(compiler.forward_derivative_kernel, z, a, d, params, offsets)
+    launch(compiler.forward_derivative_kernel, z, a, d, params, offsets, *_nodes_batch(z))
     return a, d
 
 
@@ -295,7 +269,7 @@ def _activation_backward(z: Tensor, err: Tensor, params: Tensor, layer: int) -> 
     """delta = err * f_j'(z)."""
     compiler, offsets, launch, params, (z, err) = _call(layer, params, z, err)
     delta = _like(z)
-    launch(compiler.backward_kernel, z, err, delta, params, offsets)
+    launch(compiler.backward_kernel, z, err, delta, params, offsets, *_nodes_batch(z))
     return delta
 
 
@@ -303,7 +277,7 @@ def _activation_param_backward(z: Tensor, err: Tensor, params: Tensor, layer: in
     """The constants' gradients: sum over the batch of err * df_j/dc_i(z)."""
     compiler, offsets, launch, params, (z, err) = _call(layer, params, z, err)
     grad_params = torch.zeros_like(params, memory_format=torch.contiguous_format)
-    launch(compiler.param_backward_kernel, z, err, grad_params, params, offsets)
+    launch(compiler.param_backward_kernel, z, err, grad_params, params, offsets, *_nodes_batch(z))
     return grad_params
 
 
@@ -312,7 +286,7 @@ def _activation_backward_with_params(z: Tensor, err: Tensor, params: Tensor, lay
     compiler, offsets, launch, params, (z, err) = _call(layer, params, z, err)
     delta = _like(z)
     grad_params = torch.zeros_like(params, memory_format=torch.contiguous_format)
-    launch(compiler.backward_with_params_kernel, z, err, delta, grad_params, params, offsets)
+    launch(compiler.backward_with_params_kernel, z, err, delta, grad_params, params, offsets, *_nodes_batch(z))
     return delta, grad_params
 
 

@@ -2,7 +2,6 @@
 
 import copy
 import pickle
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -139,12 +138,12 @@ def test_cpu_tensors_are_not_copied():
     seen = []
     original = module.compiler.forward_kernel
 
-    def spy(z, a, *rest):  # the module calls the kernel unchecked (it checks the tensors itself)
+    def spy(z, a, *rest):
         seen.append(z.ctypes.data)
-        original.unchecked(z, a, *rest)
+        original(z, a, *rest)
 
     definition_compiler = module.compiler
-    definition_compiler.forward_kernel = SimpleNamespace(unchecked=spy)
+    definition_compiler.forward_kernel = spy
     try:
         with torch.no_grad():
             module(x)
@@ -160,30 +159,32 @@ def test_dtype_mismatch_is_an_error_not_a_conversion():
         HeteroActivation(CONFIGS)(torch.randn(3, len(CONFIGS), dtype=torch.float64))
 
 
-def test_operators_refuse_what_the_kernels_would(act64):
-    """The operators call the kernels unchecked: their own checks must refuse bad tensors first,
-    whether they come through the module (torch.func.functional_call) or the operators directly."""
+def test_operators_refuse_bad_tensors_and_copy_strided_constants(act64):
+    """Bad tensors, through the module (torch.func.functional_call) or the operators directly, are
+    refused before a kernel touches memory; non-contiguous constants are copied, not misread."""
     from torch.func import functional_call
+
+    from symjit_numba import KernelArgumentError
 
     x = _input()
     ops = torch.ops.symjit_numba
-    layer = act64._layer_id
-    with pytest.raises(ValueError, match="1-D tensor of 4 values"):
+    layer, constants = act64._layer_id, act64.constants.detach()
+    with pytest.raises(KernelArgumentError, match="params"):
         functional_call(act64, {"constants": act64.constants[:3]}, (x,))
-    with pytest.raises(ValueError, match="1-D tensor of 4 values"):
-        functional_call(act64, {"constants": act64.constants.detach().reshape(2, 2)}, (x,))
-    with pytest.raises(TypeError, match="float32 or float64"):
-        ops.activation(x.half(), act64.constants.detach().half(), layer)
-    with pytest.raises(ValueError, match=r"\(batch, 6\)"):
-        ops.activation(x[:, :5].contiguous(), act64.constants.detach(), layer)
-    with pytest.raises(ValueError, match="differ"):
-        ops.activation_backward(x, x[:3], act64.constants.detach(), layer)
-    with pytest.raises(ValueError, match="differ"):
-        ops.loss(x, x[:, :2], act64.constants.detach(), layer, 0)
-    # non-contiguous constants are copied, not misread: the same values as contiguous ones
-    strided = torch.stack([act64.constants.detach(), torch.zeros(4, dtype=torch.float64)], dim=1)[:, 0]
+    with pytest.raises(KernelArgumentError, match="params must be 1-D"):
+        functional_call(act64, {"constants": constants.reshape(2, 2)}, (x,))
+    with pytest.raises(KernelArgumentError, match="float32 or float64"):
+        ops.activation(x.half(), constants.half(), layer)
+    with pytest.raises(KernelArgumentError, match="6 nodes"):
+        ops.activation(x[:, :5].contiguous(), constants, layer)
+    with pytest.raises(KernelArgumentError, match="shape"):
+        ops.activation_backward(x, x[:3], constants, layer)
+    with pytest.raises(TypeError, match="float64"):
+        ops.activation(x.float(), constants, layer)
+    strided = torch.stack([constants, torch.zeros(4, dtype=torch.float64)], dim=1)[:, 0]
     assert not strided.is_contiguous()
-    torch.testing.assert_close(functional_call(act64, {"constants": strided}, (x,)), act64(x), rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(functional_call(act64, {"constants": strided}, (x,)), _torch_reference(x, strided))
 
 
 def test_extra_leading_dimensions_and_pickle():

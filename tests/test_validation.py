@@ -373,35 +373,6 @@ def test_valid_offsets_of_any_integer_dtype_work(layers, method, dtype):
 
 
 
-def test_unchecked_kernels_compute_what_the_checked_ones_do(layers, losses, method):
-    """``kernel.unchecked`` (for callers that check their own arguments, as symjit_numba.torch does)
-    is the same computation as the public kernel: the same bits in every output."""
-    layer, loss = layers[method], losses[method]
-    z, _ = _arrays(np.float64)
-    err = np.cos(3 * z)
-    params, offsets = layer.make_params(np.float64)
-    loss_params, _ = loss.make_params(np.float64)
-
-    def outputs(*like):
-        return [np.full_like(x, SENTINEL) for x in like]
-
-    calls = [  # (kernel, inputs, outputs of the checked call, of the unchecked call, trailing arguments of the checked call)
-        (layer.forward_kernel, (z,), outputs(z), outputs(z), (params, offsets, 3, 4)),
-        (layer.backward_kernel, (z, err), outputs(z), outputs(z), (params, offsets, 3, 4)),
-        (layer.forward_derivative_kernel, (z,), outputs(z, z), outputs(z, z), (params, offsets, 3, 4)),
-        (layer.backward_with_params_kernel, (z, err), outputs(z, params), outputs(z, params), (params, offsets, 3, 4)),
-        (layer.param_backward_kernel, (z, err), outputs(params), outputs(params), (params, offsets, 3, 4)),
-        (loss.forward_kernel, (z, err), outputs(z), outputs(z), (loss_params,)),
-        (loss.backward_with_params_kernel, (z, err), outputs(z, loss_params), outputs(z, loss_params), (loss_params,)),
-    ]
-    for kernel, inputs, checked, unchecked, trailing in calls:
-        kernel(*inputs, *checked, *trailing)
-        kernel.unchecked(*inputs, *unchecked, *trailing[:2])  # no n, b
-        for expected, got in zip(checked, unchecked):
-            assert not np.all(expected == SENTINEL)
-            np.testing.assert_array_equal(got, expected)
-
-
 @st.composite
 def _calls(draw):
     """An activation call of the kinds the quick check knows, whose arrays are views of one buffer at

@@ -5,11 +5,8 @@ Every backend provides plain functions that assume valid arguments (``run_forwar
 seed's signatures, and ``forward_derivative_kernel`` (value and derivative in one pass), running
 :mod:`.validation` first, so each backend refuses bad input the same way.
 
-Each public kernel carries its runner as ``kernel.unchecked`` (its arguments less ``n`` and ``b``,
-the offsets as a C-contiguous int64 array): for callers that build every argument themselves and
-check what they do not build, as :mod:`symjit_numba.torch` does. The checks cost 13-30 us a call,
-which at small batches is most of a call (W1 at 64 x 512: forward 28 us, of which 17 are checks).
-Nothing checks its arguments: a wrong shape, dtype or offset there reads or writes out of bounds.
+The usual activation call is checked by one compiled function (about 1 us); any other call, and
+any call that function does not accept, by the full checks, which say what is wrong.
 """
 
 from __future__ import annotations
@@ -43,11 +40,6 @@ class Kernels:
     #: The parameter-gradient kernels (:func:`wrap_param_activation`, :func:`wrap_param_loss`).
     param_backward: Callable[..., None] | None = None
     backward_with_params: Callable[..., None] | None = None
-
-
-def _unchecked(kernel: Callable[..., None], runner: Runner) -> Callable[..., None]:
-    kernel.unchecked = runner  # type: ignore[attr-defined]
-    return kernel
 
 
 def _activation_checks(plan: LayerPlan, layout: str, allow_cuda: bool) -> Callable[..., Any]:
@@ -93,8 +85,7 @@ def wrap_activation(plan: LayerPlan, layout: str, run_forward: Runner, run_backw
         """a = f_j(z) and d = f_j'(z) in one pass, in place; the backward pass is then delta = err * d."""
         run_both(z, a, d, params, checked(("z", "a", "d"), (z, a, d), 2, params, offset_list, n, b))
 
-    return (_unchecked(forward_kernel, run_forward), _unchecked(backward_kernel, run_backward),
-            _unchecked(forward_derivative_kernel, run_both))
+    return forward_kernel, backward_kernel, forward_derivative_kernel
 
 
 def _loss_params_or_config_values(plan: LayerPlan) -> Callable[[Any, Any], Any]:
@@ -138,8 +129,7 @@ def wrap_loss(plan: LayerPlan, run_forward: Runner, run_backward: Runner, run_bo
                         allow_cuda=allow_cuda, outputs=2)
         run_both(y_pred, y_true, res, grad, params)
 
-    return (_unchecked(forward_kernel, run_forward), _unchecked(backward_kernel, run_backward),
-            _unchecked(forward_derivative_kernel, run_both))
+    return forward_kernel, backward_kernel, forward_derivative_kernel
 
 
 def _needed_entries(constants_per_node: np.ndarray) -> Callable[[np.ndarray], int]:
@@ -168,8 +158,7 @@ def wrap_param_activation(plan: LayerPlan, layout: str, run_param_backward: Runn
         offsets = checked(("z", "err", "delta"), (z, err, delta), 1, params, offset_list, n, b, grad_params)
         run_backward_with_params(z, err, delta, grad_params, params, offsets)
 
-    return (_unchecked(param_backward_kernel, run_param_backward),
-            _unchecked(backward_with_params_kernel, run_backward_with_params))
+    return param_backward_kernel, backward_with_params_kernel
 
 
 def wrap_param_loss(plan: LayerPlan, run_param_backward: Runner, run_backward_with_params: Runner,
@@ -198,5 +187,4 @@ def wrap_param_loss(plan: LayerPlan, run_param_backward: Runner, run_backward_wi
                           {"y_pred": y_pred, "y_true": y_true, "grad": grad, "params": params}, allow_cuda=allow_cuda)
         run_backward_with_params(y_pred, y_true, grad, grad_params, params)
 
-    return (_unchecked(param_backward_kernel, run_param_backward),
-            _unchecked(backward_with_params_kernel, run_backward_with_params))
+    return param_backward_kernel, backward_with_params_kernel

@@ -10,8 +10,9 @@ entry get the sum of their gradients), in column order, and writes each such ent
 ``grad_params`` once. Every step has a fixed order, so the result has the same bits whatever
 ``settings.num_threads``; every step is float64, so 1M float32 terms sum to within ~1e-10 relative.
 
-:class:`Columns` says which (node, constant) each column is, and turns the live ``offset_list``
-into the second pass's plan (cached: offsets rarely change between calls).
+:class:`Columns` says which (node, constant) each column is. The CPU backends run the second pass
+as :func:`sum_columns`; GPU_CUDA runs it on the device from :meth:`Columns.plan` (cached: offsets
+rarely change between calls).
 """
 
 from __future__ import annotations

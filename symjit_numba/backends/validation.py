@@ -62,6 +62,7 @@ def _offsets_scan():
 # C-contiguous, writable, int64 offsets) is instead accepted by one compiled function that applies the
 # same rules; anything it does not accept (another type, or a broken rule) goes through the full checks,
 # which say what is wrong (or accept what the quick check does not know, e.g. int32 offsets).
+# The torch glue relies on it too: it calls the public kernels.
 
 @_jit
 def _overlap_bytes(a, b):  # pragma: no cover - compiled
@@ -77,7 +78,9 @@ def _quick(node_major, inputs, outputs, params, offsets, counts, n, b, grad, wit
     float dtype, 2-D C-contiguous arrays, writable outputs, int64 offsets) are the signature's."""
     first = inputs[0]
     nodes, batch = (first.shape[0], first.shape[1]) if node_major else (first.shape[1], first.shape[0])
-    if nodes != counts.shape[0] or n != nodes or b != batch or offsets.shape[0] != nodes or nodes == 0:
+    if nodes != counts.shape[0] or n != nodes or b != batch or offsets.shape[0] != nodes:
+        return False
+    if _first_bad_offset(offsets, counts, params.shape[0]) >= 0:
         return False
     for x in inputs:
         if x.shape != first.shape:
@@ -85,10 +88,8 @@ def _quick(node_major, inputs, outputs, params, offsets, counts, n, b, grad, wit
     for x in outputs:
         if x.shape != first.shape:
             return False
-    needed = 0
+    needed = 0  # one past the last params entry a node's constants occupy
     for j in range(nodes):
-        if offsets[j] < 0 or offsets[j] > params.shape[0] - counts[j]:
-            return False
         if counts[j] > 0:
             needed = max(needed, offsets[j] + counts[j])
     if with_grad and (grad.shape[0] < needed or _overlap_bytes(grad, params) or _overlap_bytes(grad, offsets)):
