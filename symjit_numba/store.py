@@ -348,11 +348,33 @@ def formula_module(key: FormulaKey, mode: str) -> tuple[ModuleType, str]:
     shipped = None if name is None else load_named_module(name)
     if shipped is not None:
         return shipped
-    try:  # SymPy runs in formula_module_source for formulas that are not named ones, on a cache miss only
-        return load_kernel_module(_formula_plan(key, mode), "numba", "node_major",
-                                  lambda: formula_module_source(key, mode))
+    # SymPy runs in formula_module_source for formulas that are not named ones, on a cache miss only
+    return _numba_module(_formula_plan(key, mode), "node_major", lambda: formula_module_source(key, mode),
+                         repr(key.label))
+
+
+def _numba_module(plan: LayerPlan, layout: str, generate: Callable[[], str], what: str) -> tuple[ModuleType, str]:
+    """:func:`load_kernel_module` for the numba target, its failures as JITCompilationError about ``what``."""
+    try:
+        return load_kernel_module(plan, "numba", layout, generate)
     except Exception as error:  # e.g. numba refusing a decorator option while the module is imported
         if type(error).__module__.startswith("symjit_numba"):
             raise
-        raise JITCompilationError(f"the kernel module of {key.label!r} could not be loaded: "
+        raise JITCompilationError(f"the kernel module of {what} could not be loaded: "
                                   f"{type(error).__name__}: {str(error)[:2000]}") from error
+
+
+def periodic_module(period: LayerPlan) -> tuple[ModuleType, str]:
+    """The numba module of a batch-major layer whose formulas repeat every ``len(period.formulas)``
+    nodes (``period.formulas``: the formula of each position, in order, a formula possibly twice),
+    and its text: generated into the cache at the first use of that sequence of formulas.
+
+    Raises
+    ------
+    JITCompilationError
+        If the module cannot be generated or imported.
+    """
+    from .codegen.prebuilt import periodic_module_source
+
+    labels = ", ".join(repr(key.label) for key in period.formulas)
+    return _numba_module(period, "periodic", lambda: periodic_module_source(period), f"the period ({labels})")

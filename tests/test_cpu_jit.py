@@ -531,3 +531,67 @@ def test_short_batches_grouped_by_formula_give_the_per_node_bits(shape, dtype, t
     for k, (grouped, per_node) in enumerate(zip(*results)):
         assert k >= 5 or not np.isnan(per_node).any()  # (params entries no node owns stay NaN)
         np.testing.assert_array_equal(grouped, per_node)
+
+
+_PERIOD_KINDS = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5}), ("gelu", {}),
+                 ("leaky_relu", {"alpha": 0.1}), ("x*c + d", {"c": 2.0, "d": -1.0}), ("mish", {}), ("sigmoid", {})]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("period, n, b", [(2, 64, 70), (3, 96, 5), (5, 200, 130), (8, 512, 67), (8, 136, 1)])
+def test_periodic_batch_major_equals_node_major_bits(period, n, b, dtype):
+    """A batch-major layer whose formulas repeat every few nodes computes forward and backward with
+    the period's own module (interleaved loads and stores): each node's formula with its own
+    constants (random here, so reading another node's would show), the same bits as the node-major
+    layout; in place too (the output is z, or err), where the task runner writes a buffer."""
+    from symjit_numba.backends.cpu_jit import task_layout
+
+    configs = [_PERIOD_KINDS[j % period] for j in range(n)]
+    by_rows = build(configs, "CPU_JIT", layout="batch_major")
+    assert task_layout(by_rows.plan, "batch_major").periodic is not None
+    assert f"repeat\nevery {period} nodes" in by_rows.source()
+    by_nodes = build(configs, "CPU_JIT")
+    params, offsets = by_nodes.make_params(dtype)
+    params = np.random.default_rng(period).uniform(0.5, 2.0, params.size).astype(dtype)
+    rng = np.random.default_rng(n + b)
+    z = rng.normal(scale=3, size=(b, n)).astype(dtype)
+    err = rng.normal(size=(b, n)).astype(dtype)
+    a, d = np.full_like(z, np.nan), np.full_like(z, np.nan)
+    a_nodes, d_nodes = np.full((n, b), np.nan, dtype), np.full((n, b), np.nan, dtype)
+    with settings.override(num_threads=2):
+        by_rows.forward_kernel(z, a, params, offsets, n, b)
+        by_rows.backward_kernel(z, err, d, params, offsets, n, b)
+        by_nodes.forward_kernel(z.T.copy(), a_nodes, params, offsets, n, b)
+        by_nodes.backward_kernel(z.T.copy(), err.T.copy(), d_nodes, params, offsets, n, b)
+        z_in_place, err_in_place = z.copy(), err.copy()
+        by_rows.forward_kernel(z_in_place, z_in_place, params, offsets, n, b)
+        by_rows.backward_kernel(z, err_in_place, err_in_place, params, offsets, n, b)
+    for got in (a, z_in_place):
+        np.testing.assert_array_equal(got, a_nodes.T)
+    for got in (d, err_in_place):
+        np.testing.assert_array_equal(got, d_nodes.T)
+
+
+@pytest.mark.parametrize("configs, why", [
+    ([_PERIOD_KINDS[j % 3] for j in range(40)], "too few periods in a row"),
+    ([_PERIOD_KINDS[j % 3] for j in range(98)], "the nodes are not whole periods"),
+    ([(f"tanh(num) + {k}", {}) for k in range(9)] * 20, "a period longer than MAX_PERIOD"),
+    ([("relu", {}), ("loggamma(num + 5)", {})] * 40, "a formula with a scalar-only function"),
+    ([("relu", {}), ("sigmoid", {}), ("relu", {}), ("tanh", {})] * 15 + [("relu", {})] * 4, "no period"),
+])
+def test_layers_that_are_not_periodic_keep_the_tiles(configs, why):
+    """Only layers of at least PERIOD_REPEATS whole periods of at most MAX_PERIOD vectorisable
+    formulas take the periodic module; the others keep the tiles, and still compute right."""
+    from symjit_numba.backends.cpu_jit import task_layout
+
+    layer = build(configs, "CPU_JIT", layout="batch_major")
+    tasks = task_layout(layer.plan, "batch_major")
+    assert tasks.runner == "tiled" and tasks.periodic is None, why
+    n, b = len(configs), 9
+    z = np.random.default_rng(n).normal(scale=2, size=(b, n))
+    params, offsets = layer.make_params(np.float64)
+    expected = np.empty_like(z)
+    build(configs, "CPU_PYTHON", layout="batch_major").forward_kernel(z, expected, params, offsets, n, b)
+    a = np.empty_like(z)
+    layer.forward_kernel(z, a, params, offsets, n, b)
+    np.testing.assert_allclose(a, expected, rtol=1e-13, atol=1e-300)

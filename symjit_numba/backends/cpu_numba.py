@@ -138,14 +138,13 @@ def layer_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
 
 
 def _activation_kernels(plan: LayerPlan, layout: str) -> NumbaKernels:
-    from ..store import formula_module
     from .cpu_jit import _Addresses, _Kernel, task_layout
 
     counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
     tasks = task_layout(plan, layout)  # the backend's runners, so the same tasks and sums
-    modules = [formula_module(key, "activation")[0] for key in plan.formulas]
-    tables = {suffix: _Addresses([_Kernel(getattr(m, tasks.block + suffix), repr(k.label))
-                                  for k, m in zip(plan.formulas, modules)], tasks.formula_ids)
+    modules = tasks.modules(plan)
+    tables = {suffix: _Addresses([_Kernel(getattr(module, tasks.block + suffix), what) for what, module, _ in modules],
+                                 tasks.formula_ids)
               for suffix in ("", "_both", "_params", "_backward_params")}
     nodes, constants = tasks.columns.nodes, tasks.columns.constants
     n_columns = tasks.columns.size

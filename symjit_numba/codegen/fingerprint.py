@@ -15,7 +15,7 @@ __all__ = ["CODEGEN_FILES", "codegen_fingerprint", "stamped"]
 #: The files whose content shapes generated kernels: a change to any of them invalidates the cache.
 CODEGEN_FILES = ("functions.py", "formulas/grammar.py", "formulas/resolve.py", "codegen/printer.py",
                  "codegen/rewrite.py", "codegen/source.py", "codegen/prebuilt.json", "mathlib/vector_math.py",
-                 "mathlib/scalar_special.py", "mathlib/sums.py")
+                 "mathlib/scalar_special.py", "mathlib/sums.py", "mathlib/interleaved.py")
 
 
 @functools.cache

@@ -26,7 +26,7 @@ from ..formulas.resolve import FormulaKey, LayerPlan
 from .fingerprint import codegen_fingerprint, stamped
 from .source import BLOCKS, PrintedFormula, generate_source
 
-__all__ = ["printed_formulas", "formula_module_source", "named_module", "named_modules", "build_table",
+__all__ = ["printed_formulas", "formula_module_source", "periodic_module_source", "named_module", "named_modules", "build_table",
            "TABLE_FILE", "NAMED_KERNELS_DIR"]
 
 TABLE_FILE = Path(__file__).with_name("prebuilt.json")
@@ -78,6 +78,12 @@ def formula_module_source(key: FormulaKey, mode: str) -> str:
     """The numba module of one formula: all of an activation's task functions, or a loss's kernels."""
     return generate_source(printed_formulas(LayerPlan(mode, (key,), (0,), ((),)), "numba"), mode, "numba",
                            "node_major", __version__)
+
+
+def periodic_module_source(plan: LayerPlan) -> str:
+    """The numba module of a batch-major layer whose formulas repeat every ``len(plan.formulas)``
+    nodes: ``plan.formulas`` lists the period's, position by position (a formula may appear twice)."""
+    return generate_source(printed_formulas(plan, "numba"), "activation", "numba", "periodic", __version__)
 
 
 def _shipped_variants() -> list[tuple[str, FormulaKey, str]]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["PrintedFormula", "KernelKind", "KINDS", "BLOCKS", "generate_source", "block_results", "BLOCK", "ROWS",
            "CUDA_CHUNK", "CUDA_THREADS"]
@@ -165,12 +165,12 @@ class _Lines:
 
 
 def _stores(kind: KernelKind, printed: PrintedFormula, outputs: Sequence[str], at: str, err: str | None,
-            sums: Sequence[str]) -> list[str]:
+            sums: Sequence[str], write: str = "{array}[{at}] = {value}") -> list[str]:
     """One store template per result of ``kind``'s block (``{}`` is the result).
 
-    ``outputs`` names the element-wise outputs (indexed ``[at]``), ``err`` the incoming gradient's
-    element (None: not multiplied), ``sums`` one accumulation template per constant (``{}`` is the
-    term to add).
+    ``outputs`` names the element-wise outputs (element ``at`` written as ``write`` says), ``err``
+    the incoming gradient's element (None: not multiplied), ``sums`` one accumulation template per
+    constant (``{}`` is the term to add).
     """
     factor = "" if err is None else f"{err} * "
     stores, written = [], iter(outputs)
@@ -178,7 +178,7 @@ def _stores(kind: KernelKind, printed: PrintedFormula, outputs: Sequence[str], a
         if quantity == "dc":
             stores.extend(template.format(f"{factor}{{}}") for template in sums)
         else:
-            stores.append(f"{next(written)}[{at}] = {factor}{{}}")
+            stores.append(write.format(array=next(written), at=at, value=f"{factor}{{}}"))
     return stores
 
 
@@ -217,14 +217,19 @@ def _constant_reads(printed: PrintedFormula, base: str) -> list[str]:
 
 def _header(formulas: Sequence[PrintedFormula], target: str, layout: str, mode: str, version: str) -> _Lines:
     lines = _Lines()
-    if target == "numba" and mode == "activation":
+    single = target == "numba" and mode == "activation" and layout != "periodic"
+    if single:
         lines(0, f'"""symjit_numba {version}: generated numba kernels for one activation formula.', "")
+    elif layout == "periodic":
+        lines(0, f'"""symjit_numba {version}: generated numba kernels for batch-major layers whose formulas repeat',
+              f"every {len(formulas)} nodes (node k0 + {len(formulas)}*i + k has the formula of position k).", "",
+              "Positions:")
     else:
         lines(0, f'"""symjit_numba {version}: generated {target} kernels, mode={mode}, layout={layout}.', "",
               "Formula ids:")
     for fid, printed in enumerate(formulas):
         consts = ", ".join(printed.constants) or "no constants"
-        name = printed.label if target == "numba" and mode == "activation" else f"{fid}: {printed.label}"
+        name = printed.label if single else f"{fid}: {printed.label}"
         lines(0, f"    {name}  ({consts})", f"        f  = {printed.formula}", f"        f' = {printed.derivative}")
         for constant, text in zip(printed.constants, printed.constant_derivatives):
             lines(0, f"        df/d{constant} = {text}")
@@ -270,11 +275,25 @@ def _cpu_signature(kinds: list[KernelKind], mode: str) -> tuple[list[str], list[
     return (["backward"] if flagged else []) + arrays, outputs, doc
 
 
-def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, kinds: list[KernelKind],
-               outputs: list[list[str]], size: str, reads: Sequence[str], err: str | None,
-               sums: Sequence[str], at: str = "i", suffix: str = "_s", after: Sequence[str] = ()) -> None:
-    """One element loop per kind (under ``if backward:``/``else:`` for two), over ``size`` elements;
-    element ``at`` of the outputs (named with ``suffix``); ``after``: lines following a summing loop."""
+@dataclass(frozen=True)
+class _Element:
+    """One formula's element in a loop body: ``reads`` its inputs, then stores at ``at`` (the outputs'
+    index, in the statement ``write``), times ``err`` (the incoming gradient's element, None: not
+    multiplied); ``sums`` has one accumulation template per constant (``{}`` is the term to add)."""
+
+    printed: PrintedFormula
+    reads: Sequence[str]
+    err: str | None
+    sums: Sequence[str]
+    at: str = "i"
+    write: str = "{array}[{at}] = {value}"
+
+
+def _cpu_loops(lines: _Lines, indent: int, elements: Sequence[_Element], kinds: list[KernelKind],
+               outputs: list[list[str]], size: str, suffix: str = "_s", after: Sequence[str] = ()) -> None:
+    """One element loop per kind (under ``if backward:``/``else:`` for two), over ``size`` elements,
+    its body each of ``elements`` in turn that computes something for the kind; the
+    outputs are named with ``suffix``; ``after``: lines following a summing loop."""
     branches = [("if backward:", kinds[1], outputs[1]), ("else:", kinds[0], outputs[0])] if len(kinds) > 1 \
         else [(None, kinds[0], outputs[0])]
     for condition, kind, outs in branches:
@@ -282,9 +301,12 @@ def _cpu_loops(lines: _Lines, indent: int, printed: PrintedFormula, kinds: list[
             lines(indent, condition)
         inner = indent + (condition is not None)
         lines(inner, f"for i in range({size}):")
-        _element(lines, inner + 1, printed, kind, reads,
-                 _stores(kind, printed, [f"{o}{suffix}" for o in outs], at, err if kind.chain else None, sums))
-        if kind.reduces and printed.constants:
+        working = [e for e in elements if block_results(kind.computes, len(e.printed.constants))]
+        for element in working or elements[:1]:  # (the first one's ``pass`` if none computes anything)
+            _element(lines, inner + 1, element.printed, kind, element.reads,
+                     _stores(kind, element.printed, [f"{o}{suffix}" for o in outs], element.at,
+                             element.err if kind.chain else None, element.sums, element.write))
+        if kind.reduces and any(element.printed.constants for element in elements):
             lines(inner, *after)
 
 
@@ -306,8 +328,8 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
               "    T = z_s.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes", *(f"    {read}" for read in _constant_reads(printed, "p")))
         if reduces:
             lines(1, *(f"{a} = 0.0" for a in g))
-        _cpu_loops(lines, 1, printed, kinds, outputs, "z_s.size", ["num = z_s[i]"], "err_s[i]",
-                   [f"{a} = sums.add({a}, {{}})" for a in g])
+        _cpu_loops(lines, 1, [_Element(printed, ["num = z_s[i]"], "err_s[i]", [f"{a} = sums.add({a}, {{}})" for a in g])],
+                   kinds, outputs, "z_s.size")
         if reduces:
             lines(1, *(f"partial[{i}] = {a}" for i, a in enumerate(g)))
         lines(0, "", "", "@JIT", f"def row_block{suffix}({', '.join(arguments)}, params, offsets, r0, r1, k0, k1{partial}):",
@@ -325,9 +347,9 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
             lines(1, "m = k1 - k0", *(f"{a} = partial[{i} * m:{i + 1} * m]" for i, a in enumerate(g)),
                   f"terms = np.empty(({len(g)}, m), T)")
         lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
-        _cpu_loops(lines, 2, printed, kinds, outputs, "z_s.size", ["num = z_s[i]", *(f"c_{name} = v_{name}[i]" for name in printed.constants)],
-                   "err_s[i]", [f"terms[{c}, i] = {{}}" for c in range(len(g))],
-                   after=["for i in range(z_s.size):", *(f"    {a}[i] += np.float64(terms[{c}, i])" for c, a in enumerate(g))])
+        reads = ["num = z_s[i]", *(f"c_{name} = v_{name}[i]" for name in printed.constants)]
+        _cpu_loops(lines, 2, [_Element(printed, reads, "err_s[i]", [f"terms[{c}, i] = {{}}" for c in range(len(g))])],
+                   kinds, outputs, "z_s.size", after=["for i in range(z_s.size):", *(f"    {a}[i] += np.float64(terms[{c}, i])" for c, a in enumerate(g))])
         sums_at = ", columns" if reduces else ""
         lines(0, "", "", "@JIT", f"def nodes_block{suffix}({', '.join(arguments)}, params, offsets{sums_at}, rows, k0, k1, m{partial}):",
               "    \"\"\"Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):",
@@ -336,10 +358,51 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
               "        r = rows[k]", *(f"        {read}" for read in _constant_reads(printed, "offsets[r]")))
         if reduces:
             lines(2, *(f"{a} = 0.0" for a in g))
-        _cpu_loops(lines, 2, printed, kinds, outputs, "m", ["num = z[r, i]"], "err[r, i]",
-                   [f"{a} = sums.add({a}, {{}})" for a in g], at="r, i", suffix="")
+        _cpu_loops(lines, 2, [_Element(printed, ["num = z[r, i]"], "err[r, i]", [f"{a} = sums.add({a}, {{}})" for a in g],
+                                       "r, i")], kinds, outputs, "m", suffix="")
         if reduces:
             lines(2, *(f"partial[columns[r] + {i}] = {a}" for i, a in enumerate(g)))
+
+
+def _renamed(printed: PrintedFormula, position: int) -> PrintedFormula:
+    """``printed`` with its temporaries (SymPy's ``t0``.., the printer's ``h0``..) suffixed by
+    ``position``, so several formulas' statements share one loop body without mixing their names."""
+    def rename(statement: str) -> str:
+        return re.sub(r"\b([th][0-9]+)\b", rf"\g<1>_{position}", statement)
+
+    return replace(printed, blocks={block: tuple(map(rename, statements)) for block, statements in printed.blocks.items()})
+
+
+def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
+    """A batch-major layer whose formulas repeat every ``len(positions)`` nodes: a ``row_block`` with
+    the signature of a formula module's (called for one run of all the nodes), whose loop body
+    computes one period, position by position (node k0 + P*i + k has the formula of position k).
+    LLVM vectorises such a loop with interleaved loads and stores: a vector of each position's
+    elements, shuffled out of (and back into) a period's worth of vectors in registers. Only the
+    forward and backward kinds: with two outputs or sums per element, the loop's live vectors
+    outgrew the registers (W1: no faster than the tiles), and LLVM left some such loops scalar."""
+    period = len(positions)
+    lines(0, *(line.format(modules="interleaved", options=_CPU_ACTIVATION_OPTIONS) for line in _CPU_PREAMBLE))
+    pairs = [(k, c, name) for k, printed in enumerate(positions) for c, name in enumerate(printed.constants)]
+    kinds = _cpu_functions("activation")[""]
+    arguments, outputs, doc = _cpu_signature(kinds, "activation")
+    lines(0, "", "", "@JIT", f"def row_block({', '.join(arguments)}, params, offsets, r0, r1, k0, k1):",
+          '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]), the',
+          f'    formulas repeating every {period} nodes: {doc}."""',
+          "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes",
+          f"    groups = (k1 - k0) // {period}")
+    if pairs:  # each position's constants side by side: vector loads in the row loop, not gathers
+        lines(1, *(f"v{k}_{name} = np.empty(groups, params.dtype)" for k, _, name in pairs), "for i in range(groups):",
+              *(f"    v{k}_{name}[i] = params[offsets[k0 + {period} * i + {k}] + {c}]" for k, c, name in pairs))
+    lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arguments if array != "backward"))
+    elements = []
+    for k, printed in enumerate(positions):
+        at = f"i, {period}, {k}"  # element {period}*i + k of the row: see interleaved's docstring
+        reads = [f"num = interleaved.load(z_s, {at})  # {printed.label}",
+                 *(f"c_{name} = v{k}_{name}[i]" for name in printed.constants)]
+        elements.append(_Element(_renamed(printed, k), reads, f"interleaved.load(err_s, {at})", (), at,
+                                 "interleaved.store({array}, {at}, {value})"))
+    _cpu_loops(lines, 2, elements, kinds, outputs, "groups")
 
 
 def _step(written: Sequence[str]) -> str:
@@ -372,8 +435,8 @@ def _cpu_loss(lines: _Lines, printed: PrintedFormula) -> None:
         lines(2, "for lo in range(task * BLOCK, end, step):", "    hi = min(lo + step, end)",
               *(f"    {array}_s = {array}[lo:hi]" if array not in written else
                 f"    {array}_s = inplace.into({array}[lo:hi], {array}_buffer)" for array in arrays))
-        _cpu_loops(lines, 3, printed, kinds, outputs, "pred_s.size", ["y_pred = pred_s[i]", "y_true = true_s[i]"], None,
-                   [f"{a} = sums.add({a}, {{}})" for a in g])
+        _cpu_loops(lines, 3, [_Element(printed, ["y_pred = pred_s[i]", "y_true = true_s[i]"], None,
+                                       [f"{a} = sums.add({a}, {{}})" for a in g])], kinds, outputs, "pred_s.size")
         lines(3, *(f"inplace.settle({array}[lo:hi], {array}_s)" for array in written))
         if reduces:
             lines(2, *(f"partials[task, {i}] = {a}" for i, a in enumerate(g)))
@@ -486,17 +549,21 @@ def generate_source(formulas: Sequence[PrintedFormula], mode: str, target: str, 
     ----------
     formulas : sequence of PrintedFormula
         The unique formulas of a layer, printed for ``target``; exactly one for a loss, and for a
-        numba activation module (which serves every layer that uses its formula).
+        numba activation module (which serves every layer that uses its formula); for a periodic
+        numba module, one per position of the period (a formula may appear more than once).
     mode : {"activation", "loss"}
     target : {"numba", "cuda"}
-    layout : {"node_major", "batch_major"}
+    layout : {"node_major", "batch_major", "periodic"}
         For CUDA activations; numba activation modules hold both layouts' functions, and losses are
-        element-wise over flat arrays.
+        element-wise over flat arrays. ``"periodic"`` (numba activations): the ``row_block``
+        function of a batch-major layer whose formulas repeat every ``len(formulas)`` nodes.
     version : str
         The library version, written into the header so a new version never reuses an old module.
     """
     lines = _header(formulas, target, layout, mode, version)
-    if target == "numba":
+    if target == "numba" and layout == "periodic":
+        _cpu_periodic(lines, formulas)
+    elif target == "numba":
         _cpu_activation(lines, formulas[0]) if mode == "activation" else _cpu_loss(lines, formulas[0])
     else:
         _cuda_activation(lines, formulas, layout) if mode == "activation" else _cuda_loss(lines, formulas[0])
