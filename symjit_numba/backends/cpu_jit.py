@@ -298,8 +298,9 @@ def _joined(*readiness: _Readiness) -> Callable[[Sequence[Any]], None]:
 
 class _Paths:
     """The ways to run one kernel of a layer (``suffix``: "", "_both", "_params" or "_backward_params"):
-    the layer's task runner, and for a node-major layer also the grouped runner for short rows. Each
-    is a runner of :mod:`.cpu_tasks` and the address table of the formula functions it calls."""
+    the layer's task runner (for forward and backward, the periodic one where the layer has it), and
+    for a node-major layer also the grouped runner for short rows. Each is a runner of
+    :mod:`.cpu_tasks` and the address table of the formula functions it calls."""
 
     def __init__(self, tasks: Tasks, modules: list[tuple[str, ModuleType]], suffix: str) -> None:
         layouts = [(tasks.runner, tasks.block, tasks.formula_ids, tasks.dispatch, modules, tasks.grid)]
@@ -312,8 +313,8 @@ class _Paths:
             layouts.append(("grouped", "nodes_block", grouped.formula_ids, grouped.dispatch, modules, None))
         self._tasks = tasks
         self._runners = [_Kernel(getattr(cpu_tasks, f"{runner}{suffix}"), "the task runner") for runner, *_ in layouts]
-        self._addresses = [_Addresses([_Kernel(getattr(module, f"{block}{suffix}"), what) for what, module in modules],
-                                      formula_ids) for _, block, formula_ids, _, modules, _ in layouts]
+        self._addresses = [_Addresses([_Kernel(getattr(module, f"{block}{suffix}"), what) for what, module in called],
+                                      formula_ids) for _, block, formula_ids, _, called, _ in layouts]
         self._grid = layouts[0][-1]
         self._dispatch = [dispatch for _, _, _, dispatch, _, _ in layouts]
         self._costs: defaultdict[tuple[np.dtype, int], CallCost] = defaultdict(CallCost)
@@ -429,9 +430,9 @@ class PeriodicTasks:
     :func:`.cpu_tasks.batch_major` with one run of all the nodes, calling the ``row_block`` of a
     module of the period's own (codegen ``"periodic"``), whose loop body computes a period: LLVM
     vectorises it with interleaved loads and stores, in registers, with no tile in memory. W1 at
-    4096 x 512 float32, one thread: forward 1.25 ms, where the tiles took 1.8-2.1 (node-major 0.9);
-    backward 1.7 against 2.7-3.1 (node-major 1.1-1.4). (Its forward-derivative and summing kinds
-    were no faster than the tiles, so the tiles keep those.)"""
+    4096 x 512 float32, one thread: forward 1.25-1.3 ms, where the tiles took 1.8-2.1 (node-major
+    0.9-1.0); backward 1.7 against 2.4-2.5 (node-major 1.1-1.2). (Its forward-derivative and summing
+    kinds were no faster than the tiles, so the tiles keep those.)"""
 
     period: LayerPlan
     n_nodes: int
