@@ -376,5 +376,9 @@ def periodic_module(period: LayerPlan) -> tuple[ModuleType, str]:
     """
     from .codegen.prebuilt import periodic_module_source
 
-    labels = ", ".join(repr(key.label) for key in period.formulas)
-    return _numba_module(period, "periodic", lambda: periodic_module_source(period), f"the period ({labels})")
+    return _numba_module(period, "periodic", lambda: periodic_module_source(period), period_label(period))
+
+
+def period_label(period: LayerPlan) -> str:
+    """How messages name a periodic module: its formulas, position by position."""
+    return f"the period ({', '.join(repr(key.label) for key in period.formulas)})"

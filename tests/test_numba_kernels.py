@@ -32,11 +32,15 @@ def _user_step(k, z, err, params, offsets, n, b):
     return a, d, a2, dd, g, g2, delta
 
 
-# node-major; batch-major with short runs (computed node-major, transposed); batch-major with long runs
-CASES = [("node_major", W1 * 3 + OWN), ("batch_major", W1 * 3 + OWN), ("batch_major", sorted(W1 * 9 + OWN * 9, key=str))]
+# node-major; batch-major with short runs (computed node-major, transposed); batch-major with long runs;
+# batch-major with formulas that repeat (forward_kernel and backward_kernel run the period's module,
+# these kernels the tiles)
+CASES = [("node_major", W1 * 3 + OWN), ("batch_major", W1 * 3 + OWN), ("batch_major", sorted(W1 * 9 + OWN * 9, key=str)),
+         ("batch_major", W1 * 16)]
 
 
-@pytest.mark.parametrize("layout,configs", CASES, ids=["node_major", "batch_major-short-runs", "batch_major-runs"])
+@pytest.mark.parametrize("layout,configs", CASES,
+                         ids=["node_major", "batch_major-short-runs", "batch_major-runs", "batch_major-periodic"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_same_bits_as_the_public_kernels(layout, configs, dtype):
     compiler = SymbolicJITCompiler(configs, "CPU_JIT", layout=layout)

@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba  # noqa: F401 - imported with the package, not inside the first constructor call
 import numpy as np
@@ -38,7 +38,7 @@ import numpy as np
 from ..codegen.source import BLOCK, ROWS
 from ..errors import CompilationWarning, JITCompilationError
 from ..formulas.resolve import FormulaKey, LayerPlan
-from ..store import compile_cached, formula_module, formula_on_disk, in_numba_cache, periodic_module
+from ..store import compile_cached, formula_module, formula_on_disk, in_numba_cache, period_label, periodic_module
 from . import cpu_tasks
 from .cpu_pool import SERIAL_BELOW, CallCost, Runner, TaskPool, runner_for, wrapper_address
 from .cpu_workers import compile_in_workers
@@ -296,6 +296,20 @@ def _joined(*readiness: _Readiness) -> Callable[[Sequence[Any]], None]:
     return warm_up
 
 
+class _Path(NamedTuple):
+    """One way to run a kernel: a runner of :mod:`.cpu_tasks`, the formula function it calls
+    (``block``) from each of ``modules`` (label, module), indexed by ``formula_ids``, its arguments
+    ``dispatch``, and its numbers of tasks and of blocks of samples for a shape (None: the grouped
+    tasks, whose number is fixed)."""
+
+    runner: str
+    block: str
+    formula_ids: np.ndarray
+    dispatch: tuple[np.ndarray, ...]
+    modules: list[tuple[str, ModuleType]]
+    grid: Callable[[tuple[int, int]], tuple[int, int]] | None
+
+
 class _Paths:
     """The ways to run one kernel of a layer (``suffix``: "", "_both", "_params" or "_backward_params"):
     the layer's task runner (for forward and backward, the periodic one where the layer has it), and
@@ -303,20 +317,18 @@ class _Paths:
     :mod:`.cpu_tasks` and the address table of the formula functions it calls."""
 
     def __init__(self, tasks: Tasks, modules: list[tuple[str, ModuleType]], suffix: str) -> None:
-        layouts = [(tasks.runner, tasks.block, tasks.formula_ids, tasks.dispatch, modules, tasks.grid)]
-        if tasks.periodic is not None and suffix == "":
-            periodic = tasks.periodic
-            layouts = [("batch_major", "row_block", periodic.formula_ids, periodic.dispatch, [periodic.module()[:2]],
-                         periodic.grid)]
-        if tasks.grouped is not None:
-            grouped = tasks.grouped
-            layouts.append(("grouped", "nodes_block", grouped.formula_ids, grouped.dispatch, modules, None))
+        periodic, grouped = (tasks.periodic if suffix == "" else None), tasks.grouped
+        paths = [_Path("batch_major", "row_block", periodic.formula_ids, periodic.dispatch, [periodic.module()[:2]],
+                       periodic.grid) if periodic is not None else
+                 _Path(tasks.runner, tasks.block, tasks.formula_ids, tasks.dispatch, modules, tasks.grid)]
+        if grouped is not None:
+            paths.append(_Path("grouped", "nodes_block", grouped.formula_ids, grouped.dispatch, modules, None))
         self._tasks = tasks
-        self._runners = [_Kernel(getattr(cpu_tasks, f"{runner}{suffix}"), "the task runner") for runner, *_ in layouts]
-        self._addresses = [_Addresses([_Kernel(getattr(module, f"{block}{suffix}"), what) for what, module in called],
-                                      formula_ids) for _, block, formula_ids, _, called, _ in layouts]
-        self._grid = layouts[0][-1]
-        self._dispatch = [dispatch for _, _, _, dispatch, _, _ in layouts]
+        self._runners = [_Kernel(getattr(cpu_tasks, f"{path.runner}{suffix}"), "the task runner") for path in paths]
+        self._addresses = [_Addresses([_Kernel(getattr(module, f"{path.block}{suffix}"), what)
+                                       for what, module in path.modules], path.formula_ids) for path in paths]
+        self._grid = paths[0].grid
+        self._dispatch = [path.dispatch for path in paths]
         self._costs: defaultdict[tuple[np.dtype, int], CallCost] = defaultdict(CallCost)
 
     def compile(self, dtype: np.dtype) -> None:
@@ -450,8 +462,7 @@ class PeriodicTasks:
 
     def module(self) -> tuple[str, ModuleType, str]:
         """What the module computes (for error messages), the module and its source text."""
-        labels = ", ".join(key.label for key in self.period.formulas)
-        return (f"the period ({labels})", *periodic_module(self.period))
+        return (period_label(self.period), *periodic_module(self.period))
 
     @property
     def formula_ids(self) -> np.ndarray:

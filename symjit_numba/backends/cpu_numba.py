@@ -6,8 +6,9 @@ them. Each is an ``njit`` function with the signature of the matching public ker
 :mod:`.cpu_tasks` and the same formula functions (through the same address tables) as the public
 kernels, so it gives the same bits. (A batch-major layer whose formulas repeat every few nodes
 computes ``forward_kernel`` and ``backward_kernel`` with a module of its period; these call the
-tiles' formula functions, the same statements per element: the same bits too.) The layer's tables (per dtype, built when numba types a call)
-are read through this process's addresses, which the compiled code holds.
+tiles' formula functions, the same statements per element: the same bits too.) The layer's
+tables (per dtype, built when numba types a call) are read through this process's addresses,
+which the compiled code holds.
 
 Threads: a call runs all its tasks on the calling thread, serially (no pool, no numba threading
 layer): call the kernels of independent layers or batches from several threads (they release the

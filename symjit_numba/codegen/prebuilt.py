@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from .. import __version__
@@ -61,11 +62,18 @@ def printed_formulas(plan: LayerPlan, target: str) -> list[PrintedFormula]:
                                           {block: tuple(lines) for block, lines in entry["blocks"].items()},
                                           tuple(entry["constant_derivatives"])))
         else:
-            from ..formulas.resolve import build_formula
-            from .printer import print_formula
-
-            printed.append(print_formula(build_formula(key, plan.mode), target))
+            printed.append(replace(_derived(key, plan.mode, target), label=key.label))
     return printed
+
+
+@functools.lru_cache(maxsize=4096)
+def _derived(key: FormulaKey, mode: str, target: str) -> PrintedFormula:
+    """A formula parsed, differentiated and printed by SymPy, once per process: a formula's own
+    module and a periodic module of several formulas print it alike (the key ignores the label)."""
+    from ..formulas.resolve import build_formula
+    from .printer import print_formula
+
+    return print_formula(build_formula(key, mode), target)
 
 
 def named_module(key: FormulaKey, mode: str) -> str | None:

@@ -292,8 +292,8 @@ class _Element:
 def _cpu_loops(lines: _Lines, indent: int, elements: Sequence[_Element], kinds: list[KernelKind],
                outputs: list[list[str]], size: str, suffix: str = "_s", after: Sequence[str] = ()) -> None:
     """One element loop per kind (under ``if backward:``/``else:`` for two), over ``size`` elements,
-    its body each of ``elements`` in turn that computes something for the kind; the
-    outputs are named with ``suffix``; ``after``: lines following a summing loop."""
+    its body each of ``elements`` in turn; the outputs are named with ``suffix``; ``after``: lines
+    following a summing loop."""
     branches = [("if backward:", kinds[1], outputs[1]), ("else:", kinds[0], outputs[0])] if len(kinds) > 1 \
         else [(None, kinds[0], outputs[0])]
     for condition, kind, outs in branches:
@@ -301,8 +301,7 @@ def _cpu_loops(lines: _Lines, indent: int, elements: Sequence[_Element], kinds: 
             lines(indent, condition)
         inner = indent + (condition is not None)
         lines(inner, f"for i in range({size}):")
-        working = [e for e in elements if block_results(kind.computes, len(e.printed.constants))]
-        for element in working or elements[:1]:  # (the first one's ``pass`` if none computes anything)
+        for element in elements:
             _element(lines, inner + 1, element.printed, kind, element.reads,
                      _stores(kind, element.printed, [f"{o}{suffix}" for o in outs], element.at,
                              element.err if kind.chain else None, element.sums, element.write))
