@@ -534,21 +534,26 @@ def test_short_batches_grouped_by_formula_give_the_per_node_bits(shape, dtype, t
 
 
 _PERIOD_KINDS = [("relu", {}), ("a*tanh(num)", {"a": 1.5}), ("swish", {"beta": 1.5}), ("gelu", {}),
-                 ("leaky_relu", {"alpha": 0.1}), ("x*c + d", {"c": 2.0, "d": -1.0}), ("mish", {}), ("sigmoid", {})]
+                 ("leaky_relu", {"alpha": 0.1}), ("x*c + d", {"c": 2.0, "d": -1.0}), ("mish", {}), ("sigmoid", {}),
+                 *((f"{k}*sigmoid(num) - c", {"c": 0.5}) for k in range(2, 10))]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("period, n, b", [(2, 64, 70), (3, 96, 5), (5, 200, 130), (8, 512, 67), (8, 136, 1)])
-def test_periodic_batch_major_equals_node_major_bits(period, n, b, dtype):
-    """A batch-major layer whose formulas repeat every few nodes computes forward and backward with
-    the period's own module (interleaved loads and stores): each node's formula with its own
-    constants (random here, so reading another node's would show), the same bits as the node-major
-    layout; in place too (the output is z, or err), where the task runner writes a buffer."""
+@pytest.mark.parametrize("period, n, b", [(2, 64, 70), (3, 96, 5), (5, 510, 67), (6, 102, 3), (8, 512, 67), (8, 136, 1),
+                                          (16, 272, 9)])
+def test_periodic_batch_major_equals_node_major(period, n, b, dtype):
+    """A batch-major layer whose formulas repeat every few nodes computes every kernel with the
+    period's own module (rows split position by position): each node's formula with its own
+    constants (random here, so reading another node's would show). Element-wise results have the
+    same bits as the node-major layout, in place too (the output is z, or err); the constants'
+    gradients (float64 sums in another order) agree to rounding, and in float64 everything agrees
+    with numpy's evaluation of the formulas (CPU_PYTHON). Periods of 5 and 6 (n = 510, 102) leave
+    rows that are not whole vectors."""
     from symjit_numba.backends.cpu_jit import task_layout
 
     configs = [_PERIOD_KINDS[j % period] for j in range(n)]
     by_rows = build(configs, "CPU_JIT", layout="batch_major")
-    assert task_layout(by_rows.plan, "batch_major").periodic is not None
+    assert task_layout(by_rows.plan, "batch_major").period is not None
     assert f"repeat\nevery {period} nodes" in by_rows.source()
     by_nodes = build(configs, "CPU_JIT")
     params, offsets = by_nodes.make_params(dtype)
@@ -556,44 +561,74 @@ def test_periodic_batch_major_equals_node_major_bits(period, n, b, dtype):
     rng = np.random.default_rng(n + b)
     z = rng.normal(scale=3, size=(b, n)).astype(dtype)
     err = rng.normal(size=(b, n)).astype(dtype)
-    a, d = np.full_like(z, np.nan), np.full_like(z, np.nan)
-    a_nodes, d_nodes = np.full((n, b), np.nan, dtype), np.full((n, b), np.nan, dtype)
+    rows = {name: np.full_like(z, np.nan) for name in ("a", "delta", "a2", "d2", "delta2")}
+    nodes = {name: np.full((n, b), np.nan, dtype) for name in ("a", "delta", "a2", "d2")}
+    grads = {name: np.full_like(params, np.nan) for name in ("rows", "rows2", "nodes")}
     with settings.override(num_threads=2):
-        by_rows.forward_kernel(z, a, params, offsets, n, b)
-        by_rows.backward_kernel(z, err, d, params, offsets, n, b)
-        by_nodes.forward_kernel(z.T.copy(), a_nodes, params, offsets, n, b)
-        by_nodes.backward_kernel(z.T.copy(), err.T.copy(), d_nodes, params, offsets, n, b)
+        by_rows.forward_kernel(z, rows["a"], params, offsets, n, b)
+        by_rows.backward_kernel(z, err, rows["delta"], params, offsets, n, b)
+        by_rows.forward_derivative_kernel(z, rows["a2"], rows["d2"], params, offsets, n, b)
+        by_rows.param_backward_kernel(z, err, grads["rows"], params, offsets, n, b)
+        by_rows.backward_with_params_kernel(z, err, rows["delta2"], grads["rows2"], params, offsets, n, b)
+        zt, errt = z.T.copy(), err.T.copy()
+        by_nodes.forward_kernel(zt, nodes["a"], params, offsets, n, b)
+        by_nodes.backward_kernel(zt, errt, nodes["delta"], params, offsets, n, b)
+        by_nodes.forward_derivative_kernel(zt, nodes["a2"], nodes["d2"], params, offsets, n, b)
+        by_nodes.param_backward_kernel(zt, errt, grads["nodes"], params, offsets, n, b)
         z_in_place, err_in_place = z.copy(), err.copy()
         by_rows.forward_kernel(z_in_place, z_in_place, params, offsets, n, b)
         by_rows.backward_kernel(z, err_in_place, err_in_place, params, offsets, n, b)
-    for got in (a, z_in_place):
-        np.testing.assert_array_equal(got, a_nodes.T)
-    for got in (d, err_in_place):
-        np.testing.assert_array_equal(got, d_nodes.T)
-    if dtype == np.float64:  # and both agree with numpy's evaluation of the formulas (CPU_PYTHON)
+    for got, expected in ((rows["a"], "a"), (z_in_place, "a"), (rows["a2"], "a2"), (rows["delta"], "delta"),
+                          (err_in_place, "delta"), (rows["delta2"], "delta"), (rows["d2"], "d2")):
+        np.testing.assert_array_equal(got, nodes[expected].T)
+    for got in (grads["rows"], grads["rows2"]):
+        np.testing.assert_allclose(got, grads["nodes"], rtol=1e-12, atol=1e-12 * b)
+    if dtype == np.float64:
         reference = build(configs, "CPU_PYTHON", layout="batch_major")
-        a_numpy, d_numpy = np.empty_like(z), np.empty_like(z)
+        a_numpy, delta_numpy, grad_numpy = np.empty_like(z), np.empty_like(z), np.empty_like(params)
         reference.forward_kernel(z, a_numpy, params, offsets, n, b)
-        reference.backward_kernel(z, err, d_numpy, params, offsets, n, b)
-        np.testing.assert_allclose(a, a_numpy, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(d, d_numpy, rtol=1e-12, atol=1e-14)
+        reference.backward_kernel(z, err, delta_numpy, params, offsets, n, b)
+        reference.param_backward_kernel(z, err, grad_numpy, params, offsets, n, b)
+        np.testing.assert_allclose(rows["a"], a_numpy, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(rows["delta"], delta_numpy, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(grads["rows"], grad_numpy, rtol=1e-10, atol=1e-12 * b)
+
+
+def test_periodic_layer_with_a_scalar_only_function():
+    """A formula whose function has only a scalar version (lgamma) makes its own position's loop
+    scalar, not the period's: the layer takes the periodic module, and computes right."""
+    from symjit_numba.backends.cpu_jit import task_layout
+
+    configs = [("relu", {}), ("loggamma(num + 5)", {}), ("swish", {"beta": 1.5}), ("tanh", {})] * 16
+    layer = build(configs, "CPU_JIT", layout="batch_major")
+    assert task_layout(layer.plan, "batch_major").period is not None
+    n, b = len(configs), 33
+    rng = np.random.default_rng(7)
+    z, err = rng.normal(scale=2, size=(b, n)), rng.normal(size=(b, n))
+    params, offsets = layer.make_params(np.float64)
+    reference = build(configs, "CPU_PYTHON", layout="batch_major")
+    for kernel, arguments in (("forward_kernel", (z,)), ("backward_kernel", (z, err))):
+        expected, got = np.empty_like(z), np.empty_like(z)
+        getattr(reference, kernel)(*arguments, expected, params, offsets, n, b)
+        getattr(layer, kernel)(*arguments, got, params, offsets, n, b)
+        np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("configs, why", [
     ([_PERIOD_KINDS[j % 3] for j in range(40)], "too few periods in a row"),
     ([_PERIOD_KINDS[j % 3] for j in range(98)], "the nodes are not whole periods"),
-    ([(f"tanh(num) + {k}", {}) for k in range(9)] * 20, "a period longer than MAX_PERIOD"),
-    ([("relu", {}), ("loggamma(num + 5)", {})] * 40, "a formula with a scalar-only function"),
+    ([(f"tanh(num) + {k}", {}) for k in range(17)] * 20, "a period longer than MAX_PERIOD"),
+    ([(f"tanh(num) + {k}", {}) for k in range(7)] * 20, "a period whose rows split with too many shuffles"),
     ([("relu", {}), ("sigmoid", {}), ("relu", {}), ("tanh", {})] * 15 + [("relu", {})] * 4, "no period"),
 ])
 def test_layers_that_are_not_periodic_keep_the_tiles(configs, why):
-    """Only layers of at least PERIOD_REPEATS whole periods of at most MAX_PERIOD vectorisable
-    formulas take the periodic module; the others keep the tiles, and still compute right."""
+    """Only layers of at least PERIOD_REPEATS whole periods of at most MAX_PERIOD formulas, whose rows
+    split cheaply, take the periodic module; the others keep the tiles, and still compute right."""
     from symjit_numba.backends.cpu_jit import task_layout
 
     layer = build(configs, "CPU_JIT", layout="batch_major")
     tasks = task_layout(layer.plan, "batch_major")
-    assert tasks.runner == "tiled" and tasks.periodic is None, why
+    assert tasks.runner == "tiled" and tasks.period is None, why
     n, b = len(configs), 9
     z = np.random.default_rng(n).normal(scale=2, size=(b, n))
     params, offsets = layer.make_params(np.float64)

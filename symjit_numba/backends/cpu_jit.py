@@ -23,7 +23,6 @@ involved, so kernels may be called from any number of Python threads at once: th
 from __future__ import annotations
 
 import logging
-import re
 import time
 import warnings
 from collections import defaultdict
@@ -38,6 +37,7 @@ import numpy as np
 from ..codegen.source import BLOCK, ROWS
 from ..errors import CompilationWarning, JITCompilationError
 from ..formulas.resolve import FormulaKey, LayerPlan
+from ..mathlib import interleaved
 from ..store import compile_cached, formula_module, formula_on_disk, in_numba_cache, period_label, periodic_module
 from . import cpu_tasks
 from .cpu_pool import SERIAL_BELOW, CallCost, Runner, TaskPool, runner_for, wrapper_address
@@ -62,10 +62,14 @@ GROUPED_BATCH = 512
 #: Nodes per task of the grouped runners.
 GROUP_CHUNK = 32
 #: A batch-major layer whose formulas interleave but repeat every P nodes, 2 <= P <= MAX_PERIOD (W1:
-#: eight kinds cycled, P = 8), with at least PERIOD_REPEATS periods, computes forward_kernel and
-#: backward_kernel with a module of its own (codegen ``"periodic"``, see PeriodicTasks).
-#: Beyond 8, LLVM left some periods' loops scalar (12 named formulas: 3-4x the tiles' time).
-MAX_PERIOD = 8
+#: eight kinds cycled, P = 8), with at least PERIOD_REPEATS periods, computes its kernels with a
+#: module of the period's own (codegen ``"periodic"``, see task_layout), if splitting its rows takes
+#: at most MAX_SHUFFLES shuffles per vector (``interleaved.shuffles_per_vector``: P = 2, 3, 4, 5, 6,
+#: 8, 16). Measured against the tiles (4096 rows float32, one thread): faster at every such period
+#: (W1 forward 1.05 ms against 1.69, backward_with_params 1.51 against 2.66; P = 5 ties), slower at
+#: P = 7 (6 shuffles per vector: backward_with_params 3.2 ms against 2.6) and P = 12.
+MAX_PERIOD = 16
+MAX_SHUFFLES = 5
 #: Fewest periods per row for the periodic module: a vector's worth of float32 lanes.
 PERIOD_REPEATS = 16
 
@@ -312,15 +316,13 @@ class _Path(NamedTuple):
 
 class _Paths:
     """The ways to run one kernel of a layer (``suffix``: "", "_both", "_params" or "_backward_params"):
-    the layer's task runner (for forward and backward, the periodic one where the layer has it), and
+    the layer's task runner, and
     for a node-major layer also the grouped runner for short rows. Each is a runner of
     :mod:`.cpu_tasks` and the address table of the formula functions it calls."""
 
     def __init__(self, tasks: Tasks, modules: list[tuple[str, ModuleType]], suffix: str) -> None:
-        periodic, grouped = (tasks.periodic if suffix == "" else None), tasks.grouped
-        paths = [_Path("batch_major", "row_block", periodic.formula_ids, periodic.dispatch, [periodic.module()[:2]],
-                       periodic.grid) if periodic is not None else
-                 _Path(tasks.runner, tasks.block, tasks.formula_ids, tasks.dispatch, modules, tasks.grid)]
+        grouped = tasks.grouped
+        paths = [_Path(tasks.runner, tasks.block, tasks.formula_ids, tasks.dispatch, modules, tasks.grid)]
         if grouped is not None:
             paths.append(_Path("grouped", "nodes_block", grouped.formula_ids, grouped.dispatch, modules, None))
         self._tasks = tasks
@@ -392,7 +394,7 @@ def build(plan: LayerPlan, layout: str = "node_major", device_id: int = 0) -> Ke
         readiness_both.ensure(z.dtype)
         paths["_both"].run(z, (z,), (a, d), z, a, d, params, offsets)
 
-    text = "\n\n".join(text for *_, text in modules + ([tasks.periodic.module()] if tasks.periodic else []))
+    text = "\n\n".join(text for *_, text in modules)
     params_kernels = _param_kernels(plan, layout, tasks, [(what, module) for what, module, _ in modules])
     return _with_param_kernels(Kernels(METHOD, *wrap_activation(plan, layout, run_forward, run_backward, run_both),
                                        source=text, warm_up=warm_up), params_kernels)
@@ -437,48 +439,6 @@ class GroupedTasks:
 
 
 @dataclass(frozen=True)
-class PeriodicTasks:
-    """The forward and backward tasks of a batch-major layer whose formulas repeat every P nodes:
-    :func:`.cpu_tasks.batch_major` with one run of all the nodes, calling the ``row_block`` of a
-    module of the period's own (codegen ``"periodic"``), whose loop body computes a period: LLVM
-    vectorises it with interleaved loads and stores, in registers, with no tile in memory. W1 at
-    4096 x 512 float32, one thread: forward 1.25-1.3 ms, where the tiles took 1.8-2.1 (node-major
-    0.9-1.0); backward 1.7 against 2.4-2.5 (node-major 1.1-1.2). (Its forward-derivative and summing
-    kinds were no faster than the tiles, so the tiles keep those.)"""
-
-    period: LayerPlan
-    n_nodes: int
-
-    @classmethod
-    def of(cls, plan: LayerPlan, period: int) -> PeriodicTasks | None:
-        """The tasks for ``plan`` if its formulas repeat every ``period`` nodes (0: they do not) and
-        none calls a function that only has a scalar version (``math.lgamma``, ``ss.digamma``...:
-        one formula's scalar loop would make the whole period's loop scalar)."""
-        if not period:
-            return None
-        keys = tuple(plan.formulas[f] for f in plan.func_ids[:period])
-        tasks = cls(LayerPlan("activation", keys, tuple(range(period)), ((),) * period), plan.n_nodes)
-        return None if re.search(r"\b(ss|math)\.", tasks.module()[2]) else tasks
-
-    def module(self) -> tuple[str, ModuleType, str]:
-        """What the module computes (for error messages), the module and its source text."""
-        return (period_label(self.period), *periodic_module(self.period))
-
-    @property
-    def formula_ids(self) -> np.ndarray:
-        return np.zeros(1, dtype=np.int64)
-
-    @property
-    def dispatch(self) -> tuple[np.ndarray, ...]:
-        return np.zeros(1, dtype=np.int64), np.full(1, self.n_nodes, dtype=np.int64)
-
-    @staticmethod
-    def grid(shape: tuple[int, int]) -> tuple[int, int]:
-        b, n = shape
-        return cpu_tasks.task_grid(n, b, ROWS, 0, 1)
-
-
-@dataclass(frozen=True)
 class Tasks:
     """How the task runners of :mod:`.cpu_tasks` compute an activation layer (see :func:`task_layout`).
 
@@ -499,9 +459,9 @@ class Tasks:
         The summing runners' ``columns`` argument: where each node's (or run's) columns start.
     grouped : GroupedTasks or None
         A node-major layer's tasks for short rows.
-    periodic : PeriodicTasks or None
-        For a tiled layer whose formulas repeat every few nodes: the tasks of its forward and
-        backward kernels.
+    period : LayerPlan or None
+        A batch-major layer whose formulas repeat every P nodes: the formulas of one period (its
+        runners call the functions of the period's module; see :func:`task_layout`).
     """
 
     runner: str
@@ -511,17 +471,22 @@ class Tasks:
     columns: Columns
     column_starts: np.ndarray
     grouped: GroupedTasks | None = None
-    periodic: PeriodicTasks | None = None
+    period: LayerPlan | None = None
 
-    @staticmethod
-    def modules(plan: LayerPlan) -> list[tuple[str, ModuleType, str]]:
-        """The formulas' modules, which the runners' ``kernels`` tables address (``formula_ids``
-        index this list): what each computes (for error messages), the module, its source text."""
+    def modules(self, plan: LayerPlan) -> list[tuple[str, ModuleType, str]]:
+        """The modules whose functions the runners' ``kernels`` tables address (``formula_ids``
+        index this list): the formulas' modules, or the period's. What each computes (for error
+        messages), the module, its source text."""
+        if self.period is not None:
+            return [(period_label(self.period), *periodic_module(self.period))]
         return [(repr(key.label), *formula_module(key, "activation")) for key in plan.formulas]
 
     @property
     def blocks(self) -> tuple[str, ...]:
-        """The formula functions the runners call: ``block``, and ``nodes_block`` for the grouped tasks."""
+        """The formula modules' functions the runners call: ``block``, and ``nodes_block`` for the
+        grouped tasks (none for a periodic layer: its module is the period's)."""
+        if self.period is not None:
+            return ()
         return (self.block,) + (("nodes_block",) if self.grouped is not None else ())
 
     @property
@@ -550,10 +515,16 @@ def task_layout(plan: LayerPlan, layout: str) -> Tasks:
     """Which task runners of :mod:`.cpu_tasks` compute an activation layer in ``layout``.
 
     ``"node_major"``; ``"batch_major"`` with the runs (start, stop) of neighbouring same-formula
-    nodes; or ``"tiled"`` for a batch-major layer whose runs are shorter than SHORT_RUNS on average
-    (formulas interleaved: a run of one node cannot fill a vector), computed node-major tile by
-    tile with the tile plan of :func:`.cpu_tasks.tile_plan`, and by :class:`PeriodicTasks` for the
-    forward and backward kernels where the formulas repeat every few nodes (:func:`_period`).
+    nodes; for a batch-major layer whose runs are shorter than SHORT_RUNS on average (formulas
+    interleaved: a run of one node cannot fill a vector), ``"batch_major"`` with one run of all the
+    nodes and the module of the layer's period if its formulas repeat every few nodes
+    (:func:`_period`), else ``"tiled"``: computed node-major tile by tile with the tile plan of
+    :func:`.cpu_tasks.tile_plan`.
+
+    A periodic module (codegen ``"periodic"``) splits each row into one row per position of the
+    period (``mathlib.interleaved``), runs each position's formula over its row in a loop of its
+    own, and merges the results back. W1 at 4096 x 512 float32, one thread: forward 1.05 ms where
+    the tiles took 1.8-2.1 (node-major 0.76-0.80), backward 1.4 against 2.4-2.5 (node-major 0.94).
     """
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
     counts = np.asarray(plan.constants_per_node(), dtype=np.int64)
@@ -562,21 +533,42 @@ def task_layout(plan: LayerPlan, layout: str) -> Tasks:
         return Tasks("node_major", "node_block", func_ids, (), *per_node, grouped=GroupedTasks.of(func_ids))
     start, stop, run_ids = _segments(func_ids, SEGMENT)
     if plan.n_nodes < SHORT_RUNS * len(start):
+        period = _period(plan)
+        if period:
+            keys = tuple(plan.formulas[f] for f in func_ids[:period])
+            columns = _periodic_columns(keys, plan.n_nodes)
+            return Tasks("batch_major", "row_block", np.zeros(1, dtype=np.int64),
+                         (np.zeros(1, dtype=np.int64), np.full(1, plan.n_nodes, dtype=np.int64)), columns,
+                         np.array([0, columns.size], dtype=np.int64),
+                         period=LayerPlan("activation", keys, tuple(range(period)), ((),) * period))
         *plan_arrays, group_ids = cpu_tasks.tile_plan(func_ids)
-        return Tasks("tiled", "nodes_block", group_ids, tuple(plan_arrays), *per_node,
-                     periodic=PeriodicTasks.of(plan, _period(plan)))
+        return Tasks("tiled", "nodes_block", group_ids, tuple(plan_arrays), *per_node)
     run_counts = counts[start]
     return Tasks("batch_major", "row_block", run_ids, (start, stop), Columns.per_run(start, stop, run_counts),
                  np.concatenate(([0], np.cumsum(run_counts * (stop - start)))).astype(np.int64))
 
 
+def _periodic_columns(keys: tuple[FormulaKey, ...], n_nodes: int) -> Columns:
+    """The columns of a periodic module's sums (``keys``: the period's formulas): position by
+    position, each position's constants in order, each constant's nodes in order."""
+    period = len(keys)
+    nodes = [np.arange(k, n_nodes, period, dtype=np.int64) for k, key in enumerate(keys) for _ in key.constants]
+    constants = [np.full(n_nodes // period, c, dtype=np.int64) for key in keys for c in range(len(key.constants))]
+    if not nodes:
+        return Columns(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return Columns(np.concatenate(nodes), np.concatenate(constants))
+
+
 def _period(plan: LayerPlan) -> int:
-    """The shortest P, 2 <= P <= MAX_PERIOD, such that node j has the formula of node j % P and the
-    layer is at least PERIOD_REPEATS whole periods; 0 if there is none."""
+    """The shortest P, 2 <= P <= MAX_PERIOD, such that node j has the formula of node j % P, the
+    layer is at least PERIOD_REPEATS whole periods and a row splits with at most MAX_SHUFFLES
+    shuffles per vector; 0 if there is none."""
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
     n = func_ids.size
     for period in range(2, min(MAX_PERIOD, n // PERIOD_REPEATS) + 1):
-        if n % period == 0 and np.array_equal(func_ids.reshape(-1, period), np.tile(func_ids[:period], (n // period, 1))):
+        if n % period or interleaved.shuffles_per_vector(period) > MAX_SHUFFLES:
+            continue
+        if np.array_equal(func_ids.reshape(-1, period), np.tile(func_ids[:period], (n // period, 1))):
             return period
     return 0
 

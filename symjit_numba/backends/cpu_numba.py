@@ -4,9 +4,8 @@
 them. Each is an ``njit`` function with the signature of the matching public kernel
 (``forward(z, a, params, offset_list, n, b)`` ...). It calls the same task runners of
 :mod:`.cpu_tasks` and the same formula functions (through the same address tables) as the public
-kernels, so it gives the same bits. (A batch-major layer whose formulas repeat every few nodes
-computes ``forward_kernel`` and ``backward_kernel`` with a module of its period; these call the
-tiles' formula functions, the same statements per element: the same bits too.) The layer's
+kernels, so it gives the same bits (for a batch-major layer whose formulas repeat every few
+nodes, the functions of its period's module). The layer's
 tables (per dtype, built when numba types a call) are read through this process's addresses,
 which the compiled code holds.
 

@@ -277,9 +277,10 @@ def _cpu_signature(kinds: list[KernelKind], mode: str) -> tuple[list[str], list[
 
 @dataclass(frozen=True)
 class _Element:
-    """One formula's element in a loop body: ``reads`` its inputs, then stores at ``at`` (the outputs'
-    index, in the statement ``write``), times ``err`` (the incoming gradient's element, None: not
-    multiplied); ``sums`` has one accumulation template per constant (``{}`` is the term to add)."""
+    """One formula's loop: ``reads`` its inputs, then stores at ``at`` (the outputs' index, in the
+    statement ``write``), times ``err`` (the incoming gradient's element, None: not multiplied);
+    ``sums`` has one accumulation template per constant (``{}`` is the term to add), and ``after``
+    the lines that follow a summing loop."""
 
     printed: PrintedFormula
     reads: Sequence[str]
@@ -287,30 +288,40 @@ class _Element:
     sums: Sequence[str]
     at: str = "i"
     write: str = "{array}[{at}] = {value}"
+    after: Sequence[str] = ()
 
 
 def _cpu_loops(lines: _Lines, indent: int, elements: Sequence[_Element], kinds: list[KernelKind],
-               outputs: list[list[str]], size: str, suffix: str = "_s", after: Sequence[str] = ()) -> None:
-    """One element loop per kind (under ``if backward:``/``else:`` for two), over ``size`` elements,
-    its body each of ``elements`` in turn; the outputs are named with ``suffix``; ``after``: lines
-    following a summing loop."""
+               outputs: list[list[str]], size: str, suffix: str = "_s",
+               before_backward: Sequence[str] = ()) -> None:
+    """For each kind (under ``if backward:``/``else:`` for two), a loop over ``size`` elements per
+    element of ``elements``; the outputs are named with ``suffix``; ``before_backward``: lines
+    preceding the backward kind's loops."""
     branches = [("if backward:", kinds[1], outputs[1]), ("else:", kinds[0], outputs[0])] if len(kinds) > 1 \
         else [(None, kinds[0], outputs[0])]
     for condition, kind, outs in branches:
         if condition:
             lines(indent, condition)
         inner = indent + (condition is not None)
-        lines(inner, f"for i in range({size}):")
+        if condition == "if backward:":
+            lines(inner, *before_backward)
         for element in elements:
+            lines(inner, f"for i in range({size}):")
             _element(lines, inner + 1, element.printed, kind, element.reads,
                      _stores(kind, element.printed, [f"{o}{suffix}" for o in outs], element.at,
                              element.err if kind.chain else None, element.sums, element.write))
-        if kind.reduces and any(element.printed.constants for element in elements):
-            lines(inner, *after)
+            if kind.reduces and element.printed.constants:
+                lines(inner, *element.after)
 
 
 def _accumulators(printed: PrintedFormula) -> list[str]:
     return [f"g_{name}" for name in printed.constants]
+
+
+def _add_terms(accumulators: Sequence[str], size: str) -> list[str]:
+    """A row's terms (``terms[c, i]``, the formula's dtype) added to its float64 sums: computed in
+    the dtype first, since a loop adding float64 sums would run at float64's vector width."""
+    return [f"for i in range({size}):", *(f"    {a}[i] += np.float64(terms[{c}, i])" for c, a in enumerate(accumulators))]
 
 
 def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
@@ -347,8 +358,8 @@ def _cpu_activation(lines: _Lines, printed: PrintedFormula) -> None:
                   f"terms = np.empty(({len(g)}, m), T)")
         lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arrays))
         reads = ["num = z_s[i]", *(f"c_{name} = v_{name}[i]" for name in printed.constants)]
-        _cpu_loops(lines, 2, [_Element(printed, reads, "err_s[i]", [f"terms[{c}, i] = {{}}" for c in range(len(g))])],
-                   kinds, outputs, "z_s.size", after=["for i in range(z_s.size):", *(f"    {a}[i] += np.float64(terms[{c}, i])" for c, a in enumerate(g))])
+        _cpu_loops(lines, 2, [_Element(printed, reads, "err_s[i]", [f"terms[{c}, i] = {{}}" for c in range(len(g))],
+                                       after=_add_terms(g, "z_s.size"))], kinds, outputs, "z_s.size")
         sums_at = ", columns" if reduces else ""
         lines(0, "", "", "@JIT", f"def nodes_block{suffix}({', '.join(arguments)}, params, offsets{sums_at}, rows, k0, k1, m{partial}):",
               "    \"\"\"Rows rows[k0..k1-1] of node-major arrays, elements 0..m-1 (row r's constants at params[offsets[r]:]):",
@@ -373,35 +384,56 @@ def _renamed(printed: PrintedFormula, position: int) -> PrintedFormula:
 
 
 def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
-    """A batch-major layer whose formulas repeat every ``len(positions)`` nodes: a ``row_block`` with
-    the signature of a formula module's (called for one run of all the nodes), whose loop body
-    computes one period, position by position (node k0 + P*i + k has the formula of position k).
-    LLVM vectorises such a loop with interleaved loads and stores: a vector of each position's
-    elements, shuffled out of (and back into) a period's worth of vectors in registers. Only the
-    forward and backward kinds: with two outputs or sums per element, the loop's live vectors
-    outgrew the registers (W1: no faster than the tiles), and LLVM left some such loops scalar."""
+    """A batch-major layer whose formulas repeat every ``len(positions)`` nodes: ``row_block``
+    functions with the signatures of a formula module's (called for one run of all the nodes).
+    Each splits a row into one row per position (``interleaved.split``: node k0 + P*i + k's
+    element goes to ``z_s[k, i]``), runs each position's formula over its row in a loop of its own
+    (contiguous, vectorised like a node-major loop), and merges the results back into the layer's
+    row (``interleaved.merge``). Summing kinds add node k0 + P*i + k's terms for its constant c to
+    ``partial[(C_k + c) * groups + i]``, C_k the constants of the positions before k."""
     period = len(positions)
     lines(0, *(line.format(modules="interleaved", options=_CPU_ACTIVATION_OPTIONS) for line in _CPU_PREAMBLE))
     pairs = [(k, c, name) for k, printed in enumerate(positions) for c, name in enumerate(printed.constants)]
-    kinds = _cpu_functions("activation")[""]
-    arguments, outputs, doc = _cpu_signature(kinds, "activation")
-    lines(0, "", "", "@JIT", f"def row_block({', '.join(arguments)}, params, offsets, r0, r1, k0, k1):",
-          '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]), the',
-          f'    formulas repeating every {period} nodes: {doc}."""',
-          "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes",
-          f"    groups = (k1 - k0) // {period}")
-    if pairs:  # each position's constants side by side: vector loads in the row loop, not gathers
-        lines(1, *(f"v{k}_{name} = np.empty(groups, params.dtype)" for k, _, name in pairs), "for i in range(groups):",
-              *(f"    v{k}_{name}[i] = params[offsets[k0 + {period} * i + {k}] + {c}]" for k, c, name in pairs))
-    lines(1, "for r in range(r0, r1):", *(f"    {array}_s = {array}[r, k0:k1]" for array in arguments if array != "backward"))
-    elements = []
-    for k, printed in enumerate(positions):
-        at = f"i, {period}, {k}"  # element {period}*i + k of the row: see interleaved's docstring
-        reads = [f"num = interleaved.load(z_s, {at})  # {printed.label}",
-                 *(f"c_{name} = v{k}_{name}[i]" for name in printed.constants)]
-        elements.append(_Element(_renamed(printed, k), reads, f"interleaved.load(err_s, {at})", (), at,
-                                 "interleaved.store({array}, {at}, {value})"))
-    _cpu_loops(lines, 2, elements, kinds, outputs, "groups")
+    firsts = [sum(len(printed.constants) for printed in positions[:k]) for k in range(period)]
+    most = max((len(printed.constants) for printed in positions), default=0)
+    for suffix, kinds in _cpu_functions("activation").items():
+        arguments, outputs, doc = _cpu_signature(kinds, "activation")
+        reduces = kinds[0].reduces
+        inputs = [a for a in ("z", "err") if a in arguments]
+        written = list(dict.fromkeys(o for outs in outputs for o in outs))
+        sums = (f"\n    Node k0 + {period}*i + k's sum for its constant c goes to partial[(C_k + c) * groups + i], C_k the"
+                "\n    constants of the positions before k." if reduces else "")
+        lines(0, "", "", "@JIT", f"def row_block{suffix}({', '.join(arguments)}, params, offsets, r0, r1, k0, k1{', partial' if reduces else ''}):",
+              '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]), the',
+              f'    formulas repeating every {period} nodes: {doc}.{sums}"""',
+              "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes",
+              f"    groups = (k1 - k0) // {period}",
+              "    padded = -(-groups // 16) * 16  # whole vectors: the loops need no scalar remainder")
+        if pairs:  # each position's constants side by side, as its row of elements
+            lines(1, *(f"v{k}_{name} = np.zeros(padded, params.dtype)" for k, _, name in pairs), "for i in range(groups):",
+                  *(f"    v{k}_{name}[i] = params[offsets[k0 + {period} * i + {k}] + {c}]" for k, c, name in pairs))
+        if reduces and pairs:
+            lines(1, *(f"g{k}_{name} = partial[{firsts[k] + c} * groups:{firsts[k] + c + 1} * groups]" for k, c, name in pairs),
+                  f"terms = np.empty(({most}, padded), T)")
+        lines(1, f"# a row of the layer, position by position (z_s[k, i] is node k0 + {period}*i + k's element)",
+              *(f"{array}_s = np.zeros(({period}, padded), z.dtype)" for array in inputs + written[1:]),
+              *([f"{written[0]}_s = z_s  # the results replace the inputs"] if written else []),
+              "for r in range(r0, r1):")
+        for array in inputs:
+            if array == "z" or "backward" not in arguments:
+                lines(2, f"interleaved.split({array}[r, k0:k1], {period}, {array}_s)")
+        elements = []
+        for k, printed in enumerate(positions):
+            reads = [f"num = z_s[{k}, i]  # {printed.label}", *(f"c_{name} = v{k}_{name}[i]" for name in printed.constants)]
+            accumulators = [f"g{k}_{name}" for name in printed.constants]
+            elements.append(_Element(_renamed(printed, k), reads, f"err_s[{k}, i]",
+                                     [f"terms[{c}, i] = {{}}" for c in range(len(accumulators))], f"{k}, i",
+                                     after=_add_terms(accumulators, "groups")))
+        if kinds[0].computes == ("dc",):  # only the sums: nothing to do for a position without constants
+            elements = [element for element in elements if element.printed.constants] or elements[:1]
+        _cpu_loops(lines, 2, elements, kinds, outputs, "padded",
+                   before_backward=[f"interleaved.split(err[r, k0:k1], {period}, err_s)"])
+        lines(2, *(f"interleaved.merge({array}_s, {period}, {array}[r, k0:k1])" for array in written))
 
 
 def _step(written: Sequence[str]) -> str:
