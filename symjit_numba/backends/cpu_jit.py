@@ -199,8 +199,9 @@ class _Addresses:
 def _compile_ahead(keys: tuple[FormulaKey, ...], mode: str, functions: tuple[str, ...],
                    dtypes: list[np.dtype]) -> None:
     """Have worker processes compile what neither this process nor numba's disk cache holds yet
-    (see :mod:`.cpu_workers`): ``functions`` of the formulas ``keys``, for ``dtypes``."""
-    if not dtypes:
+    (see :mod:`.cpu_workers`): ``functions`` of the formulas ``keys``, for ``dtypes`` (none for a
+    periodic layer, whose runners call its period's module: no formula module is looked up)."""
+    if not dtypes or not functions:
         return
     missing = [key for key in keys if not _compiled(key, mode, functions, dtypes)]
     if missing:
