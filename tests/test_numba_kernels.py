@@ -33,8 +33,7 @@ def _user_step(k, z, err, params, offsets, n, b):
 
 
 # node-major; batch-major with short runs (computed node-major, transposed); batch-major with long runs;
-# batch-major with formulas that repeat (forward_kernel and backward_kernel run the period's module,
-# these kernels the tiles)
+# batch-major with formulas that repeat (every kernel, public or njit, runs the period's module)
 CASES = [("node_major", W1 * 3 + OWN), ("batch_major", W1 * 3 + OWN), ("batch_major", sorted(W1 * 9 + OWN * 9, key=str)),
          ("batch_major", W1 * 16)]
 
