@@ -386,11 +386,13 @@ def _renamed(printed: PrintedFormula, position: int) -> PrintedFormula:
 def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
     """A batch-major layer whose formulas repeat every ``len(positions)`` nodes: ``row_block``
     functions with the signatures of a formula module's (called for one run of all the nodes).
-    Each splits a row into one row per position (``interleaved.split``: node k0 + P*i + k's
-    element goes to ``z_s[k, i]``), runs each position's formula over its row in a loop of its own
+    Each splits a row into one row per position (``interleaved.split``: column i of row k holds
+    node k0 + P*g + k's element, g = ``interleaved.group(i, ...)``, a permutation of the columns
+    within each vector's worth), runs each position's formula over its row in a loop of its own
     (contiguous, vectorised like a node-major loop), and merges the results back into the layer's
-    row (``interleaved.merge``). Summing kinds add node k0 + P*i + k's terms for its constant c to
-    ``partial[(C_k + c) * groups + i]``, C_k the constants of the positions before k."""
+    row (``interleaved.merge``). Summing kinds add column i's terms to float64 sums, and node
+    k0 + P*g + k's sums for its constant c to ``partial[(C_k + c) * groups + g]`` at the end, C_k
+    the constants of the positions before k."""
     period = len(positions)
     lines(0, *(line.format(modules="interleaved", options=_CPU_ACTIVATION_OPTIONS) for line in _CPU_PREAMBLE))
     pairs = [(k, c, name) for k, printed in enumerate(positions) for c, name in enumerate(printed.constants)]
@@ -401,7 +403,7 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
         reduces = kinds[0].reduces
         inputs = [a for a in ("z", "err") if a in arguments]
         written = list(dict.fromkeys(o for outs in outputs for o in outs))
-        sums = (f"\n    Node k0 + {period}*i + k's sum for its constant c goes to partial[(C_k + c) * groups + i], C_k the"
+        sums = (f"\n    Node k0 + {period}*g + k's sum for its constant c goes to partial[(C_k + c) * groups + g], C_k the"
                 "\n    constants of the positions before k." if reduces else "")
         lines(0, "", "", "@JIT", f"def row_block{suffix}({', '.join(arguments)}, params, offsets, r0, r1, k0, k1{', partial' if reduces else ''}):",
               '    """Rows r0..r1-1 of nodes k0..k1-1 (batch-major; node k\'s constants at params[offsets[k]:]), the',
@@ -409,14 +411,17 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
               "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes",
               f"    groups = (k1 - k0) // {period}",
               "    padded = -(-groups // 16) * 16  # whole vectors: the loops need no scalar remainder")
+        group = f"interleaved.group(i, {period}, groups, z)  # the group whose elements split puts in column i"
         if pairs:  # each position's constants side by side, as its row of elements
             lines(1, *(f"v{k}_{name} = np.zeros(padded, params.dtype)" for k, _, name in pairs), "for i in range(groups):",
-                  *(f"    v{k}_{name}[i] = params[offsets[k0 + {period} * i + {k}] + {c}]" for k, c, name in pairs))
+                  f"    g = {group}",
+                  *(f"    v{k}_{name}[i] = params[offsets[k0 + {period} * g + {k}] + {c}]" for k, c, name in pairs))
         if reduces and pairs:
-            lines(1, *(f"g{k}_{name} = partial[{firsts[k] + c} * groups:{firsts[k] + c + 1} * groups]" for k, c, name in pairs),
+            lines(1, *(f"s{k}_{name} = np.zeros(padded, np.float64)" for k, _, name in pairs),
                   f"terms = np.empty(({most}, padded), T)")
-        lines(1, f"# a row of the layer, position by position (z_s[k, i] is node k0 + {period}*i + k's element)",
-              *(f"{array}_s = np.zeros(({period}, padded), z.dtype)" for array in inputs + written[1:]),
+        lines(1, f"# a row of the layer, position by position (z_s[k, i] is node k0 + {period}*g + k's element)",
+              *(f"{array}_s = np.zeros(({period}, {'padded if backward else 0' if array == 'err' and 'backward' in arguments else 'padded'}), z.dtype)"
+                for array in inputs + written[1:]),
               *([f"{written[0]}_s = z_s  # the results replace the inputs"] if written else []),
               "for r in range(r0, r1):")
         for array in inputs:
@@ -425,7 +430,7 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
         elements = []
         for k, printed in enumerate(positions):
             reads = [f"num = z_s[{k}, i]  # {printed.label}", *(f"c_{name} = v{k}_{name}[i]" for name in printed.constants)]
-            accumulators = [f"g{k}_{name}" for name in printed.constants]
+            accumulators = [f"s{k}_{name}" for name in printed.constants]
             elements.append(_Element(_renamed(printed, k), reads, f"err_s[{k}, i]",
                                      [f"terms[{c}, i] = {{}}" for c in range(len(accumulators))], f"{k}, i",
                                      after=_add_terms(accumulators, "groups")))
@@ -434,6 +439,9 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
         _cpu_loops(lines, 2, elements, kinds, outputs, "padded",
                    before_backward=[f"interleaved.split(err[r, k0:k1], {period}, err_s)"])
         lines(2, *(f"interleaved.merge({array}_s, {period}, {array}[r, k0:k1])" for array in written))
+        if reduces and pairs:  # the sums, column by column, to their nodes' places
+            lines(1, "for i in range(groups):", f"    g = {group}",
+                  *(f"    partial[{firsts[k] + c} * groups + g] += s{k}_{name}[i]" for k, c, name in pairs))
 
 
 def _step(written: Sequence[str]) -> str:

@@ -20,14 +20,16 @@ loop body for the whole period, 1.0 ms split and merged here (node-major: 0.78).
 from __future__ import annotations
 
 import functools
+import heapq
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-__all__ = ["split", "merge", "vector_bytes", "shuffle_program", "shuffles_per_vector"]
+__all__ = ["split", "merge", "group", "vector_bytes", "block_programs", "shuffle_program", "shuffles_per_vector"]
 
 #: One step of a shuffle program: (result, first, second, mask): ``result`` is the vector whose
 #: lane j is lane ``mask[j]`` of the concatenation of vectors ``first`` and ``second``.
@@ -49,45 +51,9 @@ def vector_bytes() -> int:
 
 
 def shuffle_program(sources: list[list[int]], targets: list[list[int]]) -> list[Step]:
-    """Two-vector shuffles turning vectors ``sources`` into ``targets`` (lists of element ids).
-
-    The inputs are named ``s0``, ``s1``..., the outputs ``t0``...: a butterfly (log2(P) rounds
-    of P shuffles, each round moving one bit of an element's target vector index) when there are
-    P = 2**m vectors, else each output gathered from its sources in turn.
-    """
-    count = len(sources)
-    if count > 1 and count & (count - 1) == 0:
-        program = _butterfly(sources, targets)
-        if program is not None:
-            return program
-    return _gathered(sources, targets)
-
-
-def _butterfly(sources: list[list[int]], targets: list[list[int]]) -> list[Step] | None:
-    lanes, count = len(sources[0]), len(sources)
-    target_vector = {e: t for t, vector in enumerate(targets) for e in vector}
-    target_lane = {e: j for vector in targets for j, e in enumerate(vector)}
-    vectors, names, program = [list(v) for v in sources], [f"s{m}" for m in range(count)], []
-    rounds = count.bit_length() - 1
-    for r in range(rounds):
-        for m in range(count):
-            if m >> r & 1:
-                continue
-            pair = vectors[m] + vectors[m | 1 << r]
-            for bit, slot in ((0, m), (1, m | 1 << r)):
-                chosen = [j for j, e in enumerate(pair) if (target_vector[e] >> r & 1) == bit]
-                if len(chosen) != lanes:
-                    return None
-                if r == rounds - 1:
-                    chosen.sort(key=lambda j: target_lane[pair[j]])
-                name = f"t{slot}" if r == rounds - 1 else f"r{r}_{slot}"
-                program.append((name, names[m], names[m | 1 << r], tuple(chosen)))
-            vectors[m], vectors[m | 1 << r] = ([pair[j] for j in step[3]] for step in program[-2:])
-            names[m], names[m | 1 << r] = program[-2][0], program[-1][0]
-    return program if vectors == [list(t) for t in targets] else None
-
-
-def _gathered(sources: list[list[int]], targets: list[list[int]]) -> list[Step]:
+    """Two-vector shuffles turning vectors ``sources`` into ``targets`` (lists of element ids),
+    each output gathered from its sources in turn (about P - 1 shuffles per output for P vectors).
+    The inputs are named ``s0``, ``s1``..., the outputs ``t0``..."""
     lanes = len(sources[0])
     where = {e: (m, lane) for m, vector in enumerate(sources) for lane, e in enumerate(vector)}
     program: list[Step] = []
@@ -104,21 +70,168 @@ def _gathered(sources: list[list[int]], targets: list[list[int]]) -> list[Step]:
     return program
 
 
-def shuffles_per_vector(period: int, element_bytes: int = 4) -> float:
-    """How many two-vector shuffles :func:`split` (and :func:`merge`) take per vector of a row with
-    this period: log2(P) for a power of two, P - 1 for the others (at this CPU's vector width)."""
-    lanes = max(vector_bytes() // element_bytes, 1)
-    return len(_row_and_matrix_programs(period, lanes)[0]) / period
+@dataclass(frozen=True)
+class BlockPrograms:
+    """How :func:`split` and :func:`merge` move one block: P vectors of a row (element ``P*g + k``
+    of the block, position k of group g, at lane ``(P*g + k) % lanes`` of vector
+    ``(P*g + k) // lanes``) to P vectors of the matrix and back.
+
+    Attributes
+    ----------
+    split, merge : tuple of Step
+        The shuffles (inputs ``s0``..., outputs ``t0``...): split's output k is the matrix's
+        vector of position k, merge's output m the row's vector m.
+    order : tuple of int
+        ``order[j]``: the group (of the block's ``lanes``) whose elements lane j of the matrix
+        vectors holds; the identity, or the order that the fewest shuffles leave.
+    """
+
+    split: tuple[Step, ...]
+    merge: tuple[Step, ...]
+    order: tuple[int, ...]
 
 
 @functools.cache
-def _row_and_matrix_programs(period: int, lanes: int) -> tuple[list[Step], list[Step]]:
-    """The split and merge programs of one block: P vectors of a row (element ``P*j + k`` of the
-    block at lane ``(P*j + k) % lanes`` of vector ``(P*j + k) // lanes``) and P vectors of the
-    matrix (vector k: the block's elements ``P*j + k``, j = 0..lanes-1)."""
+def block_programs(period: int, element_bytes: int, vector_bytes: int) -> BlockPrograms:
+    """The shuffles of one block for vectors of ``vector_bytes`` (16: SSE or NEON, 32: AVX, 64:
+    AVX-512) holding elements of ``element_bytes``; for a period that is a power of two, the
+    cheapest sequence of moves of index bits (see :func:`_bit_moves`), else gathered ones."""
+    lanes = max(vector_bytes // element_bytes, 1)
     row = [[lanes * m + lane for lane in range(lanes)] for m in range(period)]
-    matrix = [[period * j + k for j in range(lanes)] for k in range(period)]
-    return shuffle_program(row, matrix), shuffle_program(matrix, row)
+    if period & (period - 1) or lanes & (lanes - 1):
+        matrix = [[period * g + k for g in range(lanes)] for k in range(period)]
+        return BlockPrograms(tuple(shuffle_program(row, matrix)), tuple(shuffle_program(matrix, row)),
+                             tuple(range(lanes)))
+    moves = _bit_moves(lanes.bit_length() - 1, element_bytes, vector_bytes)
+    split_moves, merge_moves = _cheapest_moves(period.bit_length() - 1, lanes.bit_length() - 1, moves)
+    split, state, names = _replay(_row_state(period, lanes), [f"s{m}" for m in range(period)], split_moves, lanes, "a")
+    position = {m: _elements(state, lanes, m)[0] % period for m in range(period)}
+    split = _renamed(split, {names[m]: f"t{position[m]}" for m in range(period)})
+    order = tuple(e // period for e in _elements(state, lanes, next(m for m in position if position[m] == 0)))
+    merge, state, names = _replay(state, [f"s{position[m]}" for m in range(period)], merge_moves, lanes, "b")
+    merge = _renamed(merge, {names[m]: f"t{_elements(state, lanes, m)[0] // lanes}" for m in range(period)})
+    return BlockPrograms(tuple(split), tuple(merge), order)
+
+
+#: A move of index bits: (name, cost, slots). An element of a block has log2(lanes) lane bits
+#: (slots 0, 1...: the bits of its lane) and log2(P) vector bits (the slots after: its vector's);
+#: a two-vector shuffle applied to each pair of vectors that differ in vector bit v moves, for the
+#: shuffles below, the bit in slot v to slots[0], the bit there to slots[1]... and the last one's
+#: to v (a cycle). Transposing moves the position bits (the element's lowest log2(P) bits, lane
+#: bits in a row) into the vector slots.
+Move = tuple[str, int, tuple[int, ...]]
+
+
+def _bit_moves(lane_bits: int, element_bytes: int, vector_bytes: int) -> list[Move]:
+    """The moves that one instruction does: interleaving within 16-byte lanes (x86 ``unpck*``,
+    NEON ``zip``), picking even and odd elements (``shufps``, ``uzp``) and 16-byte chunks
+    (``vperm2f128``, ``vshuff32x4``/``vshuff64x2``): cost 1; any other (x86 ``vpermt2*`` on AVX-512,
+    several instructions elsewhere), cost 2 or 3. The cost of one shuffle per pair of vectors."""
+    inner = min((16 // element_bytes).bit_length() - 1, lane_bits)  # bits of the lane within 16 bytes
+    moves = [(f"interleave {1 << j}", 1, tuple(range(j, inner))) for j in range(inner)]
+    if inner == 2:
+        moves.append(("even/odd", 1, (1, 0)))
+    if lane_bits > inner:
+        moves.append(("halves", 1, (lane_bits - 1,)))
+    if lane_bits == inner + 2:
+        moves.append(("even/odd chunks", 1, (inner + 1, inner)))
+    general = 2 if vector_bytes >= 64 else 3
+    return moves + [(f"any {j}", general, (j,)) for j in range(lane_bits)]
+
+
+def _moved(state: tuple[int, ...], v: int, slots: tuple[int, ...]) -> tuple[int, ...]:
+    """``state`` (the element bit in each slot) after a move of the bit in slot v along ``slots``."""
+    cycle = (v, *slots)
+    moved = list(state)
+    for source, target in zip(cycle, cycle[1:] + cycle[:1]):
+        moved[target] = state[source]
+    return tuple(moved)
+
+
+def _cheapest_moves(vector_bits: int, lane_bits: int, moves: list[Move]) -> tuple[list, list]:
+    """The split's and the merge's moves (each ``(state, slots, v)``, ``state`` before the move)
+    of least total cost: split from the row's state to one with the position bits in the vector
+    slots (the lane bits in any order: the matrix's order of groups is free), merge from there
+    back to the row's lane bits (the vectors are named by their elements, so the vector slots'
+    order never matters: states are compared with it sorted)."""
+    def canonical(state):
+        return state[:lane_bits] + tuple(sorted(state[lane_bits:]))
+
+    def shortest(start, reverse):
+        cost, previous, queue = {start: (0, 0)}, {}, [((0, 0), start)]
+        while queue:
+            so_far, state = heapq.heappop(queue)
+            if cost[state] != so_far:
+                continue
+            for _, price, slots in moves:
+                for v in range(lane_bits, lane_bits + vector_bits):
+                    moved = _moved(state, v, slots[::-1] if reverse else slots)  # reversed: the inverse cycle
+                    after, total = canonical(moved), (so_far[0] + price, so_far[1] + 1)
+                    if after not in cost or total < cost[after]:
+                        cost[after], previous[after] = total, (state, slots, v, moved)
+                        heapq.heappush(queue, (total, after))
+        return cost, previous
+
+    row = tuple(range(lane_bits + vector_bits))
+    to, came_from = shortest(row, reverse=False)
+    back, goes_to = shortest(row, reverse=True)  # back[s]: the cost of merging from s
+    transposed = [s for s in to if set(s[lane_bits:]) == set(range(vector_bits))]
+    best = min(transposed, key=lambda s: (to[s][0] + back[s][0], to[s][1] + back[s][1], s))
+    split, state = [], best
+    while state != row:
+        before, slots, v, _ = came_from[state]
+        split.append((before, slots, v))
+        state = before
+    merge, state = [], best
+    while state != row:
+        after, slots, v, moved = goes_to[state]
+        # the inverse cycle took ``after``'s bits to ``moved`` (this state, its vectors unsorted): the
+        # merge's move is the cycle itself, from the bit that the inverse put in slot v
+        merge.append((moved, slots, v))
+        state = after
+    return split[::-1], merge
+
+
+def _row_state(period: int, lanes: int) -> tuple[int, ...]:
+    return tuple(range((lanes * period).bit_length() - 1))
+
+
+def _elements(state: tuple[int, ...], lanes: int, m: int) -> list[int]:
+    """The elements of vector m (its vector bits) in ``state``, lane by lane."""
+    lane_bits = lanes.bit_length() - 1
+    high = sum(((m >> j) & 1) << bit for j, bit in enumerate(state[lane_bits:]))
+    return [high | sum(((lane >> j) & 1) << bit for j, bit in enumerate(state[:lane_bits])) for lane in range(lanes)]
+
+
+def _replay(state: tuple[int, ...], names: list[str], moves: list, lanes: int, prefix: str) -> tuple[list[Step], tuple, list[str]]:
+    """The shuffles doing ``moves`` from ``state`` (vector m named ``names[m]``): the program, the
+    state after it and its vectors' names."""
+    lane_bits = lanes.bit_length() - 1
+    program: list[Step] = []
+    for count, (planned, slots, v) in enumerate(moves):
+        v = state.index(planned[v])  # the planned slot's bit, wherever the vectors' order put it
+        after = _moved(state, v, slots)
+        renamed = list(names)
+        bit = 1 << (v - lane_bits)
+        for m in (m for m in range(len(names)) if not m & bit):
+            both = _elements(state, lanes, m) + _elements(state, lanes, m | bit)
+            for out in (m, m | bit):
+                renamed[out] = f"{prefix}{count}_{out}"
+                program.append((renamed[out], names[m], names[m | bit], tuple(both.index(e) for e in _elements(after, lanes, out))))
+        state, names = after, renamed
+    return program, state, names
+
+
+def _renamed(program: list[Step], names: dict[str, str]) -> list[Step]:
+    return [(names.get(result, result), first, second, mask) for result, first, second, mask in program]
+
+
+def shuffles_per_vector(period: int, element_bytes: int = 4) -> float:
+    """How many two-vector shuffles :func:`split` or :func:`merge` (the longer) takes per vector of
+    a row with this period at this CPU's vector width: log2(P) or a few more for a power of two,
+    P - 1 for the others."""
+    programs = block_programs(period, element_bytes, vector_bytes())
+    return max(len(programs.split), len(programs.merge)) / period
 
 
 def _run(builder: ir.IRBuilder, program: list[Step], inputs: list[ir.Value]) -> list[ir.Value]:
@@ -168,7 +281,7 @@ def _transposer(to_matrix: bool) -> Callable:
         def matrix_at(k, column):
             return at(matrix.data, builder.add(builder.mul(columns, ir.Constant(intp, k), flags=flags), column, flags=flags))
 
-        split_program, merge_program = _row_and_matrix_programs(period, lanes)
+        programs = block_programs(period, size, vector_bytes())
         blocks = builder.sdiv(count, ir.Constant(intp, lanes))
         with cgutils.for_range(builder, blocks, intp=intp) as loop:
             column = builder.mul(loop.index, ir.Constant(intp, lanes), flags=flags)
@@ -177,7 +290,7 @@ def _transposer(to_matrix: bool) -> Callable:
             matrix_vectors = [builder.bitcast(matrix_at(k, column), vector) for k in range(period)]
             sources, targets = (row_vectors, matrix_vectors) if to_matrix else (matrix_vectors, row_vectors)
             loaded = [builder.load(pointer, align=size) for pointer in sources]
-            for value, pointer in zip(_run(builder, split_program if to_matrix else merge_program, loaded), targets):
+            for value, pointer in zip(_run(builder, programs.split if to_matrix else programs.merge, loaded), targets):
                 builder.store(value, pointer, align=size)
         with cgutils.for_range(builder, count, start=builder.mul(blocks, ir.Constant(intp, lanes)), intp=intp) as loop:
             for k in range(period):  # the columns after the last whole block, element by element
@@ -192,11 +305,15 @@ def _transposer(to_matrix: bool) -> Callable:
 
 @intrinsic
 def split(typingctx, row, period, matrix):
-    """``matrix[k, i] = row[period*i + k]`` for k < period and i < matrix.shape[1].
+    """``matrix[k, i] = row[period*g + k]``, g = ``group(i, period, groups, matrix)``, for
+    k < period and i < matrix.shape[1]: the groups of the row (its whole periods) in the order
+    that the fewest shuffles leave, a permutation within each block of a vector's columns (the
+    identity for the columns after the last whole block, and for periods that are not a power of
+    two).
 
     ``period`` must be a constant (an integer literal in the calling source). The copy stops at
-    the end of either array (``row.size // period`` columns at most, none if ``matrix`` has fewer
-    than ``period`` rows).
+    the end of either array (``groups = row.size // period`` columns at most, none if ``matrix``
+    has fewer than ``period`` rows).
     """
     if not _check(row, period, matrix):
         return None
@@ -205,8 +322,34 @@ def split(typingctx, row, period, matrix):
 
 @intrinsic
 def merge(typingctx, matrix, period, row):
-    """``row[period*i + k] = matrix[k, i]``: the inverse of :func:`split`, with its limits."""
+    """``row[period*g + k] = matrix[k, i]``, g = ``group(i, period, groups, matrix)``: the inverse
+    of :func:`split`, with its limits."""
     if not _check(row, period, matrix):
         return None
     return types.void(matrix, period, row), _transposer(to_matrix=False)
 
+
+
+@intrinsic
+def group(typingctx, column, period, groups, matrix):
+    """The group (whole period of a row of ``groups``) whose elements :func:`split` puts in
+    ``column`` of a matrix of ``matrix``'s dtype (and :func:`merge` takes from there)."""
+    if not (isinstance(period, types.IntegerLiteral) and isinstance(column, types.Integer)
+            and isinstance(groups, types.Integer) and isinstance(matrix, types.Array)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        column, groups = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (0, 2))
+        size = context.get_abi_sizeof(context.get_data_type(signature.args[3].dtype))
+        order = block_programs(signature.args[1].literal_value, size, vector_bytes()).order
+        lanes = ir.Constant(intp, len(order))
+        within = builder.srem(column, lanes)
+        name = f"interleaved_order_{'_'.join(map(str, order))}"
+        table = builder.module.globals.get(name) or cgutils.global_constant(
+            builder.module, name, ir.Constant(ir.ArrayType(intp, len(order)), list(order)))
+        picked = builder.load(builder.gep(table, [ir.Constant(intp, 0), within], inbounds=True))
+        in_blocks = builder.icmp_signed("<", column, builder.mul(builder.sdiv(groups, lanes), lanes))
+        return builder.select(in_blocks, builder.add(builder.sub(column, within), picked), column)
+
+    return types.intp(column, period, groups, matrix), codegen

@@ -296,4 +296,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
         partial[columns[r] + 0] = g_alpha
         partial[columns[r] + 1] = g_scale
 
-# codegen fingerprint: 96b1a2b70c714803
+# codegen fingerprint: f2c9c1333fa7ad40
