@@ -93,6 +93,17 @@ def _row_task(task, runs, b):  # pragma: no cover - compiled
     return task - (task // runs) * runs, r0, r0 + ROWS if r0 + ROWS < b else b
 
 
+@_jit
+def _row_span(task, last, runs, b):  # pragma: no cover - compiled
+    """Run s and rows r0..r1-1 of tasks ``task``.. of a (b, n) layer, and the task after them: with
+    one run, all of tasks task..last-1 (consecutive rows: one call of its row_block, not one a
+    task; W1's periodic module spends 0.6 us a call setting up), else ``task`` alone."""
+    s, r0, r1 = _row_task(task, runs, b)
+    if runs == 1:
+        return s, r0, min(last * ROWS, b), last
+    return s, r0, r1, task + 1
+
+
 # In-place calls (an output that is an input): the formula's loop writes a buffer, copied to the
 # output after it, inplace.BLOCK elements at a time (see symjit_numba.mathlib.inplace: LLVM runs the
 # scalar version of a loop whose output and input overlap). A summing runner keeps its tasks'
@@ -181,10 +192,11 @@ def batch_major(first, last, backward, z, err, out, params, offsets, run_start, 
                 kernels):  # pragma: no cover - compiled
     """Tasks first..last-1 of a (b, n) layer, task = (block of ROWS samples, run s of nodes
     run_start[s]:run_stop[s], which all have the formula of kernels[s]): row_block, on a task's
-    rows at once, or a buffer's rows at a time in place."""
+    rows at once (a single run's: all the tasks' rows at once), or a buffer's rows at a time in place."""
     buffer = _row_buffer(out, z, err)
-    for task in range(first, last):
-        s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
+    task = first
+    while task < last:
+        s, r0, r1, task = _row_span(task, last, run_start.size, z.shape[0])
         step = buffer.shape[0] if buffer.shape[0] > 0 else r1 - r0
         for ra in range(r0, r1, step):
             rz = min(ra + step, r1)
@@ -199,8 +211,9 @@ def batch_major_both(first, last, z, a, d, params, offsets, run_start, run_stop,
                      kernels):  # pragma: no cover - compiled
     """As :func:`batch_major`, calling row_block_both (f and df in one pass)."""
     buffer_a, buffer_d = _row_buffer(a, z, z), _row_buffer(d, z, z)
-    for task in range(first, last):
-        s, r0, r1 = _row_task(task, run_start.size, z.shape[0])
+    task = first
+    while task < last:
+        s, r0, r1, task = _row_span(task, last, run_start.size, z.shape[0])
         step = max(buffer_a.shape[0], buffer_d.shape[0])
         step = step if step > 0 else r1 - r0
         for ra in range(r0, r1, step):
