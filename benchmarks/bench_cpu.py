@@ -36,6 +36,8 @@ Contenders, each writing into preallocated outputs where its API allows:
                  way (``jnp.concatenate([f(z[idx]) ...])[inverse]``); backward = ``jax.vjp`` of that
                  forward applied to ``err``; training step = one ``jax.vjp`` (value and pullback);
                  skipped with a note where jax is not importable (``--no-jax``);
+* node-major  -- (batch-major rows) CPU_JIT on the same layer in the node-major layout, on the
+                 transposed arrays: batch-major / node-major = 1 / its ratio;
 * copy        -- ``np.copyto(a, z)``: one read + one write of the output's size on one thread, the
                  memory floor (a loss or backward reads two inputs, so its own floor is ~1.5x this).
 
@@ -323,6 +325,12 @@ def build_workloads(args, np, torch, seed, seed_note, threads, jax=None, jax_not
             calls["bwd"]["seed (g++)"] = lambda: (sk.backward(z, err, outs["seed"], params, offsets32), outs["seed"])[1]
         if torch is not None:
             calls["fwd"]["torch"], calls["bwd"]["torch"] = t_fwd, t_bwd
+        if layout == "batch_major":  # the same layer node-major, timed in the same blocks as batch-major
+            by_nodes, _ = compiled(configs, "CPU_JIT")
+            zt, errt, out_t = np.ascontiguousarray(z.T), np.ascontiguousarray(err.T), np.empty(shape_nm, np.float32)
+            calls["fwd"]["node-major"] = lambda: (by_nodes.forward_kernel(zt, out_t, params, offsets, n, b), out_t.T)[1]
+            calls["bwd"]["node-major"] = lambda: (by_nodes.backward_kernel(zt, errt, out_t, params, offsets, n, b),
+                                                  out_t.T)[1]
 
         def add(name, nbytes, functions):
             w = Workload(name, z.size, nbytes)
@@ -330,6 +338,8 @@ def build_workloads(args, np, torch, seed, seed_note, threads, jax=None, jax_not
             w.functions["copy"] = lambda: np.copyto(outs["copy"], z)
             if sk is None and not per_kind:
                 w.missing["seed (g++)"] = seed_note or "node-major only"
+            if layout != "batch_major":
+                w.missing["node-major"] = "batch-major rows only"
             if torch is None:
                 w.missing["torch"] = "left out (--no-torch)" if args.no_torch else "not importable"
             if jax is None:
@@ -451,7 +461,7 @@ def main() -> None:
         print(f"note: seed reference skipped: {seed_note}", file=sys.stderr)
 
     workloads, compile_notes = build_workloads(args, np, torch, seed, seed_note, threads, jax, jax_note, compile_note)
-    columns = ["CPU_JIT", "CPU_PYTHON", "seed (g++)", "torch", "torch.compile", "jax.jit", "copy"]
+    columns = ["CPU_JIT", "node-major", "CPU_PYTHON", "seed (g++)", "torch", "torch.compile", "jax.jit", "copy"]
     results: dict[str, dict[str, float]] = {}
     problems: list[str] = []
     for w in workloads:
@@ -469,7 +479,9 @@ def main() -> None:
               f"- load average (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} on {cores()} cores "
               "(other processes share this machine: a load near or above the core count slows every contender, "
               "OpenMP's spinning barriers most)",
-              "- cells: median ms (contender / CPU_JIT; > 1 means CPU_JIT is faster). "
+              "- cells: median ms (contender / CPU_JIT; > 1 means CPU_JIT is faster). node-major: CPU_JIT on the "
+              "batch-major rows' layer in the node-major layout (transposed arrays), timed in the same blocks "
+              "(batch-major / node-major = 1 / that ratio). "
               "GB/s: CPU_JIT's bytes read + written per second.",
               "- torch W1: grouped by kind with index_select / index_copy_; backward = torch's native "
               "`aten.*_backward` kernels on (err, z), no autograd. relu/gelu rows: `F.relu`/`F.gelu` (allocating).",

@@ -1,20 +1,25 @@
 """A row whose elements repeat every P positions, split into (and merged from) one row per position.
 
 A periodic kernel module (``codegen.source``, layout ``"periodic"``) computes a batch-major layer
-whose node ``k0 + P*i + k`` has the formula of position k. For each row of the layer it calls
-:func:`split` (``matrix[k, i] = row[P*i + k]``), runs one contiguous loop per position over
-``matrix[k, :]`` (a homogeneous loop, which LLVM vectorises as it does a node-major one), and
-calls :func:`merge` (the inverse) to write the row back. The matrix is small (one row of the
-layer) and stays in the L1 cache.
+whose node ``k0 + P*g + k`` has the formula of position k. For each row of the layer it calls
+:func:`split` (``matrix[k, i] = row[P*g + k]``, g the group that :func:`group` names for column
+i), runs one contiguous loop per position over ``matrix[k, :]`` (a homogeneous loop, which LLVM
+vectorises as it does a node-major one), and calls :func:`merge` (the inverse) to write the row
+back. The matrix is small (one row of the layer) and stays in the L1 cache.
 
 Both are LLVM IR written here rather than numba loops: LLVM's vectoriser turns
 ``matrix[k, i] = row[P*i + k]`` into loads of P vectors and one generic shuffle per position out
 of all P of them, which the x86 backend lowers to about P - 1 two-vector permutes each (W1's
-period of 8: 56 per 8 vectors, each way); for a period that is a power of two, the transpose
-written as log2(P) rounds of two-vector shuffles (a butterfly) takes P per round: 24 for P = 8.
-Other periods use the straightforward sequence (each output gathered from its sources in turn).
+period of 8: 56 per 8 vectors, each way). For a period that is a power of two, the transpose is
+a few rounds of P two-vector shuffles, each moving one bit of an element's index between its
+lane and its vector (:func:`block_programs`); the rounds are the cheapest that reach a matrix
+whose columns hold the groups in *some* order (the module reads each group's constants and
+writes its sums through :func:`group`, so the order costs nothing), found by a shortest-path
+search over the moves that one cheap instruction does (``unpcklps``, ``shufps``, ``vshuff32x4``
+rather than ``vpermt2ps``). Other periods gather each output from its sources in turn.
 W1 at 4096 x 512 float32, one thread: forward 1.2 ms with LLVM's interleaved accesses in one
-loop body for the whole period, 1.0 ms split and merged here (node-major: 0.78).
+loop body for the whole period, 1.05 ms with butterfly transposes (24 ``vpermt2ps`` a block each
+way), 0.96-1.0 ms with the cheapest moves (node-major: 0.76-0.79).
 """
 
 from __future__ import annotations
