@@ -57,6 +57,28 @@ def test_split_and_merge_against_numpy(period, dtype):
         np.testing.assert_array_equal(out, row)
 
 
+@pytest.mark.parametrize("width", [16, 32, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("period", [2, 4, 8, 16])
+def test_every_vector_width_compiles_right(period, dtype, width, monkeypatch):
+    """The moves of index bits for SSE/NEON, AVX and AVX-512 vectors, whatever this CPU has: the
+    width that split, merge and group read while compiling is set here (LLVM splits vectors wider
+    than the CPU's), and the round trip and the order must hold as at the CPU's own width."""
+    monkeypatch.setattr(interleaved, "vector_bytes", lambda: width)
+    round_trip, groups_of = _round_trip(period), _groups(period)
+    lanes = width // np.dtype(dtype).itemsize
+    for groups in (5, 3 * lanes + 1):
+        row = np.random.default_rng(groups).standard_normal(period * groups).astype(dtype)
+        matrix, out = np.full((period, groups), np.nan, dtype), np.full_like(row, np.nan)
+        round_trip(row, matrix, out)
+        order = groups_of(groups, matrix)
+        whole = groups - groups % lanes
+        np.testing.assert_array_equal(np.sort(order), np.arange(groups))
+        np.testing.assert_array_equal(order[:whole] // lanes, np.arange(whole) // lanes)
+        np.testing.assert_array_equal(matrix, row.reshape(groups, period).T[:, order])
+        np.testing.assert_array_equal(out, row)
+
+
 def test_split_stops_at_the_end_of_either_array():
     """A matrix wider than the row holds (or a row longer than the matrix takes): only whole
     periods that both have are copied; the rest of each array is left as it was."""
