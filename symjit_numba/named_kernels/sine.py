@@ -187,4 +187,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             num = z[r, i]
             delta[r, i] = err[r, i] * vm.cos(num)
 
-# codegen fingerprint: f2c9c1333fa7ad40
+# codegen fingerprint: de9049997ca337e1
