@@ -419,9 +419,13 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
         if reduces and pairs:
             lines(1, *(f"s{k}_{name} = np.zeros(padded, np.float64)" for k, _, name in pairs),
                   f"terms = np.empty(({most}, padded), T)")
+
+        def scratch(array: str) -> str:  # err's only where the backward branch reads it
+            columns = "padded if backward else 0" if array == "err" and "backward" in arguments else "padded"
+            return f"{array}_s = np.zeros(({period}, {columns}), z.dtype)"
+
         lines(1, f"# a row of the layer, position by position (z_s[k, i] is node k0 + {period}*g + k's element)",
-              *(f"{array}_s = np.zeros(({period}, {'padded if backward else 0' if array == 'err' and 'backward' in arguments else 'padded'}), z.dtype)"
-                for array in inputs + written[1:]),
+              *map(scratch, inputs + written[1:]),
               *([f"{written[0]}_s = z_s  # the results replace the inputs"] if written else []),
               "for r in range(r0, r1):")
         for array in inputs:
