@@ -37,24 +37,29 @@ def _groups(period: int):
     return namespace["groups_of"]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("period", [2, 3, 4, 5, 6, 7, 8, 16])
-def test_split_and_merge_against_numpy(period, dtype):
+def _check_round_trips(period: int, dtype, lanes: int, sizes) -> None:
+    """Split and merge rows of ``sizes`` whole periods: the matrix is numpy's transpose with its
+    columns in the order ``group`` names, a permutation within each block of ``lanes`` columns
+    (the columns after the last whole block in place); merge gives the row back."""
     round_trip, groups_of = _round_trip(period), _groups(period)
-    lanes = interleaved.vector_bytes() // np.dtype(dtype).itemsize
-    rng = np.random.default_rng(period)
-    for groups in (0, 1, 7, 16, 17, 64, 100):
-        row = rng.standard_normal(period * groups).astype(dtype)
-        matrix = np.full((period, groups), np.nan, dtype)
-        out = np.full_like(row, np.nan)
+    for groups in sizes:
+        row = np.random.default_rng(groups).standard_normal(period * groups).astype(dtype)
+        matrix, out = np.full((period, groups), np.nan, dtype), np.full_like(row, np.nan)
         round_trip(row, matrix, out)
         order = groups_of(groups, matrix)
+        whole = groups - groups % lanes
         np.testing.assert_array_equal(np.sort(order), np.arange(groups))
-        whole = groups - groups % lanes  # a permutation within each block, the rest in place
         np.testing.assert_array_equal(order[:whole] // lanes, np.arange(whole) // lanes)
         np.testing.assert_array_equal(order[whole:], np.arange(whole, groups))
         np.testing.assert_array_equal(matrix, row.reshape(groups, period).T[:, order])
         np.testing.assert_array_equal(out, row)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("period", [2, 3, 4, 5, 6, 7, 8, 16])
+def test_split_and_merge_against_numpy(period, dtype):
+    _check_round_trips(period, dtype, interleaved.vector_bytes() // np.dtype(dtype).itemsize,
+                       (0, 1, 7, 16, 17, 64, 100))
 
 
 @pytest.mark.parametrize("width", [16, 32, 64])
@@ -65,18 +70,8 @@ def test_every_vector_width_compiles_right(period, dtype, width, monkeypatch):
     width that split, merge and group read while compiling is set here (LLVM splits vectors wider
     than the CPU's), and the round trip and the order must hold as at the CPU's own width."""
     monkeypatch.setattr(interleaved, "vector_bytes", lambda: width)
-    round_trip, groups_of = _round_trip(period), _groups(period)
     lanes = width // np.dtype(dtype).itemsize
-    for groups in (5, 3 * lanes + 1):
-        row = np.random.default_rng(groups).standard_normal(period * groups).astype(dtype)
-        matrix, out = np.full((period, groups), np.nan, dtype), np.full_like(row, np.nan)
-        round_trip(row, matrix, out)
-        order = groups_of(groups, matrix)
-        whole = groups - groups % lanes
-        np.testing.assert_array_equal(np.sort(order), np.arange(groups))
-        np.testing.assert_array_equal(order[:whole] // lanes, np.arange(whole) // lanes)
-        np.testing.assert_array_equal(matrix, row.reshape(groups, period).T[:, order])
-        np.testing.assert_array_equal(out, row)
+    _check_round_trips(period, dtype, lanes, (5, 3 * lanes + 1))
 
 
 def test_split_stops_at_the_end_of_either_array():

@@ -101,9 +101,9 @@ def block_programs(period: int, element_bytes: int, vector_bytes: int) -> BlockP
     """The shuffles of one block for vectors of ``vector_bytes`` (16: SSE or NEON, 32: AVX, 64:
     AVX-512) holding elements of ``element_bytes``; for a period that is a power of two, the
     cheapest sequence of moves of index bits (see :func:`_bit_moves`), else gathered ones."""
-    lanes = max(vector_bytes // element_bytes, 1)
+    lanes = vector_bytes // element_bytes
     row = [[lanes * m + lane for lane in range(lanes)] for m in range(period)]
-    if period & (period - 1) or lanes & (lanes - 1):
+    if period & (period - 1):
         matrix = [[period * g + k for g in range(lanes)] for k in range(period)]
         return BlockPrograms(tuple(shuffle_program(row, matrix)), tuple(shuffle_program(matrix, row)),
                              tuple(range(lanes)))
@@ -335,7 +335,6 @@ def merge(typingctx, matrix, period, row):
     if not _check(row, period, matrix):
         return None
     return types.void(matrix, period, row), _transposer(to_matrix=False)
-
 
 
 @intrinsic

@@ -134,4 +134,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             inplace.settle(grad[lo:hi], grad_s)
         partials[task, 0] = g_delta
 
-# codegen fingerprint: a1ea7c0ac3355ccf
+# codegen fingerprint: daf543ab2852b663

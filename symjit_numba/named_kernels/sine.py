@@ -187,4 +187,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             num = z[r, i]
             delta[r, i] = err[r, i] * vm.cos(num)
 
-# codegen fingerprint: a1ea7c0ac3355ccf
+# codegen fingerprint: daf543ab2852b663
