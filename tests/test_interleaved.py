@@ -1,10 +1,10 @@
-"""mathlib.interleaved: a row split into one row per position of its period, and merged back.
+"""mathlib.interleaved: a row split a block at a time into one row per position of its period, and merged back.
 
 The reference is numpy's own reshape and transpose (``row.reshape(-1, P).T``), its columns in the
-order that ``interleaved.group`` names (a permutation within each vector's worth of columns, which
-the programs' own order must be), for every period the periodic modules use (powers of two take
-moves of index bits, the others gathered shuffles), both dtypes, and rows that are not whole
-vectors (the columns after the last block go one by one).
+order that ``interleaved.group`` names (a permutation within each block of a vector's worth of
+columns, which the programs' own order must be), for every period the periodic modules use (powers
+of two take moves of index bits, the others gathered shuffles), both dtypes, and rows that are not
+whole blocks (the last block reads zeros past the row's end and writes nothing there).
 """
 
 from __future__ import annotations
@@ -17,42 +17,54 @@ from symjit_numba.mathlib import interleaved
 
 
 def _round_trip(period: int):
-    """An njit function splitting ``row`` into ``matrix`` and merging ``matrix`` into ``out``
-    (the period must be a constant in the calling source: one function per period)."""
+    """An njit function splitting ``row`` block by block into a stack buffer, copying each block's
+    matrix into ``matrix`` (its columns ``lanes*b``...) and merging it into ``out``; one block more
+    than ``matrix`` has is past the row (the period must be a constant in the calling source: one
+    function per period)."""
     namespace = {"interleaved": interleaved, "numba": numba}
     exec(f"@numba.njit\ndef round_trip(row, matrix, out):\n"
-         f"    interleaved.split(row, {period}, matrix)\n"
-         f"    interleaved.merge(matrix, {period}, out)\n", namespace)
+         f"    block = interleaved.block_buffer({period}, row)\n"
+         f"    lanes = block.shape[1]\n"
+         f"    for b in range(matrix.shape[1] // lanes):\n"
+         f"        interleaved.split_block(row, {period}, b, block)\n"
+         f"        matrix[:, b * lanes:(b + 1) * lanes] = block\n"
+         f"        interleaved.merge_block(block, {period}, b, out)\n"
+         f"    return lanes\n", namespace)
     return namespace["round_trip"]
 
 
 def _groups(period: int):
-    """An njit function: ``interleaved.group`` of each of a matrix's first ``groups`` columns."""
+    """An njit function: ``interleaved.group`` of each of the first ``columns`` columns."""
     namespace = {"interleaved": interleaved, "numba": numba, "np": np}
-    exec(f"@numba.njit\ndef groups_of(groups, matrix):\n"
-         f"    order = np.empty(groups, np.int64)\n"
-         f"    for i in range(groups):\n"
-         f"        order[i] = interleaved.group(i, {period}, groups, matrix)\n"
+    exec(f"@numba.njit\ndef groups_of(columns, like):\n"
+         f"    order = np.empty(columns, np.int64)\n"
+         f"    for c in range(columns):\n"
+         f"        order[c] = interleaved.group(c, {period}, like)\n"
          f"    return order\n", namespace)
     return namespace["groups_of"]
 
 
 def _check_round_trips(period: int, dtype, lanes: int, sizes) -> None:
-    """Split and merge rows of ``sizes`` whole periods: the matrix is numpy's transpose with its
-    columns in the order ``group`` names, a permutation within each block of ``lanes`` columns
-    (the columns after the last whole block in place); merge gives the row back."""
+    """Split and merge rows of ``sizes`` whole periods (and a few elements more, which are not a
+    period: never read, never written), block by block and a block past the row: the matrix is
+    numpy's transpose with its columns in the order ``group`` names, a permutation within each
+    block of ``lanes`` columns, zeros for the groups past the row; merge gives the row back."""
     round_trip, groups_of = _round_trip(period), _groups(period)
     for groups in sizes:
-        row = np.random.default_rng(groups).standard_normal(period * groups).astype(dtype)
-        matrix, out = np.full((period, groups), np.nan, dtype), np.full_like(row, np.nan)
-        round_trip(row, matrix, out)
-        order = groups_of(groups, matrix)
-        whole = groups - groups % lanes
-        np.testing.assert_array_equal(np.sort(order), np.arange(groups))
-        np.testing.assert_array_equal(order[:whole] // lanes, np.arange(whole) // lanes)
-        np.testing.assert_array_equal(order[whole:], np.arange(whole, groups))
-        np.testing.assert_array_equal(matrix, row.reshape(groups, period).T[:, order])
-        np.testing.assert_array_equal(out, row)
+        extra = groups % period  # elements after the last whole period (fewer than a period)
+        row = np.random.default_rng(groups).standard_normal(period * groups + extra).astype(dtype)
+        columns = (-(-groups // lanes) + 1) * lanes
+        matrix, out = np.full((period, columns), np.nan, dtype), np.full_like(row, np.nan)
+        assert round_trip(row, matrix, out) == lanes
+        order = groups_of(columns, matrix)
+        for b in range(columns // lanes):
+            np.testing.assert_array_equal(np.sort(order[b * lanes:(b + 1) * lanes]), np.arange(b * lanes, (b + 1) * lanes))
+        inside = order < groups
+        transposed = row[:period * groups].reshape(groups, period).T
+        np.testing.assert_array_equal(matrix[:, inside], transposed[:, order[inside]])
+        np.testing.assert_array_equal(matrix[:, ~inside], 0)
+        np.testing.assert_array_equal(out[:period * groups], row[:period * groups])
+        assert np.isnan(out[period * groups:]).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -67,30 +79,27 @@ def test_split_and_merge_against_numpy(period, dtype):
 @pytest.mark.parametrize("period", [2, 4, 8, 16])
 def test_every_vector_width_compiles_right(period, dtype, width, monkeypatch):
     """The moves of index bits for SSE/NEON, AVX and AVX-512 vectors, whatever this CPU has: the
-    width that split, merge and group read while compiling is set here (LLVM splits vectors wider
-    than the CPU's), and the round trip and the order must hold as at the CPU's own width."""
+    width that block_buffer, split_block, merge_block and group read while compiling is set here
+    (LLVM splits vectors wider than the CPU's), and the round trip and the order must hold as at
+    the CPU's own width."""
     monkeypatch.setattr(interleaved, "vector_bytes", lambda: width)
     lanes = width // np.dtype(dtype).itemsize
     _check_round_trips(period, dtype, lanes, (5, 3 * lanes + 1))
 
 
-def test_split_stops_at_the_end_of_either_array():
-    """A matrix wider than the row holds (or a row longer than the matrix takes): only whole
-    periods that both have are copied; the rest of each array is left as it was."""
-    round_trip, groups_of = _round_trip(4), _groups(4)
-    row = np.arange(4 * 20, dtype=np.float32)
-    wide = np.full((4, 32), -1.0, np.float32)
-    out = np.full_like(row, -1.0)
-    round_trip(row, wide, out)
-    np.testing.assert_array_equal(wide[:, :20], row.reshape(20, 4).T[:, groups_of(20, wide)])
-    assert (wide[:, 20:] == -1).all()
-    np.testing.assert_array_equal(out, row)
-    narrow = np.full((4, 5), -1.0, np.float32)
-    out = np.full_like(row, -1.0)
-    round_trip(row, narrow, out)
-    np.testing.assert_array_equal(narrow, row[:20].reshape(5, 4).T[:, groups_of(5, narrow)])
-    np.testing.assert_array_equal(out[:20], row[:20])
-    assert (out[20:] == -1).all()
+def test_a_matrix_that_is_not_a_block_buffer_is_left_alone():
+    """split_block and merge_block only move a block between a row and a (P, lanes) matrix: given
+    any other, neither array is touched (no kernel writes past an array it was not built for)."""
+    namespace = {"interleaved": interleaved, "numba": numba}
+    exec("@numba.njit\ndef move(row, matrix, out):\n"
+         "    interleaved.split_block(row, 4, 0, matrix)\n"
+         "    interleaved.merge_block(matrix, 4, 0, out)\n", namespace)
+    lanes = interleaved.vector_bytes() // 4
+    row = np.arange(4 * lanes, dtype=np.float32)
+    for shape in ((4, lanes + 1), (3, lanes), (4, lanes - 1)):
+        matrix, out = np.full(shape, -1.0, np.float32), np.full_like(row, -1.0)
+        namespace["move"](row, matrix, out)
+        assert (matrix == -1).all() and (out == -1).all(), shape
 
 
 @pytest.mark.parametrize("element_bytes, vector_bytes", [(4, 16), (4, 32), (4, 64), (8, 16), (8, 32), (8, 64)])

@@ -29,7 +29,7 @@ Print ``compiler.source()`` to see what a config compiles to.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 __all__ = ["PrintedFormula", "KernelKind", "KINDS", "BLOCKS", "generate_source", "block_results", "BLOCK", "ROWS",
@@ -293,25 +293,30 @@ class _Element:
 
 def _cpu_loops(lines: _Lines, indent: int, elements: Sequence[_Element], kinds: list[KernelKind],
                outputs: list[list[str]], size: str, suffix: str = "_s",
-               before_backward: Sequence[str] = ()) -> None:
+               before_backward: Sequence[str] = (), shared: Callable[[_Element], bool] = lambda element: False) -> None:
     """For each kind (under ``if backward:``/``else:`` for two), a loop over ``size`` elements per
-    element of ``elements``; the outputs are named with ``suffix``; ``before_backward``: lines
-    preceding the backward kind's loops."""
+    element of ``elements``, except that the elements ``shared`` accepts share one loop (the
+    first); the outputs are named with ``suffix``; ``before_backward``: lines preceding the
+    backward kind's loops."""
     branches = [("if backward:", kinds[1], outputs[1]), ("else:", kinds[0], outputs[0])] if len(kinds) > 1 \
         else [(None, kinds[0], outputs[0])]
+    together = [element for element in elements if shared(element)]
+    loops = [together] * bool(together) + [[element] for element in elements if not shared(element)]
     for condition, kind, outs in branches:
         if condition:
             lines(indent, condition)
         inner = indent + (condition is not None)
         if condition == "if backward:":
             lines(inner, *before_backward)
-        for element in elements:
+        for loop in loops:
             lines(inner, f"for i in range({size}):")
-            _element(lines, inner + 1, element.printed, kind, element.reads,
-                     _stores(kind, element.printed, [f"{o}{suffix}" for o in outs], element.at,
-                             element.err if kind.chain else None, element.sums, element.write))
-            if kind.reduces and element.printed.constants:
-                lines(inner, *element.after)
+            for element in loop:
+                _element(lines, inner + 1, element.printed, kind, element.reads,
+                         _stores(kind, element.printed, [f"{o}{suffix}" for o in outs], element.at,
+                                 element.err if kind.chain else None, element.sums, element.write))
+            for element in loop:
+                if kind.reduces and element.printed.constants:
+                    lines(inner, *element.after)
 
 
 def _accumulators(printed: PrintedFormula) -> list[str]:
@@ -383,21 +388,26 @@ def _renamed(printed: PrintedFormula, position: int) -> PrintedFormula:
     return replace(printed, blocks={block: tuple(map(rename, statements)) for block, statements in printed.blocks.items()})
 
 
+#: The numba implementations (functions.py) that LLVM cannot vectorise: libm calls (which may set
+#: errno) and numba functions with loops of their own. A loop calling one runs element by element.
+_SCALAR_ONLY = re.compile(r"\b(?:math\.(?!sqrt\b)|ss\.)\w+\(")
+
+
 def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
     """A batch-major layer whose formulas repeat every ``len(positions)`` nodes: ``row_block``
     functions with the signatures of a formula module's (called for one run of all the nodes).
-    Each splits a row into one row per position (``interleaved.split``: column i of row k holds
-    node k0 + P*g + k's element, g = ``interleaved.group(i, ...)``, a permutation of the columns
-    within each vector's worth), runs each position's formula over its row in a loop of its own
-    (contiguous, vectorised like a node-major loop), and merges the results back into the layer's
-    row (``interleaved.merge``). Summing kinds add column i's terms to float64 sums, and node
-    k0 + P*g + k's sums for its constant c to ``partial[(C_k + c) * groups + g]`` at the end, C_k
-    the constants of the positions before k."""
+    Each takes a row a block (``lanes`` groups) at a time: ``interleaved.split_block`` moves the
+    block into a P x lanes matrix on the stack (``z_b[k, i]`` is node k0 + P*g + k's element, g =
+    ``interleaved.group(c0 + i, ...)``, a permutation of the block's groups), one loop of ``lanes``
+    iterations computes every position's formula on its row of the matrix (LLVM vectorises it and
+    keeps the matrix in registers; a formula that cannot be vectorised gets a loop of its own),
+    and ``interleaved.merge_block`` writes the results back into the layer's row. Summing kinds
+    add column c's terms to float64 sums, and node k0 + P*g + k's sums for its constant c to
+    ``partial[(C_k + c) * groups + g]`` at the end, C_k the constants of the positions before k."""
     period = len(positions)
     lines(0, *(line.format(modules="interleaved", options=_CPU_ACTIVATION_OPTIONS) for line in _CPU_PREAMBLE))
     pairs = [(k, c, name) for k, printed in enumerate(positions) for c, name in enumerate(printed.constants)]
     firsts = [sum(len(printed.constants) for printed in positions[:k]) for k in range(period)]
-    most = max((len(printed.constants) for printed in positions), default=0)
     for suffix, kinds in _cpu_functions("activation").items():
         arguments, outputs, doc = _cpu_signature(kinds, "activation")
         reduces = kinds[0].reduces
@@ -410,42 +420,45 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
               f'    formulas repeating every {period} nodes: {doc}.{sums}"""',
               "    T = z.dtype.type", "    vm.prefer_wide_vectors()  # all of an AVX-512 CPU's lanes",
               f"    groups = (k1 - k0) // {period}",
-              "    padded = -(-groups // 16) * 16  # whole vectors: the loops need no scalar remainder")
-        group = f"interleaved.group(i, {period}, groups, z)  # the group whose elements split puts in column i"
+              f"    # a block of a row, position by position (z_b[k, i] is node k0 + {period}*g + k's element): on the",
+              "    # stack, read and written at constant places, so that LLVM keeps it in registers",
+              *(f"    {array}_b = interleaved.block_buffer({period}, z)" for array in inputs + written[1:]),
+              *([f"    {written[0]}_b = z_b  # the results replace the inputs"] if written else []),
+              "    lanes = z_b.shape[1]  # groups a block (one vector's elements)",
+              "    blocks = -(-groups // lanes)  # the last one may have fewer groups: split_block reads zeros past the row")
+        group = f"interleaved.group(c, {period}, z)  # the group whose elements split_block puts in column c"
         if pairs:  # each position's constants side by side, as its row of elements
-            lines(1, *(f"v{k}_{name} = np.zeros(padded, params.dtype)" for k, _, name in pairs), "for i in range(groups):",
-                  f"    g = {group}",
-                  *(f"    v{k}_{name}[i] = params[offsets[k0 + {period} * g + {k}] + {c}]" for k, c, name in pairs))
+            lines(1, *(f"v{k}_{name} = np.zeros(blocks * lanes, params.dtype)" for k, _, name in pairs),
+                  "for c in range(blocks * lanes):", f"    g = {group}", "    if g < groups:",
+                  *(f"        v{k}_{name}[c] = params[offsets[k0 + {period} * g + {k}] + {c}]" for k, c, name in pairs))
         if reduces and pairs:
-            lines(1, *(f"s{k}_{name} = np.zeros(padded, np.float64)" for k, _, name in pairs),
-                  f"terms = np.empty(({most}, padded), T)")
-
-        def scratch(array: str) -> str:  # err's only where the backward branch reads it
-            columns = "padded if backward else 0" if array == "err" and "backward" in arguments else "padded"
-            return f"{array}_s = np.zeros(({period}, {columns}), z.dtype)"
-
-        lines(1, f"# a row of the layer, position by position (z_s[k, i] is node k0 + {period}*g + k's element)",
-              *map(scratch, inputs + written[1:]),
-              *([f"{written[0]}_s = z_s  # the results replace the inputs"] if written else []),
-              "for r in range(r0, r1):")
-        for array in inputs:
-            if array == "z" or "backward" not in arguments:
-                lines(2, f"interleaved.split({array}[r, k0:k1], {period}, {array}_s)")
+            # a row's terms in the dtype first (a loop adding float64 sums would run at float64's vector width)
+            lines(1, *(f"s{k}_{name} = np.zeros(blocks * lanes, np.float64)" for k, _, name in pairs),
+                  f"terms = np.empty(({len(pairs)}, blocks * lanes), T)")
+        lines(1, "for r in range(r0, r1):", "    for b in range(blocks):",
+              f"        interleaved.split_block(z[r, k0:k1], {period}, b, z_b)", "        c0 = b * lanes")
+        before_backward = [f"interleaved.split_block(err[r, k0:k1], {period}, b, err_b)"] if "backward" in arguments else []
+        if "err" in inputs and not before_backward:
+            lines(3, f"interleaved.split_block(err[r, k0:k1], {period}, b, err_b)")
         elements = []
         for k, printed in enumerate(positions):
-            reads = [f"num = z_s[{k}, i]  # {printed.label}", *(f"c_{name} = v{k}_{name}[i]" for name in printed.constants)]
-            accumulators = [f"s{k}_{name}" for name in printed.constants]
-            elements.append(_Element(_renamed(printed, k), reads, f"err_s[{k}, i]",
-                                     [f"terms[{c}, i] = {{}}" for c in range(len(accumulators))], f"{k}, i",
-                                     after=_add_terms(accumulators, "groups")))
+            reads = [f"num = z_b[{k}, i]  # {printed.label}", *(f"c_{name} = v{k}_{name}[c0 + i]" for name in printed.constants)]
+            sums = [f"terms[{firsts[k] + c}, c0 + i] = {{}}" for c in range(len(printed.constants))]
+            elements.append(_Element(_renamed(printed, k), reads, f"err_b[{k}, i]", sums, f"{k}, i"))
         if kinds[0].computes == ("dc",):  # only the sums: nothing to do for a position without constants
             elements = [element for element in elements if element.printed.constants] or elements[:1]
-        _cpu_loops(lines, 2, elements, kinds, outputs, "padded",
-                   before_backward=[f"interleaved.split(err[r, k0:k1], {period}, err_s)"])
-        lines(2, *(f"interleaved.merge({array}_s, {period}, {array}[r, k0:k1])" for array in written))
+
+        def vectorises(element: _Element) -> bool:
+            return not any(_SCALAR_ONLY.search(line) for block in element.printed.blocks.values() for line in block)
+
+        _cpu_loops(lines, 3, elements, kinds, outputs, "lanes", suffix="_b", before_backward=before_backward,
+                   shared=vectorises)
+        lines(3, *(f"interleaved.merge_block({array}_b, {period}, b, {array}[r, k0:k1])" for array in written))
+        if reduces and pairs:
+            lines(2, *_add_terms([f"s{k}_{name}" for k, _, name in pairs], "blocks * lanes"))
         if reduces and pairs:  # the sums, column by column, to their nodes' places
-            lines(1, "for i in range(groups):", f"    g = {group}",
-                  *(f"    partial[{firsts[k] + c} * groups + g] += s{k}_{name}[i]" for k, c, name in pairs))
+            lines(1, "for c in range(blocks * lanes):", f"    g = {group}", "    if g < groups:",
+                  *(f"        partial[{firsts[k] + c} * groups + g] += s{k}_{name}[c]" for k, c, name in pairs))
 
 
 def _step(written: Sequence[str]) -> str:

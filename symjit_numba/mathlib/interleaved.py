@@ -1,13 +1,17 @@
 """A row whose elements repeat every P positions, split into (and merged from) one row per position.
 
 A periodic kernel module (``codegen.source``, layout ``"periodic"``) computes a batch-major layer
-whose node ``k0 + P*g + k`` has the formula of position k. For each row of the layer it calls
-:func:`split` (``matrix[k, i] = row[P*g + k]``, g the group that :func:`group` names for column
-i), runs one contiguous loop per position over ``matrix[k, :]`` (a homogeneous loop, which LLVM
-vectorises as it does a node-major one), and calls :func:`merge` (the inverse) to write the row
-back. The matrix is small (one row of the layer) and stays in the L1 cache.
+whose node ``k0 + P*g + k`` has the formula of position k. It takes each row of the layer a block
+at a time: ``lanes`` groups (one vector's elements: 16 float32 with AVX-512), which
+:func:`split_block` moves into a P x lanes matrix (``matrix[k, i] = row[P*g + k]``, g the group
+that :func:`group` names for the block's column i); one loop of ``lanes`` iterations computes
+every position's formula on its row of the matrix (one vector each once LLVM vectorises it), and
+:func:`merge_block` (the inverse) writes the block back. The matrix is a :func:`block_buffer`, on
+the stack and only ever read and written at constant places, so LLVM keeps it in registers: a
+block is loaded and stored once, as in a node-major loop, where a whole-row scratch matrix in
+memory took two more stores per element (the moves were bound by the stores, not the shuffles).
 
-Both are LLVM IR written here rather than numba loops: LLVM's vectoriser turns
+The shuffles are LLVM IR written here rather than numba loops: LLVM's vectoriser turns
 ``matrix[k, i] = row[P*i + k]`` into loads of P vectors and one generic shuffle per position out
 of all P of them, which the x86 backend lowers to about P - 1 two-vector permutes each (W1's
 period of 8: 56 per 8 vectors, each way). For a period that is a power of two, the transpose is
@@ -19,7 +23,8 @@ search over the moves that one cheap instruction does (``unpcklps``, ``shufps``,
 rather than ``vpermt2ps``). Other periods gather each output from its sources in turn.
 W1 at 4096 x 512 float32, one thread: forward 1.2 ms with LLVM's interleaved accesses in one
 loop body for the whole period, 1.05 ms with butterfly transposes (24 ``vpermt2ps`` a block each
-way), 0.96-1.0 ms with the cheapest moves (node-major: 0.76-0.79).
+way), 0.96-1.0 ms with the cheapest moves through a row-sized matrix in memory, 0.84 ms a block
+at a time in registers (node-major: 0.76-0.79).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-__all__ = ["split", "merge", "group", "vector_bytes", "block_programs", "shuffle_program", "shuffles_per_vector"]
+__all__ = ["block_buffer", "split_block", "merge_block", "group", "vector_bytes", "block_programs", "shuffle_program", "shuffles_per_vector"]
 
 #: One step of a shuffle program: (result, first, second, mask): ``result`` is the vector whose
 #: lane j is lane ``mask[j]`` of the concatenation of vectors ``first`` and ``second``.
@@ -250,113 +255,177 @@ def _run(builder: ir.IRBuilder, program: list[Step], inputs: list[ir.Value]) -> 
     return [values[f"t{k}"] for k in range(len(inputs))]
 
 
-def _check(row, period, matrix) -> bool:
+def _lanes(context, dtype) -> int:
+    """Elements of ``dtype`` in one vector of this CPU's width."""
+    return max(vector_bytes() // context.get_abi_sizeof(context.get_data_type(dtype)), 1)
+
+
+@intrinsic
+def block_buffer(typingctx, rows, like):
+    """A ``(rows, lanes)`` C-contiguous array of ``like``'s dtype on the stack, ``lanes`` the
+    elements of one vector (16 float32 with AVX-512): the matrix :func:`split_block` fills.
+
+    Being on the stack (not numba's heap), and read and written at constant places once a loop of
+    ``lanes`` iterations is vectorised, LLVM keeps it in registers. Its elements start undefined;
+    it lives until the calling function returns (never return it or keep it). ``rows`` must be a
+    constant (an integer literal in the calling source).
+    """
+    if not (isinstance(rows, types.IntegerLiteral) and rows.literal_value >= 1 and isinstance(like, types.Array)):
+        return None
+    array = types.Array(like.dtype, 2, "C")
+
+    def codegen(context, builder, signature, args):
+        element = context.get_data_type(like.dtype)
+        size, lanes = context.get_abi_sizeof(element), _lanes(context, like.dtype)
+        count = signature.args[0].literal_value
+        data = cgutils.alloca_once(builder, ir.ArrayType(element, count * lanes), name="block_buffer")
+        data.align = 64
+        intp = context.get_value_type(types.intp)
+        buffer = context.make_array(array)(context, builder)
+        context.populate_array(buffer, data=builder.bitcast(data, element.as_pointer()),
+                               shape=[ir.Constant(intp, count), ir.Constant(intp, lanes)],
+                               strides=[ir.Constant(intp, lanes * size), ir.Constant(intp, size)],
+                               itemsize=ir.Constant(intp, size), meminfo=None)
+        return buffer._getvalue()
+
+    return array(rows, like), codegen
+
+
+def _check(row, period, block, matrix) -> bool:
     """Whether the call is one these functions serve (else numba retries with a literal period)."""
     arrays = (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
               and isinstance(matrix, types.Array) and matrix.ndim == 2 and matrix.layout == "C"
-              and row.dtype == matrix.dtype)
+              and row.dtype == matrix.dtype and isinstance(block, types.Integer))
     if not arrays:
-        raise TypeError(f"split/merge need a C-contiguous row and matrix of one dtype, got {row} and {matrix}")
+        raise TypeError(f"split_block/merge_block need a C-contiguous row and matrix of one dtype and an "
+                        f"integer block, got {row}, {matrix} and {block}")
     return isinstance(period, types.IntegerLiteral) and period.literal_value >= 1
 
 
 def _transposer(to_matrix: bool) -> Callable:
-    """The codegen of :func:`split` (``to_matrix``) or :func:`merge`."""
+    """The codegen of :func:`split_block` (``to_matrix``) or :func:`merge_block`."""
 
     def codegen(context, builder, signature, args):
-        row_type, matrix_type = (signature.args[0], signature.args[2]) if to_matrix else (signature.args[2], signature.args[0])
-        row_value, matrix_value = (args[0], args[2]) if to_matrix else (args[2], args[0])
+        row_type, matrix_type = (signature.args[0], signature.args[3]) if to_matrix else (signature.args[3], signature.args[0])
+        row_value, matrix_value = (args[0], args[3]) if to_matrix else (args[3], args[0])
         period = signature.args[1].literal_value
+        block = context.cast(builder, args[2], signature.args[2], types.intp)
         element = context.get_data_type(row_type.dtype)
-        size = context.get_abi_sizeof(element)
-        lanes = max(vector_bytes() // size, 1)
+        size, lanes = context.get_abi_sizeof(element), _lanes(context, row_type.dtype)
         vector = ir.VectorType(element, lanes).as_pointer()
+        intp = context.get_value_type(types.intp)
         row = context.make_array(row_type)(context, builder, row_value)
         matrix = context.make_array(matrix_type)(context, builder, matrix_value)
-        intp = context.get_value_type(types.intp)
         rows, columns = cgutils.unpack_tuple(builder, matrix.shape, 2)
         row_size = cgutils.unpack_tuple(builder, row.shape, 1)[0]
-        # Never past either array: columns = min(matrix columns, row size // P), none if the
-        # matrix has fewer than P rows (the generated callers pass exact sizes).
-        fits = builder.sdiv(row_size, ir.Constant(intp, period))
-        count = builder.select(builder.icmp_signed("<", fits, columns), fits, columns)
-        count = builder.select(builder.icmp_signed("<", rows, ir.Constant(intp, period)), ir.Constant(intp, 0), count)
         flags = ["nsw", "nuw"]
 
-        def at(pointer, index):
-            return builder.gep(pointer, [index], inbounds=True)
+        def constant(value):
+            return ir.Constant(intp, value)
 
-        def matrix_at(k, column):
-            return at(matrix.data, builder.add(builder.mul(columns, ir.Constant(intp, k), flags=flags), column, flags=flags))
+        # The block's elements: row[start:start + P*lanes], of which `available` are whole periods
+        # (the last block of a row may have fewer: it goes through `spare`, zero-filled).
+        elements = period * lanes
+        start = builder.mul(block, constant(elements))
+        whole = builder.mul(builder.sdiv(row_size, constant(period)), constant(period))
+        in_row = builder.icmp_signed(">=", block, constant(0))
+        available = builder.select(in_row, builder.sub(whole, start), constant(0))
+        full = builder.and_(in_row, builder.icmp_signed(">=", available, constant(elements)))
+        available = builder.select(builder.icmp_signed("<", available, constant(0)), constant(0), available)
+        # Only a (P, lanes) matrix is one (block_buffer's shape: constants, so this folds away).
+        fits = builder.and_(builder.icmp_signed(">=", rows, constant(period)), builder.icmp_signed("==", columns, constant(lanes)))
+        spare = builder.bitcast(cgutils.alloca_once(builder, ir.ArrayType(element, elements), name="spare_block"),
+                                element.as_pointer())
 
-        programs = block_programs(period, size, vector_bytes())
-        blocks = builder.sdiv(count, ir.Constant(intp, lanes))
-        with cgutils.for_range(builder, blocks, intp=intp) as loop:
-            column = builder.mul(loop.index, ir.Constant(intp, lanes), flags=flags)
-            block = at(row.data, builder.mul(column, ir.Constant(intp, period), flags=flags))
-            row_vectors = [builder.bitcast(at(block, ir.Constant(intp, m * lanes)), vector) for m in range(period)]
-            matrix_vectors = [builder.bitcast(matrix_at(k, column), vector) for k in range(period)]
-            sources, targets = (row_vectors, matrix_vectors) if to_matrix else (matrix_vectors, row_vectors)
-            loaded = [builder.load(pointer, align=size) for pointer in sources]
-            for value, pointer in zip(_run(builder, programs.split if to_matrix else programs.merge, loaded), targets):
-                builder.store(value, pointer, align=size)
-        with cgutils.for_range(builder, count, start=builder.mul(blocks, ir.Constant(intp, lanes)), intp=intp) as loop:
-            for k in range(period):  # the columns after the last whole block, element by element
-                in_row = at(row.data, builder.add(builder.mul(loop.index, ir.Constant(intp, period), flags=flags),
-                                                  ir.Constant(intp, k), flags=flags))
-                source, target = (in_row, matrix_at(k, loop.index)) if to_matrix else (matrix_at(k, loop.index), in_row)
-                builder.store(builder.load(source), target)
+        def copy(source, target, count):
+            with cgutils.for_range(builder, count, intp=intp) as loop:
+                builder.store(builder.load(builder.gep(source, [loop.index], inbounds=True)),
+                              builder.gep(target, [loop.index], inbounds=True))
+
+        def row_vectors(base):
+            return [builder.bitcast(builder.gep(base, [constant(m * lanes)], inbounds=True), vector) for m in range(period)]
+
+        with builder.if_then(fits, likely=True):
+            in_place = builder.gep(row.data, [start])
+            matrix_vectors = [builder.bitcast(builder.gep(matrix.data, [builder.mul(constant(k), columns, flags=flags)],
+                                                          inbounds=True), vector) for k in range(period)]
+            programs = block_programs(period, size, vector_bytes())
+            if to_matrix:  # (the whole block's loads, or the last one's from spare: two paths, no pointer select)
+                with builder.if_else(full, likely=True) as (whole_block, last_block):
+                    with whole_block:
+                        from_row, whole_end = [builder.load(p, align=size) for p in row_vectors(in_place)], builder.block
+                    with last_block:
+                        cgutils.memset(builder, spare, constant(elements * size), 0)
+                        copy(in_place, spare, available)
+                        from_spare, last_end = [builder.load(p, align=size) for p in row_vectors(spare)], builder.block
+                loaded = []
+                for a, b in zip(from_row, from_spare):
+                    phi = builder.phi(a.type)
+                    phi.add_incoming(a, whole_end)
+                    phi.add_incoming(b, last_end)
+                    loaded.append(phi)
+                for value, pointer in zip(_run(builder, programs.split, loaded), matrix_vectors):
+                    builder.store(value, pointer, align=size)
+            else:
+                merged = _run(builder, programs.merge, [builder.load(p, align=size) for p in matrix_vectors])
+                with builder.if_else(full, likely=True) as (whole_block, last_block):
+                    with whole_block:
+                        for value, pointer in zip(merged, row_vectors(in_place)):
+                            builder.store(value, pointer, align=size)
+                    with last_block:
+                        for value, pointer in zip(merged, row_vectors(spare)):
+                            builder.store(value, pointer, align=size)
+                        copy(spare, in_place, available)
         return context.get_dummy_value()
 
     return codegen
 
 
 @intrinsic
-def split(typingctx, row, period, matrix):
-    """``matrix[k, i] = row[period*g + k]``, g = ``group(i, period, groups, matrix)``, for
-    k < period and i < matrix.shape[1]: the groups of the row (its whole periods) in the order
-    that the fewest shuffles leave, a permutation within each block of a vector's columns (the
-    identity for the columns after the last whole block, and for periods that are not a power of
-    two).
+def split_block(typingctx, row, period, block, matrix):
+    """``matrix[k, i] = row[period*g + k]`` for k < period and i < lanes, g =
+    ``group(lanes*block + i, period, matrix)``: block ``block`` of the row (its ``lanes`` periods
+    from period ``lanes*block`` on) position by position, the groups in the order that the fewest
+    shuffles leave (a permutation of the block's).
 
-    ``period`` must be a constant (an integer literal in the calling source). The copy stops at
-    the end of either array (``groups = row.size // period`` columns at most, none if ``matrix``
-    has fewer than ``period`` rows).
+    ``matrix`` is a :func:`block_buffer` of at least ``period`` rows (anything else is left alone),
+    ``period`` a constant (an integer literal in the calling source). Only the row's whole
+    periods are read: in the last block of a row that has fewer than ``lanes`` of them left, the
+    groups past its end read zeros (as does a block past the row's end).
     """
-    if not _check(row, period, matrix):
+    if not _check(row, period, block, matrix):
         return None
-    return types.void(row, period, matrix), _transposer(to_matrix=True)
+    return types.void(row, period, block, matrix), _transposer(to_matrix=True)
 
 
 @intrinsic
-def merge(typingctx, matrix, period, row):
-    """``row[period*g + k] = matrix[k, i]``, g = ``group(i, period, groups, matrix)``: the inverse
-    of :func:`split`, with its limits."""
-    if not _check(row, period, matrix):
+def merge_block(typingctx, matrix, period, block, row):
+    """``row[period*g + k] = matrix[k, i]``, g = ``group(lanes*block + i, period, matrix)``: the
+    inverse of :func:`split_block`, writing only the row's whole periods (none past its end)."""
+    if not _check(row, period, block, matrix):
         return None
-    return types.void(matrix, period, row), _transposer(to_matrix=False)
+    return types.void(matrix, period, block, row), _transposer(to_matrix=False)
 
 
 @intrinsic
-def group(typingctx, column, period, groups, matrix):
-    """The group (whole period of a row of ``groups``) whose elements :func:`split` puts in
-    ``column`` of a matrix of ``matrix``'s dtype (and :func:`merge` takes from there)."""
+def group(typingctx, column, period, like):
+    """The group (whole period of a row) whose elements :func:`split_block` puts in ``column`` of
+    the matrices of its blocks (column ``lanes*block + i``: row i of the block's matrix), for
+    ``like``'s dtype; for a row of G groups, a group >= G is one past the row's end."""
     if not (isinstance(period, types.IntegerLiteral) and isinstance(column, types.Integer)
-            and isinstance(groups, types.Integer) and isinstance(matrix, types.Array)):
+            and isinstance(like, types.Array)):
         return None
 
     def codegen(context, builder, signature, args):
         intp = context.get_value_type(types.intp)
-        column, groups = (context.cast(builder, args[i], signature.args[i], types.intp) for i in (0, 2))
-        size = context.get_abi_sizeof(context.get_data_type(signature.args[3].dtype))
+        column = context.cast(builder, args[0], signature.args[0], types.intp)
+        size = context.get_abi_sizeof(context.get_data_type(signature.args[2].dtype))
         order = block_programs(signature.args[1].literal_value, size, vector_bytes()).order
-        lanes = ir.Constant(intp, len(order))
-        within = builder.srem(column, lanes)
+        within = builder.srem(column, ir.Constant(intp, len(order)))
         name = f"interleaved_order_{'_'.join(map(str, order))}"
         table = builder.module.globals.get(name) or cgutils.global_constant(
             builder.module, name, ir.Constant(ir.ArrayType(intp, len(order)), list(order)))
         picked = builder.load(builder.gep(table, [ir.Constant(intp, 0), within], inbounds=True))
-        in_blocks = builder.icmp_signed("<", column, builder.mul(builder.sdiv(groups, lanes), lanes))
-        return builder.select(in_blocks, builder.add(builder.sub(column, within), picked), column)
+        return builder.add(builder.sub(column, within), picked)
 
-    return types.intp(column, period, groups, matrix), codegen
+    return types.intp(column, period, like), codegen

@@ -190,4 +190,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             num = z[r, i]
             delta[r, i] = err[r, i] * vm.sigmoid((-num))
 
-# codegen fingerprint: daf543ab2852b663
+# codegen fingerprint: ec5b5baec58fede2
