@@ -293,11 +293,10 @@ class _Element:
 
 def _cpu_loops(lines: _Lines, indent: int, elements: Sequence[_Element], kinds: list[KernelKind],
                outputs: list[list[str]], size: str, suffix: str = "_s",
-               before_backward: Sequence[str] = (), shared: Callable[[_Element], bool] = lambda element: False) -> None:
+               shared: Callable[[_Element], bool] = lambda element: False) -> None:
     """For each kind (under ``if backward:``/``else:`` for two), a loop over ``size`` elements per
     element of ``elements``, except that the elements ``shared`` accepts share one loop (the
-    first); the outputs are named with ``suffix``; ``before_backward``: lines preceding the
-    backward kind's loops."""
+    first); the outputs are named with ``suffix``."""
     branches = [("if backward:", kinds[1], outputs[1]), ("else:", kinds[0], outputs[0])] if len(kinds) > 1 \
         else [(None, kinds[0], outputs[0])]
     together = [element for element in elements if shared(element)]
@@ -306,8 +305,6 @@ def _cpu_loops(lines: _Lines, indent: int, elements: Sequence[_Element], kinds: 
         if condition:
             lines(indent, condition)
         inner = indent + (condition is not None)
-        if condition == "if backward:":
-            lines(inner, *before_backward)
         for loop in loops:
             lines(inner, f"for i in range({size}):")
             for element in loop:
@@ -388,8 +385,9 @@ def _renamed(printed: PrintedFormula, position: int) -> PrintedFormula:
     return replace(printed, blocks={block: tuple(map(rename, statements)) for block, statements in printed.blocks.items()})
 
 
-#: The numba implementations (functions.py) that LLVM cannot vectorise: libm calls (which may set
-#: errno) and numba functions with loops of their own. A loop calling one runs element by element.
+#: The calls of functions.py's numba implementations that LLVM cannot vectorise (math.atan2, gamma,
+#: lgamma: libm calls, which may set errno; ss.digamma: a numba function with loops of its own). A
+#: loop making one runs element by element. (A pattern here: this module must not import SymPy.)
 _SCALAR_ONLY = re.compile(r"\b(?:math\.(?!sqrt\b)|ss\.)\w+\(")
 
 
@@ -435,11 +433,6 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
             # a row's terms in the dtype first (a loop adding float64 sums would run at float64's vector width)
             lines(1, *(f"s{k}_{name} = np.zeros(blocks * lanes, np.float64)" for k, _, name in pairs),
                   f"terms = np.empty(({len(pairs)}, blocks * lanes), T)")
-        lines(1, "for r in range(r0, r1):", "    for b in range(blocks):",
-              f"        interleaved.split_block(z[r, k0:k1], {period}, b, z_b)", "        c0 = b * lanes")
-        before_backward = [f"interleaved.split_block(err[r, k0:k1], {period}, b, err_b)"] if "backward" in arguments else []
-        if "err" in inputs and not before_backward:
-            lines(3, f"interleaved.split_block(err[r, k0:k1], {period}, b, err_b)")
         elements = []
         for k, printed in enumerate(positions):
             reads = [f"num = z_b[{k}, i]  # {printed.label}", *(f"c_{name} = v{k}_{name}[c0 + i]" for name in printed.constants)]
@@ -451,11 +444,22 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
         def vectorises(element: _Element) -> bool:
             return not any(_SCALAR_ONLY.search(line) for block in element.printed.blocks.values() for line in block)
 
-        _cpu_loops(lines, 3, elements, kinds, outputs, "lanes", suffix="_b", before_backward=before_backward,
-                   shared=vectorises)
-        lines(3, *(f"interleaved.merge_block({array}_b, {period}, b, {array}[r, k0:k1])" for array in written))
-        if reduces and pairs:
-            lines(2, *_add_terms([f"s{k}_{name}" for k, _, name in pairs], "blocks * lanes"))
+        # One loop nest per kind (a flag tested per block would leave LLVM no registers to spare for
+        # the constants of both kinds' formulas, and it does not unswitch a loop this large).
+        branches = [("if backward:", 1), ("else:", 0)] if len(kinds) > 1 else [(None, 0)]
+        for condition, which in branches:
+            indent = 1 + (condition is not None)
+            splits = [a for a in inputs if a == "z" or (a == "err" and kinds[which].chain)]
+            lines(1, *([condition] if condition else []))
+            rows = list(dict.fromkeys(splits + outputs[which]))
+            lines(indent, "for r in range(r0, r1):", f"    {', '.join(f'{a}_r' for a in rows)} = "
+                  f"{', '.join(f'{a}[r, k0:k1]' for a in rows)}", "    for b in range(blocks):",
+                  *(f"        interleaved.split_block({a}_r, {period}, b, {a}_b)" for a in splits), "        c0 = b * lanes")
+            _cpu_loops(lines, indent + 2, elements, [kinds[which]], [outputs[which]], "lanes", suffix="_b", shared=vectorises)
+            lines(indent + 2, *(f"interleaved.merge_block({array}_b, {period}, b, {array}_r)"
+                                for array in dict.fromkeys(outputs[which])))
+            if reduces and pairs:  # the row's terms added to the sums
+                lines(indent + 1, *_add_terms([f"s{k}_{name}" for k, _, name in pairs], "blocks * lanes"))
         if reduces and pairs:  # the sums, column by column, to their nodes' places
             lines(1, "for c in range(blocks * lanes):", f"    g = {group}", "    if g < groups:",
                   *(f"        partial[{firsts[k] + c} * groups + g] += s{k}_{name}[c]" for k, c, name in pairs))

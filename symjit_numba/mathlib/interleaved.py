@@ -302,6 +302,27 @@ def _check(row, period, block, matrix) -> bool:
     return isinstance(period, types.IntegerLiteral) and period.literal_value >= 1
 
 
+def _masked(builder: ir.IRBuilder, name: str, vector: ir.VectorType, arguments: list[ir.Type]) -> ir.Function:
+    """LLVM's ``llvm.masked.<name>`` intrinsic for ``vector`` (any target: AVX-512 and AVX have
+    masked moves, others get one branch per lane)."""
+    element = {ir.FloatType(): "f32", ir.DoubleType(): "f64"}[vector.element]
+    function_type = ir.FunctionType(vector if name == "load" else ir.VoidType(), arguments)
+    return cgutils.get_or_insert_function(builder.module, function_type, f"llvm.masked.{name}.v{vector.count}{element}.p0")
+
+
+def _masked_load(builder: ir.IRBuilder, pointer: ir.Value, mask: ir.Value, align: int) -> ir.Value:
+    """The vector at ``pointer``, its lanes outside ``mask`` zero and never read."""
+    vector = pointer.type.pointee
+    load = _masked(builder, "load", vector, [pointer.type, ir.IntType(32), mask.type, vector])
+    return builder.call(load, [pointer, ir.Constant(ir.IntType(32), align), mask, ir.Constant(vector, None)])
+
+
+def _masked_store(builder: ir.IRBuilder, value: ir.Value, pointer: ir.Value, mask: ir.Value, align: int) -> None:
+    """``value``'s lanes in ``mask`` stored at ``pointer`` (the others left as they are)."""
+    store = _masked(builder, "store", value.type, [value.type, pointer.type, ir.IntType(32), mask.type])
+    builder.call(store, [value, pointer, ir.Constant(ir.IntType(32), align), mask])
+
+
 def _transposer(to_matrix: bool) -> Callable:
     """The codegen of :func:`split_block` (``to_matrix``) or :func:`merge_block`."""
 
@@ -324,42 +345,39 @@ def _transposer(to_matrix: bool) -> Callable:
             return ir.Constant(intp, value)
 
         # The block's elements: row[start:start + P*lanes], of which `available` are whole periods
-        # (the last block of a row may have fewer: it goes through `spare`, zero-filled).
+        # (the last block of a row may have fewer: masked loads, zero past the row, and stores).
         elements = period * lanes
         start = builder.mul(block, constant(elements))
         whole = builder.mul(builder.sdiv(row_size, constant(period)), constant(period))
         in_row = builder.icmp_signed(">=", block, constant(0))
         available = builder.select(in_row, builder.sub(whole, start), constant(0))
         full = builder.and_(in_row, builder.icmp_signed(">=", available, constant(elements)))
-        available = builder.select(builder.icmp_signed("<", available, constant(0)), constant(0), available)
         # Only a (P, lanes) matrix is one (block_buffer's shape: constants, so this folds away).
         fits = builder.and_(builder.icmp_signed(">=", rows, constant(period)), builder.icmp_signed("==", columns, constant(lanes)))
-        spare = builder.bitcast(cgutils.alloca_once(builder, ir.ArrayType(element, elements), name="spare_block"),
-                                element.as_pointer())
+        in_place = builder.gep(row.data, [start])
+        row_vectors = [builder.bitcast(builder.gep(in_place, [constant(m * lanes)]), vector) for m in range(period)]
 
-        def copy(source, target, count):
-            with cgutils.for_range(builder, count, intp=intp) as loop:
-                builder.store(builder.load(builder.gep(source, [loop.index], inbounds=True)),
-                              builder.gep(target, [loop.index], inbounds=True))
-
-        def row_vectors(base):
-            return [builder.bitcast(builder.gep(base, [constant(m * lanes)], inbounds=True), vector) for m in range(period)]
+        def within(m):  # vector m's lanes that hold whole periods of the row
+            positions = ir.Constant(ir.VectorType(intp, lanes), [m * lanes + j for j in range(lanes)])
+            limit = builder.insert_element(ir.Constant(ir.VectorType(intp, lanes), ir.Undefined), available, constant(0))
+            limit = builder.shuffle_vector(limit, limit, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+            return builder.icmp_signed("<", positions, limit)
 
         with builder.if_then(fits, likely=True):
-            in_place = builder.gep(row.data, [start])
             matrix_vectors = [builder.bitcast(builder.gep(matrix.data, [builder.mul(constant(k), columns, flags=flags)],
                                                           inbounds=True), vector) for k in range(period)]
             programs = block_programs(period, size, vector_bytes())
-            if to_matrix:  # (the whole block's loads, or the last one's from spare: two paths, no pointer select)
+            # Two paths (no pointer select, and no call: values live across a call in the loop would
+            # be spilled around it): a whole block's plain loads or stores, the last block's masked ones.
+            if to_matrix:
                 with builder.if_else(full, likely=True) as (whole_block, last_block):
                     with whole_block:
-                        from_row, whole_end = [builder.load(p, align=size) for p in row_vectors(in_place)], builder.block
+                        plain, whole_end = [builder.load(p, align=size) for p in row_vectors], builder.block
                     with last_block:
-                        cgutils.memset(builder, spare, constant(elements * size), 0)
-                        copy(in_place, spare, available)
-                        from_spare, last_end = [builder.load(p, align=size) for p in row_vectors(spare)], builder.block
+                        masked = [_masked_load(builder, p, within(m), size) for m, p in enumerate(row_vectors)]
+                        last_end = builder.block
                 loaded = []
-                for a, b in zip(from_row, from_spare):
+                for a, b in zip(plain, masked):
                     phi = builder.phi(a.type)
                     phi.add_incoming(a, whole_end)
                     phi.add_incoming(b, last_end)
@@ -370,12 +388,11 @@ def _transposer(to_matrix: bool) -> Callable:
                 merged = _run(builder, programs.merge, [builder.load(p, align=size) for p in matrix_vectors])
                 with builder.if_else(full, likely=True) as (whole_block, last_block):
                     with whole_block:
-                        for value, pointer in zip(merged, row_vectors(in_place)):
+                        for value, pointer in zip(merged, row_vectors):
                             builder.store(value, pointer, align=size)
                     with last_block:
-                        for value, pointer in zip(merged, row_vectors(spare)):
-                            builder.store(value, pointer, align=size)
-                        copy(spare, in_place, available)
+                        for m, (value, pointer) in enumerate(zip(merged, row_vectors)):
+                            _masked_store(builder, value, pointer, within(m), size)
         return context.get_dummy_value()
 
     return codegen

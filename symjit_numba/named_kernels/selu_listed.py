@@ -296,4 +296,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
         partial[columns[r] + 0] = g_alpha
         partial[columns[r] + 1] = g_scale
 
-# codegen fingerprint: ec5b5baec58fede2
+# codegen fingerprint: 85859e8a6833dc96
