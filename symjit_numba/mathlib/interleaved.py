@@ -295,10 +295,11 @@ def _check(row, period, block, matrix) -> bool:
     """Whether the call is one these functions serve (else numba retries with a literal period)."""
     arrays = (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
               and isinstance(matrix, types.Array) and matrix.ndim == 2 and matrix.layout == "C"
-              and row.dtype == matrix.dtype and isinstance(block, types.Integer))
+              and row.dtype == matrix.dtype and row.dtype in (types.float32, types.float64)
+              and isinstance(block, types.Integer))
     if not arrays:
-        raise TypeError(f"split_block/merge_block need a C-contiguous row and matrix of one dtype and an "
-                        f"integer block, got {row}, {matrix} and {block}")
+        raise TypeError(f"split_block/merge_block need a C-contiguous row and matrix of one float dtype and "
+                        f"an integer block, got {row}, {matrix} and {block}")
     return isinstance(period, types.IntegerLiteral) and period.literal_value >= 1
 
 

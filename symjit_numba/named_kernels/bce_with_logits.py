@@ -112,4 +112,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
                 grad_s[i] = (vm.sigmoid(y_pred) - y_true)
             inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: 85859e8a6833dc96
+# codegen fingerprint: a6834db3e120191d

@@ -134,4 +134,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             inplace.settle(grad[lo:hi], grad_s)
         partials[task, 0] = g_delta
 
-# codegen fingerprint: 85859e8a6833dc96
+# codegen fingerprint: a6834db3e120191d
