@@ -87,6 +87,30 @@ def test_every_vector_width_compiles_right(period, dtype, width, monkeypatch):
     _check_round_trips(period, dtype, lanes, (5, 3 * lanes + 1))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("period", [3, 8])
+def test_merge_times_a_factor(period, dtype):
+    """merge_block_times writes factor * the merged block, the row's whole periods only (numpy's
+    product: one rounding, the same bits), and nothing where the factor is shorter than the row."""
+    namespace = {"interleaved": interleaved, "numba": numba}
+    exec(f"@numba.njit\ndef times(row, factor, out):\n"
+         f"    block = interleaved.block_buffer({period}, row)\n"
+         f"    for b in range(-(-row.size // ({period} * block.shape[1]))):\n"
+         f"        interleaved.split_block(row, {period}, b, block)\n"
+         f"        interleaved.merge_block_times(block, {period}, b, out, factor)\n", namespace)
+    rng = np.random.default_rng(period)
+    for groups in (1, 21, 64):
+        row = rng.standard_normal(period * groups + 1).astype(dtype)  # + 1: not a whole period
+        factor = rng.standard_normal(row.size).astype(dtype)
+        out = np.full_like(row, np.nan)
+        namespace["times"](row, factor, out)
+        np.testing.assert_array_equal(out[:-1], factor[:-1] * row[:-1])
+        assert np.isnan(out[-1])
+        out = np.full_like(row, np.nan)
+        namespace["times"](row, factor[:-2], out)
+        assert np.isnan(out).all()
+
+
 def test_a_matrix_that_is_not_a_block_buffer_is_left_alone():
     """split_block and merge_block only move a block between a row and a (P, lanes) matrix: given
     any other, neither array is touched (no kernel writes past an array it was not built for)."""

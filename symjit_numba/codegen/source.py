@@ -409,7 +409,8 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
     for suffix, kinds in _cpu_functions("activation").items():
         arguments, outputs, doc = _cpu_signature(kinds, "activation")
         reduces = kinds[0].reduces
-        inputs = [a for a in ("z", "err") if a in arguments]
+        # the inputs split into blocks: err only for the sums (err * f'(z) multiplies after the merge)
+        split = [a for a in ("z", "err") if a in arguments and (a == "z" or reduces)]
         written = list(dict.fromkeys(o for outs in outputs for o in outs))
         sums = (f"\n    Node k0 + {period}*g + k's sum for its constant c goes to partial[(C_k + c) * groups + g], C_k the"
                 "\n    constants of the positions before k." if reduces else "")
@@ -420,7 +421,7 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
               f"    groups = (k1 - k0) // {period}",
               f"    # a block of a row, position by position (z_b[k, i] is node k0 + {period}*g + k's element): on the",
               "    # stack, read and written at constant places, so that LLVM keeps it in registers",
-              *(f"    {array}_b = interleaved.block_buffer({period}, z)" for array in inputs + written[1:]),
+              *(f"    {array}_b = interleaved.block_buffer({period}, z)" for array in split + written[1:]),
               *([f"    {written[0]}_b = z_b  # the results replace the inputs"] if written else []),
               "    lanes = z_b.shape[1]  # groups a block (one vector's elements)",
               "    blocks = -(-groups // lanes)  # the last one may have fewer groups: split_block reads zeros past the row")
@@ -448,15 +449,18 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
         # the constants of both kinds' formulas, and it does not unswitch a loop this large).
         branches = [("if backward:", 1), ("else:", 0)] if len(kinds) > 1 else [(None, 0)]
         for condition, which in branches:
-            indent = 1 + (condition is not None)
-            splits = [a for a in inputs if a == "z" or (a == "err" and kinds[which].chain)]
+            kind, indent = kinds[which], 1 + (condition is not None)
+            # err * f'(z) without sums: f' merged, then times err in the row's order (err is not split)
+            times = kind.chain and not kind.reduces
+            rows = list(dict.fromkeys(split + ["err"] * times + outputs[which]))
             lines(1, *([condition] if condition else []))
-            rows = list(dict.fromkeys(splits + outputs[which]))
             lines(indent, "for r in range(r0, r1):", f"    {', '.join(f'{a}_r' for a in rows)} = "
                   f"{', '.join(f'{a}[r, k0:k1]' for a in rows)}", "    for b in range(blocks):",
-                  *(f"        interleaved.split_block({a}_r, {period}, b, {a}_b)" for a in splits), "        c0 = b * lanes")
-            _cpu_loops(lines, indent + 2, elements, [kinds[which]], [outputs[which]], "lanes", suffix="_b", shared=vectorises)
-            lines(indent + 2, *(f"interleaved.merge_block({array}_b, {period}, b, {array}_r)"
+                  *(f"        interleaved.split_block({a}_r, {period}, b, {a}_b)" for a in split), "        c0 = b * lanes")
+            _cpu_loops(lines, indent + 2, [replace(e, err=None) for e in elements] if times else elements, [kind],
+                       [outputs[which]], "lanes", suffix="_b", shared=vectorises)
+            lines(indent + 2, *(f"interleaved.merge_block_times({array}_b, {period}, b, {array}_r, err_r)" if times else
+                                f"interleaved.merge_block({array}_b, {period}, b, {array}_r)"
                                 for array in dict.fromkeys(outputs[which])))
             if reduces and pairs:  # the row's terms added to the sums
                 lines(indent + 1, *_add_terms([f"s{k}_{name}" for k, _, name in pairs], "blocks * lanes"))

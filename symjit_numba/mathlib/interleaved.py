@@ -39,7 +39,7 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-__all__ = ["block_buffer", "split_block", "merge_block", "group", "vector_bytes", "block_programs", "shuffle_program", "shuffles_per_vector"]
+__all__ = ["block_buffer", "split_block", "merge_block", "merge_block_times", "group", "vector_bytes", "block_programs", "shuffle_program", "shuffles_per_vector"]
 
 #: One step of a shuffle program: (result, first, second, mask): ``result`` is the vector whose
 #: lane j is lane ``mask[j]`` of the concatenation of vectors ``first`` and ``second``.
@@ -357,6 +357,12 @@ def _transposer(to_matrix: bool) -> Callable:
         fits = builder.and_(builder.icmp_signed(">=", rows, constant(period)), builder.icmp_signed("==", columns, constant(lanes)))
         in_place = builder.gep(row.data, [start])
         row_vectors = [builder.bitcast(builder.gep(in_place, [constant(m * lanes)]), vector) for m in range(period)]
+        factor = context.make_array(signature.args[4])(context, builder, args[4]) if len(args) > 4 else None
+        if factor is not None:  # merge_block_times
+            factor_block = builder.gep(factor.data, [start])
+            factor_vectors = [builder.bitcast(builder.gep(factor_block, [constant(m * lanes)]), vector) for m in range(period)]
+            factor_size = cgutils.unpack_tuple(builder, factor.shape, 1)[0]
+            fits = builder.and_(fits, builder.icmp_signed(">=", factor_size, row_size))
 
         def within(m):  # vector m's lanes that hold whole periods of the row
             positions = ir.Constant(ir.VectorType(intp, lanes), [m * lanes + j for j in range(lanes)])
@@ -389,10 +395,14 @@ def _transposer(to_matrix: bool) -> Callable:
                 merged = _run(builder, programs.merge, [builder.load(p, align=size) for p in matrix_vectors])
                 with builder.if_else(full, likely=True) as (whole_block, last_block):
                     with whole_block:
-                        for value, pointer in zip(merged, row_vectors):
+                        for m, (value, pointer) in enumerate(zip(merged, row_vectors)):
+                            if factor is not None:
+                                value = builder.fmul(builder.load(factor_vectors[m], align=size), value)
                             builder.store(value, pointer, align=size)
                     with last_block:
                         for m, (value, pointer) in enumerate(zip(merged, row_vectors)):
+                            if factor is not None:
+                                value = builder.fmul(_masked_load(builder, factor_vectors[m], within(m), size), value)
                             _masked_store(builder, value, pointer, within(m), size)
         return context.get_dummy_value()
 
@@ -423,6 +433,18 @@ def merge_block(typingctx, matrix, period, block, row):
     if not _check(row, period, block, matrix):
         return None
     return types.void(matrix, period, block, row), _transposer(to_matrix=False)
+
+
+@intrinsic
+def merge_block_times(typingctx, matrix, period, block, row, factor):
+    """``row[j] = factor[j] * m``, m what :func:`merge_block` would write at ``row[j]``: the
+    results of a block of a backward pass times the incoming gradient, which is not split. Where
+    ``factor`` is shorter than ``row``, nothing is written."""
+    if not _check(row, period, block, matrix):
+        return None
+    if not (isinstance(factor, types.Array) and factor.ndim == 1 and factor.layout == "C" and factor.dtype == row.dtype):
+        raise TypeError(f"merge_block_times needs a C-contiguous factor row of the row's dtype, got {factor}")
+    return types.void(matrix, period, block, row, factor), _transposer(to_matrix=False)
 
 
 @intrinsic
