@@ -23,8 +23,8 @@ search over the moves that one cheap instruction does (``unpcklps``, ``shufps``,
 rather than ``vpermt2ps``). Other periods gather each output from its sources in turn.
 W1 at 4096 x 512 float32, one thread: forward 1.2 ms with LLVM's interleaved accesses in one
 loop body for the whole period, 1.05 ms with butterfly transposes (24 ``vpermt2ps`` a block each
-way), 0.96-1.0 ms with the cheapest moves through a row-sized matrix in memory, 0.84 ms a block
-at a time in registers (node-major: 0.76-0.79).
+way), 0.96-1.06 ms with the cheapest moves through a row-sized matrix in memory, 0.84-0.95 ms
+a block at a time in registers (node-major: 0.78-0.83).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-__all__ = ["block_buffer", "split_block", "merge_block", "merge_block_times", "group", "vector_bytes", "block_programs", "shuffle_program", "shuffles_per_vector"]
+__all__ = ["block_buffer", "split_block", "merge_block", "merge_block_times", "group", "vector_bytes", "block_programs",
+           "shuffle_program", "shuffles_per_vector"]
 
 #: One step of a shuffle program: (result, first, second, mask): ``result`` is the vector whose
 #: lane j is lane ``mask[j]`` of the concatenation of vectors ``first`` and ``second``.
