@@ -399,8 +399,9 @@ def _cpu_periodic(lines: _Lines, positions: Sequence[PrintedFormula]) -> None:
     ``interleaved.group(c0 + i, ...)``, a permutation of the block's groups), one loop of ``lanes``
     iterations computes every position's formula on its row of the matrix (LLVM vectorises it and
     keeps the matrix in registers; a formula that cannot be vectorised gets a loop of its own),
-    and ``interleaved.merge_block`` writes the results back into the layer's row. Summing kinds
-    add column c's terms to float64 sums, and node k0 + P*g + k's sums for its constant c to
+    and ``interleaved.merge_block`` writes the results back into the layer's row (a backward pass
+    merges f' and multiplies it by err there: ``merge_block_times``). Summing kinds add column c's
+    terms to float64 sums, and node k0 + P*g + k's sums for its constant c to
     ``partial[(C_k + c) * groups + g]`` at the end, C_k the constants of the positions before k."""
     period = len(positions)
     lines(0, *(line.format(modules="interleaved", options=_CPU_ACTIVATION_OPTIONS) for line in _CPU_PREAMBLE))

@@ -134,4 +134,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             inplace.settle(grad[lo:hi], grad_s)
         partials[task, 0] = g_delta
 
-# codegen fingerprint: 0787e0a80f32bc3a
+# codegen fingerprint: fd5093dda7e86a0b
