@@ -598,13 +598,18 @@ def test_periodic_batch_major_equals_node_major(period, n, b, dtype):
 
 
 def test_periodic_layer_with_a_scalar_only_function():
-    """A formula whose function has only a scalar version (lgamma) makes its own position's loop
-    scalar, not the period's: the layer takes the periodic module, and computes right."""
+    """A formula whose function has only a scalar version (lgamma, digamma) gets a loop of its own
+    over the block, so that the other positions' shared loop stays vectorisable: the layer takes
+    the periodic module, its source shows the loops so, and it computes right."""
     from symjit_numba.backends.cpu_jit import task_layout
 
     configs = [("relu", {}), ("loggamma(num + 5)", {}), ("swish", {"beta": 1.5}), ("tanh", {})] * 16
     layer = build(configs, "CPU_JIT", layout="batch_major")
     assert task_layout(layer.plan, "batch_major").period is not None
+    row_block = layer.source().split("def row_block_both")[0]  # (forward and backward)
+    loops = re.findall(r"^( *)for i in range\(lanes\):\n((?:\1    .*\n)+)", row_block, flags=re.M)
+    positions = [re.findall(r"num = z_b\[\d+, i\]  # (.*)", body) for _, body in loops]
+    assert positions and all(p in (["relu", "swish", "tanh"], ["loggamma(num + 5)"]) for p in positions), positions
     n, b = len(configs), 33
     rng = np.random.default_rng(7)
     z, err = rng.normal(scale=2, size=(b, n)), rng.normal(size=(b, n))

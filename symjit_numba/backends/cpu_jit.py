@@ -66,8 +66,9 @@ GROUP_CHUNK = 32
 #: module of the period's own (codegen ``"periodic"``, see task_layout), if splitting its rows takes
 #: at most MAX_SHUFFLES shuffles per vector (``interleaved.shuffles_per_vector``: P = 2, 3, 4, 5, 6,
 #: 8, 16). Measured against the tiles (4096 rows float32, one thread): faster at every such period
-#: (W1 forward 0.96-1.0 ms against 1.69, backward_with_params 1.51 against 2.66; P = 5 ties), slower
-#: at P = 7 (6 shuffles per vector: backward_with_params 3.2 ms against 2.6) and P = 12.
+#: (W1 forward 0.88-0.95 ms against 1.69, backward_with_params 1.4-1.5 against 2.66; P = 5 ties),
+#: slower at P = 7 (6 shuffles per vector: backward_with_params 3.2 ms against 2.6) and P = 12
+#: (these two measured with the previous, row-at-a-time design).
 MAX_PERIOD = 16
 MAX_SHUFFLES = 5
 #: Fewest periods per row for the periodic module: a vector's worth of float32 lanes.
@@ -522,11 +523,11 @@ def task_layout(plan: LayerPlan, layout: str) -> Tasks:
     (:func:`_period`), else ``"tiled"``: computed node-major tile by tile with the tile plan of
     :func:`.cpu_tasks.tile_plan`.
 
-    A periodic module (codegen ``"periodic"``) splits each row into one row per position of the
-    period (``mathlib.interleaved``), runs each position's formula over its row in a loop of its
-    own, and merges the results back. W1 at 4096 x 512 float32, one thread: forward 0.96-1.0 ms
-    where the tiles took 1.8-2.1 (node-major 0.76-0.79), backward 1.37 against 2.4-2.5 (node-major
-    0.95-1.04).
+    A periodic module (codegen ``"periodic"``) takes each row a block at a time: split into one
+    row per position of the period in registers (``mathlib.interleaved``), every position's formula
+    in one loop over the block, the results merged back. W1 at 4096 x 512 float32, one thread:
+    forward 0.88-0.95 ms where the tiles took 1.8-2.1 (node-major 0.78-0.83), backward 1.0-1.2
+    against 2.4-2.5 (node-major 0.95-1.1).
     """
     func_ids = np.asarray(plan.func_ids, dtype=np.int64)
     counts = np.asarray(plan.constants_per_node(), dtype=np.int64)

@@ -451,7 +451,7 @@ def merge_block_times(typingctx, matrix, period, block, row, factor):
 @intrinsic
 def group(typingctx, column, period, like):
     """The group (whole period of a row) whose elements :func:`split_block` puts in ``column`` of
-    the matrices of its blocks (column ``lanes*block + i``: row i of the block's matrix), for
+    the matrices of its blocks (column ``lanes*block + i``: column i of the block's matrix), for
     ``like``'s dtype; for a row of G groups, a group >= G is one past the row's end."""
     if not (isinstance(period, types.IntegerLiteral) and isinstance(column, types.Integer)
             and isinstance(like, types.Array)):

@@ -113,4 +113,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
                 grad_s[i] = (((-y_true)/y_pred) + ((T(1.0) - y_true)/(T(1.0) - y_pred)))
             inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -112,4 +112,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
                 grad_s[i] = (vm.sigmoid(y_pred) - y_true)
             inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -190,4 +190,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             num = z[r, i]
             delta[r, i] = err[r, i] * (T(1.0)*vm.exp(num) if num <= T(0.0) else T(1.0))
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -247,4 +247,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             delta[r, i] = err[r, i] * (c_alpha*vm.exp(num) if t0 else T(1.0))
         partial[columns[r] + 0] = g_alpha
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -193,4 +193,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             num = z[r, i]
             delta[r, i] = err[r, i] * (T(0.0) if num <= T(-3.0) else (T(1.0) if num >= T(3.0) else (T(0.5) + T(0.3333333333333333)*num)))
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -119,4 +119,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
                 grad_s[i] = (T(1.0)*(T(1) if t0 > T(0) else (T(-1) if t0 < T(0) else t0)) if abs(t0) >= T(1.0) else t0)
             inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -134,4 +134,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
             inplace.settle(grad[lo:hi], grad_s)
         partials[task, 0] = g_delta
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -132,4 +132,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
                 grad_s[i] = (((T(2.0)*t1*vm.cosh(t0))/(T(1.0) + T(2.0)*(t1*t1))) if t3 < T(1.0) else (t4 - (T(2.0)*t4*vm.sigmoid((-(T(2.0)*t3))))))
             inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

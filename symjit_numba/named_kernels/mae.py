@@ -115,4 +115,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
                 grad_s[i] = (T(1) if h0 > T(0) else (T(-1) if h0 < T(0) else h0))
             inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -241,4 +241,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             t4 = (t3 + T(2.0)*t2)
             delta[r, i] = err[r, i] * ((t3/t4) + ((T(4.0)*t2*num*(T(1.0) + t0)*(T(1.0) if t1 else t0))/(t4*t4)))
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -114,4 +114,4 @@ def loss_backward_params(first, last, pred, true, grad, params, partials):
                 grad_s[i] = (T(2.0)*y_pred - (T(2.0)*y_true))
             inplace.settle(grad[lo:hi], grad_s)
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

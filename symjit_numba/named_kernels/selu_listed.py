@@ -296,4 +296,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
         partial[columns[r] + 0] = g_alpha
         partial[columns[r] + 1] = g_scale
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

@@ -205,4 +205,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             h0 = (T(1.0) + t0)
             delta[r, i] = err[r, i] * (t0/(h0*h0))
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

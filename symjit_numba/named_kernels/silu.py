@@ -208,4 +208,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             t1 = (T(1.0) + t0)
             delta[r, i] = err[r, i] * (((t0*num)/(t1*t1)) + ((T(1.0) if num >= T(0.0) else t0)/t1))
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

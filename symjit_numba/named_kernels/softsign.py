@@ -196,4 +196,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             t0 = (T(1.0) + abs(num))
             delta[r, i] = err[r, i] * ((T(1)/(t0)) + ((-(num*(T(1) if num > T(0) else (T(-1) if num < T(0) else num))))/(t0*t0)))
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

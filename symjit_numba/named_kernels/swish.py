@@ -217,4 +217,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             t2 = (T(1.0) + t1)
             delta[r, i] = err[r, i] * (((t0*t1)/(t2*t2)) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

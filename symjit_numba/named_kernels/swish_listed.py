@@ -283,4 +283,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             delta[r, i] = err[r, i] * (((t0*t1)/t3) + ((T(1.0) if t0 >= T(0.0) else t1)/t2))
         partial[columns[r] + 0] = g_beta
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

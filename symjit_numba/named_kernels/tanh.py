@@ -214,4 +214,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             h1 = (T(1.0) + t0)
             delta[r, i] = err[r, i] * ((T(4.0)*t0)/(h1*h1))
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221

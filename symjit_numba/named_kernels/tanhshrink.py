@@ -196,4 +196,4 @@ def nodes_block_backward_params(z, err, delta, params, offsets, columns, rows, k
             h0 = vm.tanh(num)
             delta[r, i] = err[r, i] * (h0*h0)
 
-# codegen fingerprint: fd5093dda7e86a0b
+# codegen fingerprint: bcff9e96b4d9c221
